@@ -1,0 +1,167 @@
+"""Extendable-output functions (VDAF-08 section 6.2) and domain separation tags.
+
+:class:`Xof` is the interface every XOF implements (``SEED_SIZE``, a stream
+opened from ``(seed, dst, binder)`` and read with :meth:`Xof.next`); the
+derived operations ``next_vec``, ``derive_seed`` and ``expand_into_vec`` are
+written once on the base class. Prio3 uses :class:`XofTurboShake128`;
+XofFixedKeyAes128 (Poplar1's IDPF) is another subclass to add here.
+
+TurboSHAKE128 comes from PyCryptodome (``Crypto.Hash.TurboSHAKE128``); there is
+no Keccak code in this project.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar, Final
+
+from Crypto.Hash import TurboSHAKE128
+
+from dap.errors import VdafError
+from dap.vdaf.field import Field
+
+__all__ = ["VERSION", "Xof", "XofTurboShake128", "format_dst"]
+
+#: VDAF draft version that goes into every domain separation tag.
+VERSION: Final = 8
+
+
+def format_dst(algo_class: int, algo_id: int, usage: int) -> bytes:
+    """``byte(VERSION) || byte(algo_class) || be32(algo_id) || be16(usage)``."""
+    if not (0 <= algo_class < 256 and 0 <= algo_id < 2**32 and 0 <= usage < 2**16):
+        raise VdafError(f"bad DST parameters class={algo_class} id={algo_id:#x} usage={usage}")
+    return bytes((VERSION, algo_class)) + algo_id.to_bytes(4, "big") + usage.to_bytes(2, "big")
+
+
+class Xof(ABC):
+    """One XOF stream, keyed by a seed and bound to a DST and a binder string."""
+
+    SEED_SIZE: ClassVar[int]
+
+    __slots__ = ()
+
+    @abstractmethod
+    def __init__(self, seed: bytes, dst: bytes, binder: bytes) -> None: ...
+
+    @abstractmethod
+    def next(self, length: int) -> bytes:
+        """The next ``length`` bytes of the stream."""
+
+    def next_vec(self, field: Field, length: int) -> list[int]:
+        """``length`` field elements by rejection sampling (VDAF-08 section 6.2).
+
+        Each ``ENCODED_SIZE`` chunk is read as a little-endian integer, masked
+        with ``field.SAMPLE_MASK`` and kept only if below the modulus; rejected
+        chunks are consumed. Reading ``k`` chunks at once and then the missing
+        ones is the same stream as reading them one by one.
+        """
+        size = field.ENCODED_SIZE
+        modulus = field.MODULUS
+        mask = field.SAMPLE_MASK
+        out: list[int] = []
+        need = length
+        while need > 0:
+            chunk = field.decode_raw(self.next(need * size))
+            if not field.FULL_MASK:
+                chunk = [x & mask for x in chunk]
+            if max(chunk) < modulus:
+                out += chunk
+            else:
+                out += [x for x in chunk if x < modulus]
+            need = length - len(out)
+        return out
+
+    @classmethod
+    def derive_seed(cls, seed: bytes, dst: bytes, binder: bytes) -> bytes:
+        """The first ``SEED_SIZE`` bytes of the stream."""
+        return cls(seed, dst, binder).next(cls.SEED_SIZE)
+
+    @classmethod
+    def expand_into_vec(cls, field: Field, seed: bytes, dst: bytes, binder: bytes, length: int) -> list[int]:
+        """``length`` elements of ``field`` from a fresh stream."""
+        return cls(seed, dst, binder).next_vec(field, length)
+
+
+class XofTurboShake128(Xof):
+    """TurboSHAKE128 with domain byte 0x01 over ``byte(len(dst)) || dst || seed || binder``.
+
+    ``derive_seed`` and ``expand_into_vec`` know their output length up front
+    and use PyCryptodome's one-shot Keccak entry point when it is available
+    (one C call instead of a hash object); a rejected field element falls back
+    to the streaming object. Both paths are the same TurboSHAKE128.
+    """
+
+    SEED_SIZE: ClassVar[int] = 16
+
+    __slots__ = ("_message", "_stream")
+
+    def __init__(self, seed: bytes, dst: bytes, binder: bytes) -> None:
+        self._message = _turboshake_message(seed, dst, binder)
+        self._stream: Any = None
+
+    def next(self, length: int) -> bytes:
+        if self._stream is None:
+            self._stream = TurboSHAKE128.new(domain=1, data=self._message)
+        return self._stream.read(length)
+
+    @classmethod
+    def derive_seed(cls, seed: bytes, dst: bytes, binder: bytes) -> bytes:
+        if _oneshot is None:
+            return super().derive_seed(seed, dst, binder)
+        return bytes(_oneshot(_turboshake_message(seed, dst, binder), 16))
+
+    @classmethod
+    def expand_into_vec(cls, field: Field, seed: bytes, dst: bytes, binder: bytes, length: int) -> list[int]:
+        message = _turboshake_message(seed, dst, binder)
+        if _oneshot is None or length == 0 or not field.FULL_MASK:
+            return cls(seed, dst, binder).next_vec(field, length)
+        vec = field.decode_raw(_oneshot(message, length * field.ENCODED_SIZE))
+        if max(vec) < field.MODULUS:
+            return vec
+        return cls(seed, dst, binder).next_vec(field, length)
+
+
+def _turboshake_message(seed: bytes, dst: bytes, binder: bytes) -> bytes:
+    if len(seed) != 16:
+        raise VdafError(f"XofTurboShake128 seed must be 16 bytes, got {len(seed)}")
+    if len(dst) > 255:
+        raise VdafError(f"XofTurboShake128 dst must be at most 255 bytes, got {len(dst)}")
+    return b"".join((bytes((len(dst),)), dst, seed, binder))
+
+
+def _load_oneshot() -> Callable[[bytes, int], Any] | None:
+    """PyCryptodome's ``keccak_oneshot`` (12 rounds, capacity 32, domain 0x01), if usable.
+
+    This is a private entry point of the same C Keccak that ``TurboSHAKE128``
+    wraps; it is used only after it reproduces the public API on a few inputs
+    (short and multi-block), otherwise the public API is used everywhere.
+    """
+    try:
+        from Crypto.Hash.keccak import _raw_keccak_lib  # noqa: PLC0415
+        from Crypto.Util import _raw_api  # noqa: PLC0415
+
+        ffi = _raw_api.ffi  # only the cffi backend has it
+        oneshot_c = _raw_keccak_lib.keccak_oneshot
+    except (ImportError, AttributeError):
+        return None
+    new = ffi.new
+    buffer = ffi.buffer
+
+    def oneshot(message: bytes, length: int) -> Any:
+        """The first ``length`` output bytes, as a cffi buffer (bytes-like)."""
+        out = new("uint8_t[]", length)
+        if oneshot_c(message, len(message), out, length, 32, 12, 1):
+            raise RuntimeError("keccak_oneshot failed")
+        return buffer(out)
+
+    try:
+        for message, length in ((b"", 16), (bytes(range(200)), 16), (b"\x08" * 33, 500)):
+            if bytes(oneshot(message, length)) != TurboSHAKE128.new(domain=1, data=message).read(length):
+                return None
+    except Exception:  # noqa: BLE001 - any surprise means: do not use the private path
+        return None
+    return oneshot
+
+
+_oneshot = _load_oneshot()

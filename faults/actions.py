@@ -1,0 +1,558 @@
+"""Fault actions: one small frozen type per action, one name -> class table.
+
+Every action is an ``@attrs.frozen`` class whose fields are its parameters
+(units in the names: ``delay_ms``) and which has one coroutine
+``apply(flow, ctx)``. ``flow`` is the live :class:`mitmproxy.http.HTTPFlow`;
+``ctx`` is the per-rule view of the run state (:class:`ActionContext`): the
+rule, an RNG derived from the plan seed and the rule id, the history writer,
+held flows and the way to send copies upstream. Actions never read the wall
+clock or an unseeded RNG to decide anything.
+
+Class attributes (not parameters):
+
+- ``phases``: the phases the action can run in; ``default_phase`` is used when
+  the rule's matcher names none.
+- ``observes``: the action also wants :meth:`observe` for every message the
+  rule's matcher accepts (before the occurrence limits are consulted), e.g.
+  reorder releases its held flow on the next matching message.
+
+Adding an action: write the class, add it to :data:`ACTIONS`, document it in
+``docs/plans.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import attrs
+from attrs import validators as v
+
+if TYPE_CHECKING:  # pragma: no cover
+    import random
+
+    from mitmproxy import http
+
+__all__ = [
+    "ACTIONS",
+    "EVENT_NAMES",
+    "SYNTHESIZERS",
+    "Action",
+    "ActionContext",
+    "Auth",
+    "CorruptBytes",
+    "CorruptField",
+    "Delay",
+    "DropRequest",
+    "DropResponse",
+    "Duplicate",
+    "Reorder",
+    "ReplayLater",
+    "Respond",
+    "Synthesize",
+    "Truncate",
+    "action_name",
+]
+
+def _int(*extra: Any) -> Any:
+    """Validator: a real int (bools refused) plus extra checks."""
+
+    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{attr.name} must be an integer, got {value!r}")
+
+    return v.and_(check, *extra)
+
+
+#: Named events ``replay-later`` can wait for: ``name -> (kind, status predicate)``.
+#: Events named ``manual:<anything>`` are fired through the control channel.
+EVENT_NAMES: dict[str, tuple[str, str]] = {
+    "collection_finished": ("collection_poll", "200"),
+    "collection_created": ("collection_create", "2xx"),
+    "collection_deleted": ("collection_delete", "2xx"),
+    "upload_done": ("upload", "2xx"),
+    "agg_init_done": ("agg_init", "2xx"),
+    "agg_continue_done": ("agg_continue", "2xx"),
+    "agg_delete_done": ("agg_delete", "2xx"),
+    "agg_share_done": ("agg_share", "2xx"),
+}
+
+
+def _valid_event(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not (value in EVENT_NAMES or (value.startswith("manual:") and len(value) > 7)):
+        known = ", ".join(sorted(EVENT_NAMES))
+        raise ValueError(f"{attr.name} must be one of {known} or 'manual:<name>', got {value!r}")
+
+
+class ActionContext(Protocol):
+    """What an action may use while applying (implemented by the proxy's run state)."""
+
+    rule_id: str
+    rng: random.Random
+    """Seeded from (plan seed, rule id); the action's own stream."""
+
+    def record(self, **changed: Any) -> None:
+        """Write a fault event for this rule and flow to history, now."""
+
+    def send_copy(self, copy: http.HTTPFlow, *, origin: str, delay_ms: int = 0) -> None:
+        """Send a request copy upstream (marked: never matched again, recorded)."""
+
+    async def hold(self, flow: http.HTTPFlow, *, max_hold_ms: int) -> str:
+        """Hold until released (by :meth:`release_held`, a plan change or the timeout); return why."""
+
+    def release_held(self, by: http.HTTPFlow) -> bool:
+        """Release this rule's held flow after ``by`` has gone through. False if none is held."""
+
+    def defer_replay(self, copy: http.HTTPFlow, *, after_event: str | None, after_messages: int | None) -> None:
+        """Keep a request copy and send it after an event or N more matching messages."""
+
+    def count_observed(self) -> None:
+        """Tell pending replays of this rule that one more matching message went by."""
+
+
+class Action(Protocol):
+    phases: ClassVar[frozenset[str]]
+    default_phase: ClassVar[str]
+    observes: ClassVar[bool]
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None: ...
+
+
+_REQ = frozenset({"request"})
+_RESP = frozenset({"response"})
+_BOTH = frozenset({"request", "response"})
+
+
+def _message(flow: http.HTTPFlow, phase: str) -> http.Message:
+    return flow.request if phase == "request" else flow.response  # type: ignore[return-value]
+
+
+def set_body(msg: http.Message, body: bytes) -> None:
+    """Replace the raw body and keep ``Content-Length`` truthful (a shorter body is a complete,
+    shorter message, not a stalled transfer)."""
+    msg.raw_content = body
+    if "content-length" in msg.headers or "transfer-encoding" not in msg.headers:
+        msg.headers["content-length"] = str(len(body))
+
+
+def _phase(flow: http.HTTPFlow) -> str:
+    return "response" if flow.response is not None else "request"
+
+
+# --- connection-level ---------------------------------------------------------
+
+
+@attrs.frozen
+class DropRequest:
+    """Never forward the request; the client's connection is closed without an answer."""
+
+    phases: ClassVar = _REQ
+    default_phase: ClassVar = "request"
+    observes: ClassVar = False
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        ctx.record(dropped="request")
+        flow.kill()
+
+
+@attrs.frozen
+class DropResponse:
+    """Forward the request (the upstream processes it), then lose the reply: the client's
+    connection is closed without a response."""
+
+    phases: ClassVar = _RESP
+    default_phase: ClassVar = "response"
+    observes: ClassVar = False
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        ctx.record(dropped="response", upstream_status=flow.response.status_code if flow.response else None)
+        flow.kill()
+
+
+@attrs.frozen
+class Delay:
+    """Hold the message ``delay_ms`` plus a seeded jitter in [0, ``jitter_ms``]; other flows go on."""
+
+    delay_ms: int = attrs.field(validator=_int(v.ge(0)))
+    jitter_ms: int = attrs.field(default=0, validator=_int(v.ge(0)))
+
+    phases: ClassVar = _BOTH
+    default_phase: ClassVar = "request"
+    observes: ClassVar = False
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        total = self.delay_ms + (ctx.rng.randint(0, self.jitter_ms) if self.jitter_ms else 0)
+        ctx.record(delay_ms=total)
+        await asyncio.sleep(total / 1000)
+
+
+@attrs.frozen
+class Duplicate:
+    """Send ``copies`` extra copies of the request upstream: all at once (``spacing_ms`` 0),
+    or the i-th copy ``i * spacing_ms`` after the original. Copies are marked and never
+    matched again; their responses are recorded, never shown to the client."""
+
+    copies: int = attrs.field(default=1, validator=_int(v.ge(1), v.le(100)))
+    spacing_ms: int = attrs.field(default=0, validator=_int(v.ge(0)))
+
+    phases: ClassVar = _REQ
+    default_phase: ClassVar = "request"
+    observes: ClassVar = False
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        ctx.record(copies=self.copies, spacing_ms=self.spacing_ms)
+        for i in range(self.copies):
+            ctx.send_copy(flow.copy(), origin="duplicate", delay_ms=(i + 1) * self.spacing_ms)
+
+
+@attrs.frozen
+class Reorder:
+    """Hold the message until the next message this rule's matcher accepts has gone
+    through (its response arrived, or for phase response: it was delivered), then deliver
+    it. Released, never dropped, on a plan change or after ``max_hold_ms``."""
+
+    max_hold_ms: int = attrs.field(default=30_000, validator=_int(v.ge(1)))
+
+    phases: ClassVar = _BOTH
+    default_phase: ClassVar = "request"
+    observes: ClassVar = True
+
+    def observe(self, flow: http.HTTPFlow, ctx: ActionContext) -> bool:
+        """Another matching message: it overtakes the held one. True = do not hold it too."""
+        return ctx.release_held(flow)
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        ctx.record(held=True)
+        why = await ctx.hold(flow, max_hold_ms=self.max_hold_ms)
+        ctx.record(released=why)
+
+
+@attrs.frozen
+class ReplayLater:
+    """Keep a copy of the request and send it again later: after the named event
+    (``after_event``, see :data:`EVENT_NAMES`) or after ``after_messages`` more messages
+    this rule's matcher accepts. Exactly one of the two. The original goes through."""
+
+    after_event: str | None = attrs.field(default=None, validator=_valid_event)
+    after_messages: int | None = attrs.field(default=None, validator=v.optional(_int(v.ge(1))))
+
+    phases: ClassVar = _REQ
+    default_phase: ClassVar = "request"
+    observes: ClassVar = True
+
+    def __attrs_post_init__(self) -> None:
+        if (self.after_event is None) == (self.after_messages is None):
+            raise ValueError("replay-later needs exactly one of after_event, after_messages")
+
+    def observe(self, flow: http.HTTPFlow, ctx: ActionContext) -> bool:
+        ctx.count_observed()
+        return False
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        ctx.record(stored=True, after_event=self.after_event, after_messages=self.after_messages)
+        ctx.defer_replay(flow.copy(), after_event=self.after_event, after_messages=self.after_messages)
+
+
+# --- byte-level -----------------------------------------------------------------
+
+
+@attrs.frozen
+class CorruptBytes:
+    """Flip ``flips`` distinct, seeded bit positions in the body."""
+
+    flips: int = attrs.field(default=1, validator=_int(v.ge(1)))
+
+    phases: ClassVar = _BOTH
+    default_phase: ClassVar = "request"
+    observes: ClassVar = False
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        msg = _message(flow, _phase(flow))
+        body = bytearray(msg.raw_content or b"")
+        if not body:
+            ctx.record(skipped="empty body")
+            return
+        bits = ctx.rng.sample(range(len(body) * 8), min(self.flips, len(body) * 8))
+        for bit in bits:
+            body[bit // 8] ^= 0x80 >> (bit % 8)
+        set_body(msg, bytes(body))
+        ctx.record(flipped_bits=sorted(bits))
+
+
+@attrs.frozen
+class Truncate:
+    """Cut the last ``drop_bytes`` bytes off the body (all of it if it is shorter)."""
+
+    drop_bytes: int = attrs.field(default=1, validator=_int(v.ge(1)))
+
+    phases: ClassVar = _BOTH
+    default_phase: ClassVar = "request"
+    observes: ClassVar = False
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        msg = _message(flow, _phase(flow))
+        body = msg.raw_content or b""
+        keep = max(0, len(body) - self.drop_bytes)
+        set_body(msg, body[:keep])
+        ctx.record(length_before=len(body), length_after=keep)
+
+
+CORRUPT_OPS = ("set", "add", "random", "flip", "zero", "reverse", "shuffle", "drop_first", "duplicate_first")
+
+
+@attrs.frozen
+class CorruptField:
+    """Decode the body with the DAP codec, change one field, re-encode.
+
+    ``field`` is a codec field path of the message class for the rule's kind and phase
+    (e.g. ``report_metadata.report_id``, ``step``, ``prepare_resps``); validated at load.
+    ``op``: ``set`` (``value``: int, or hex for bytes), ``add`` (``value``: int delta),
+    ``random`` (seeded, same length), ``flip`` (one seeded bit), ``zero``, and for lists
+    ``reverse``, ``shuffle`` (seeded), ``drop_first``, ``duplicate_first``.
+    """
+
+    field: str = attrs.field(validator=[v.instance_of(str), v.min_len(1)])
+    op: str = attrs.field(default="random", validator=v.in_(CORRUPT_OPS))
+    value: int | str | None = attrs.field(default=None, validator=v.optional(v.instance_of((int, str))))
+
+    phases: ClassVar = _BOTH
+    default_phase: ClassVar = "request"
+    observes: ClassVar = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.op in ("set", "add") and self.value is None:
+            raise ValueError(f"op {self.op!r} needs a value")
+        if self.op == "add" and (isinstance(self.value, bool) or not isinstance(self.value, int)):
+            raise ValueError("op 'add' needs an integer value")
+        if self.op == "set" and isinstance(self.value, str):
+            try:
+                bytes.fromhex(self.value)
+            except ValueError:
+                raise ValueError(f"value {self.value!r} is not hex") from None
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        from faults import dapcodec
+
+        phase = _phase(flow)
+        msg = _message(flow, phase)
+        from faults.classify import classify
+
+        kind = classify(flow.request.method, flow.request.path).kind
+        try:
+            new_body, before, after = dapcodec.corrupt_field(
+                msg.raw_content or b"", kind, phase, self.field, self.op, self.value, ctx.rng
+            )
+        except dapcodec.CodecUnavailable as exc:
+            ctx.record(skipped=str(exc))
+            return
+        except Exception as exc:  # undecodable body or impossible value: record, leave the message alone
+            ctx.record(skipped=f"{type(exc).__name__}: {exc}")
+            return
+        set_body(msg, new_body)
+        ctx.record(field=self.field, op=self.op, before=before, after=after)
+
+
+# --- HTTP-level -----------------------------------------------------------------
+
+AUTH_MODES = ("strip", "wrong_value", "wrong_scheme", "duplicate")
+_AUTH_HEADERS = ("DAP-Auth-Token", "Authorization")
+
+
+@attrs.frozen
+class Auth:
+    """Tamper with request authentication (``DAP-Auth-Token`` / ``Authorization: Bearer``).
+
+    ``mode``: ``strip`` (remove both headers), ``wrong_value`` (same header, ``value`` or a
+    seeded random token of the same length), ``wrong_scheme`` (token moved to
+    ``Authorization: Basic base64(token)``), ``duplicate`` (a second ``DAP-Auth-Token``
+    header carrying ``value``, or the same token).
+    """
+
+    mode: str = attrs.field(default="strip", validator=v.in_(AUTH_MODES))
+    value: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
+
+    phases: ClassVar = _REQ
+    default_phase: ClassVar = "request"
+    observes: ClassVar = False
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        h = flow.request.headers
+        token = h.get("DAP-Auth-Token")
+        auth = h.get("Authorization")
+        if token is None and auth and auth.lower().startswith("bearer "):
+            token = auth[7:]
+        before = {k: h.get_all(k) for k in _AUTH_HEADERS if k in h}
+        if self.mode == "strip":
+            for k in _AUTH_HEADERS:
+                h.pop(k, None)
+        elif self.mode == "wrong_value":
+            wrong = self.value or _wrong_token(token or "", ctx)
+            if "DAP-Auth-Token" in h or "Authorization" not in h:
+                h["DAP-Auth-Token"] = wrong
+            if "Authorization" in h:
+                h["Authorization"] = f"Bearer {wrong}"
+        elif self.mode == "wrong_scheme":
+            for k in _AUTH_HEADERS:
+                h.pop(k, None)
+            h["Authorization"] = "Basic " + base64.b64encode((self.value or token or "").encode()).decode()
+        else:  # duplicate
+            h.add("DAP-Auth-Token", self.value if self.value is not None else (token or ""))
+        after = {k: h.get_all(k) for k in _AUTH_HEADERS if k in h}
+        ctx.record(mode=self.mode, before=before, after=after)
+
+
+def _wrong_token(token: str, ctx: ActionContext) -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    n = max(len(token), 16)
+    while True:
+        wrong = "".join(ctx.rng.choice(alphabet) for _ in range(n))
+        if wrong != token:
+            return wrong
+
+
+def _problem_uri(problem_type: str) -> str:
+    return problem_type if ":" in problem_type else "urn:ietf:params:ppm:dap:error:" + problem_type
+
+
+@attrs.frozen
+class Respond:
+    """Answer with ``status`` (and a problem document of ``problem_type`` if given).
+
+    Phase request: instead of forwarding (the upstream never sees it). Phase response:
+    after forwarding, in place of the real response ("response lost after commit").
+    ``problem_type`` is a DAP token (``batchMismatch``) or a full URI.
+    """
+
+    status: int = attrs.field(default=500, validator=_int(v.ge(100), v.le(599)))
+    problem_type: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
+    detail: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
+
+    phases: ClassVar = _BOTH
+    default_phase: ClassVar = "request"
+    observes: ClassVar = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.problem_type is not None and ":" not in self.problem_type:
+            from dap.constants import ProblemType
+
+            if ProblemType.from_token(self.problem_type) is None:
+                raise ValueError(f"unknown DAP problem type {self.problem_type!r}")
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        from mitmproxy import http as mhttp
+
+        from faults.classify import classify
+
+        real = flow.response.status_code if flow.response is not None else None
+        headers: dict[str, str] = {}
+        body = b""
+        if self.problem_type is not None:
+            doc: dict[str, Any] = {"type": _problem_uri(self.problem_type), "status": self.status}
+            doc["title"] = self.detail or "injected by dap-faultrun"
+            task = classify(flow.request.method, flow.request.path).task_id
+            if task:
+                doc["taskid"] = task
+            body = json.dumps(doc).encode()
+            headers["Content-Type"] = "application/problem+json"
+        flow.response = mhttp.Response.make(self.status, body, headers)
+        ctx.record(status=self.status, problem_type=self.problem_type, replaced_status=real)
+
+
+@attrs.frozen
+class Synthesize:
+    """Send a message the honest peer never sends, built from the matched flow.
+
+    ``message`` names an entry of :data:`SYNTHESIZERS`:
+
+    - ``continue_step``: an AggregationJobContinueReq with ``step`` for the job of the
+      matched agg_init flow (one PrepareContinue per report, payload copied from the init).
+    - ``reinit_new_job``: the matched AggregationJobInitReq (or only report ``report_index``)
+      PUT again under a new, seeded aggregation job ID.
+
+    The synthesized request goes upstream ``delay_ms`` after the match; it is marked and
+    recorded like a duplicate. The matched flow itself is untouched.
+    """
+
+    message: str = attrs.field(validator=v.in_(("continue_step", "reinit_new_job")))
+    step: int = attrs.field(default=1, validator=_int(v.ge(0), v.le(0xFFFF)))
+    report_index: int | None = attrs.field(default=None, validator=v.optional(_int(v.ge(0))))
+    delay_ms: int = attrs.field(default=0, validator=_int(v.ge(0)))
+
+    phases: ClassVar = _BOTH
+    default_phase: ClassVar = "response"
+    observes: ClassVar = False
+
+    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
+        build = SYNTHESIZERS[self.message]
+        try:
+            copy, changed = build(flow, self, ctx)
+        except Exception as exc:  # undecodable base message: record, send nothing
+            ctx.record(skipped=f"{type(exc).__name__}: {exc}")
+            return
+        ctx.record(message=self.message, **changed)
+        ctx.send_copy(copy, origin=f"synthesize:{self.message}", delay_ms=self.delay_ms)
+
+
+def _synth_continue(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
+    from faults import dapcodec
+
+    body, report_ids = dapcodec.continue_from_init(flow.request.raw_content or b"", act.step, act.report_index)
+    copy = flow.copy()
+    copy.response = None
+    copy.request.method = "POST"
+    set_body(copy.request, body)
+    copy.request.headers["Content-Type"] = dapcodec.media_type_of("AggregationJobContinueReq")
+    return copy, {"step": act.step, "report_ids": report_ids, "path": copy.request.path}
+
+
+def _synth_reinit(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
+    from faults import dapcodec
+    from faults.classify import classify
+
+    body, report_ids = dapcodec.subset_init(flow.request.raw_content or b"", act.report_index)
+    old_job = classify(flow.request.method, flow.request.path).job_id
+    if old_job is None:
+        raise ValueError("matched flow is not an aggregation job request")
+    new_job = base64.urlsafe_b64encode(ctx.rng.randbytes(16)).rstrip(b"=").decode()
+    copy = flow.copy()
+    copy.response = None
+    copy.request.method = "PUT"
+    path, _, query = copy.request.path.partition("?")
+    head, _, _ = path.rstrip("/").rpartition("/")
+    copy.request.path = f"{head}/{new_job}" + (f"?{query}" if query else "")
+    set_body(copy.request, body)
+    copy.request.headers["Content-Type"] = dapcodec.media_type_of("AggregationJobInitReq")
+    return copy, {"old_job_id": old_job, "new_job_id": new_job, "report_ids": report_ids}
+
+
+#: Synthesizer name -> builder(flow, action, ctx) -> (request copy to send, what changed).
+SYNTHESIZERS = {
+    "continue_step": _synth_continue,
+    "reinit_new_job": _synth_reinit,
+}
+
+#: The one name -> class table.
+ACTIONS: dict[str, type] = {
+    "drop-request": DropRequest,
+    "drop-response": DropResponse,
+    "delay": Delay,
+    "duplicate": Duplicate,
+    "reorder": Reorder,
+    "replay-later": ReplayLater,
+    "corrupt-bytes": CorruptBytes,
+    "corrupt-field": CorruptField,
+    "truncate": Truncate,
+    "auth": Auth,
+    "respond": Respond,
+    "synthesize": Synthesize,
+}
+_NAMES = {cls: name for name, cls in ACTIONS.items()}
+
+
+def action_name(action: Any) -> str:
+    """The table name of an action instance (``Delay(...)`` -> ``"delay"``)."""
+    return _NAMES[type(action)]

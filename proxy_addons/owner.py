@@ -1,0 +1,252 @@
+"""Run the fault proxy as a mitmdump child process (the harness's way to use it).
+
+Embedding mitmproxy's master in-process is not a supported API, so the harness owns a
+child ``mitmdump -s proxy_addons/faultproxy.py`` with one ``reverse:`` mode per link on
+free loopback ports, a control port and a random per-run token (in a 0600 file, never on
+the command line)::
+
+    with FaultProxy({"client->leader": "http://127.0.0.1:9001",
+                     "leader->helper": "https://127.0.0.1:9002"}, workdir=run_dir) as proxy:
+        leader_url = proxy.url("client->leader")        # give this to the client
+        proxy.control.load_plan(plan)                   # no restart
+        ...
+        events = proxy.control.history()
+
+Files in ``workdir``: ``history.jsonl``, ``flows.mitm`` (open with ``mitmweb -r``),
+``mitmdump.log``, ``control.token``, ``plan.toml`` (the initial plan).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import attrs
+
+from faults.classify import LINKS
+from faults.errors import ControlError, ProxyStartError
+from faults.plan import Plan, dump_plan
+from proxy_addons.control import ControlClient
+
+__all__ = ["FaultProxy", "free_port", "mitmdump_command"]
+
+log = logging.getLogger(__name__)
+SCRIPT = Path(__file__).with_name("faultproxy.py")
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mitmdump_command() -> list[str]:
+    """How to start mitmdump: the venv's script next to this Python, else PATH."""
+    exe = Path(sys.executable).with_name("mitmdump")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("mitmdump")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()"]
+
+
+@attrs.define
+class FaultProxy:
+    """Owner of one mitmdump child serving every link. Context manager; ``close()`` kills it.
+
+    ``upstreams`` maps link -> upstream base URL (http:// or https://). With an https
+    upstream, pass ``upstream_ca`` (CA file to verify it) or ``ssl_insecure=True``.
+    ``plan`` is installed at start (later plans go through :attr:`control`).
+    """
+
+    upstreams: Mapping[str, str]
+    workdir: Path = attrs.field(converter=Path)
+    plan: Plan | None = None
+    ssl_insecure: bool = False
+    upstream_ca: Path | None = None
+    save_flows: bool = True
+    extra_args: Sequence[str] = ()
+    startup_timeout_s: float = 30.0
+    ports: dict[str, int] = attrs.field(factory=dict, init=False)
+    control_port: int = attrs.field(default=0, init=False)
+    control: ControlClient | None = attrs.field(default=None, init=False)
+    process: subprocess.Popen | None = attrs.field(default=None, init=False)
+    _token: str = attrs.field(default="", init=False, repr=False)
+    _log: object = attrs.field(default=None, init=False, repr=False)
+
+    @property
+    def history_path(self) -> Path:
+        return self.workdir / "history.jsonl"
+
+    @property
+    def flows_path(self) -> Path:
+        return self.workdir / "flows.mitm"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mitmdump.log"
+
+    def url(self, link: str) -> str:
+        """Base URL a party should use instead of the real peer on ``link``."""
+        return f"http://127.0.0.1:{self.ports[link]}"
+
+    def command(self) -> list[str]:
+        """The full mitmdump command line (ports must be assigned)."""
+        cmd = [*mitmdump_command(), "-q", "-s", str(SCRIPT)]
+        for link, port in self.ports.items():
+            cmd += ["--mode", f"reverse:{self.upstreams[link]}@127.0.0.1:{port}"]
+        links = ",".join(f"{port}={link}" for link, port in self.ports.items())
+        cmd += [
+            "--set", f"faultrun_links={links}",
+            "--set", f"faultrun_history={self.history_path}",
+            "--set", f"faultrun_control={self.control_port}",
+            "--set", f"faultrun_token_file={self.workdir / 'control.token'}",
+            "--set", "client_replay_concurrency=-1",
+            "--set", "flow_detail=0",
+            "--set", "termlog_verbosity=warn",
+            "--set", "connection_strategy=lazy",
+        ]
+        if self.plan is not None:
+            cmd += ["--set", f"faultrun_plan={self.workdir / 'plan.toml'}"]
+        if self.ssl_insecure:
+            cmd += ["--set", "ssl_insecure=true"]
+        if self.upstream_ca is not None:
+            cmd += ["--set", f"ssl_verify_upstream_trusted_ca={self.upstream_ca}"]
+        if self.save_flows:
+            cmd += ["-w", str(self.flows_path)]
+        cmd += list(self.extra_args)
+        return cmd
+
+    def start(self) -> FaultProxy:
+        """Start mitmdump and wait until every link port and the control channel answer."""
+        if self.process is not None:
+            raise ProxyStartError("FaultProxy already started")
+        unknown = set(self.upstreams) - set(LINKS)
+        if unknown:
+            raise ProxyStartError(f"unknown link {sorted(unknown)[0]!r} (known: {', '.join(LINKS)})")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = {link: free_port() for link in self.upstreams}
+        self.control_port = free_port()
+        self._token = secrets.token_urlsafe(24)
+        token_file = self.workdir / "control.token"
+        token_file.write_text(self._token)
+        os.chmod(token_file, 0o600)
+        if self.plan is not None:
+            dump_plan(self.plan, self.workdir / "plan.toml")
+        try:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - owned, closed in close()
+            self.process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                cwd=self.workdir, start_new_session=True,
+            )
+            self.control = ControlClient(self.control_port, self._token)
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def _startup_error(self) -> str:
+        """The first option/plan error line mitmdump logged, without the exception class."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        for marker in ("OptionsError: ", "Error: "):
+            for line in lines:
+                if marker in line and not line.startswith(" "):
+                    return line.split(marker, 1)[1].strip()
+        return ""
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None and self.control is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        waiting = [*self.ports.values()]
+        while True:
+            if self.process.poll() is not None:
+                reason = self._startup_error()
+                raise ProxyStartError(
+                    f"mitmdump exited with {self.process.returncode} during startup" + (f": {reason}" if reason else ""),
+                    log_tail=self._log_tail(),
+                )
+            waiting = [p for p in waiting if not _listening(p)]
+            if not waiting:
+                try:
+                    self.control.status()
+                    return
+                except ControlError:
+                    pass
+            if time.monotonic() > deadline:
+                raise ProxyStartError(
+                    f"mitmdump not ready after {self.startup_timeout_s}s (ports not listening: {waiting})",
+                    log_tail=self._log_tail(),
+                )
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL) and release files. Never raises."""
+        if self.control is not None:
+            try:
+                self.control.close()
+            except Exception:
+                log.exception("closing control client")
+            self.control = None
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    log.error("mitmdump pid %s did not exit after SIGKILL", proc.pid)
+            except Exception:
+                log.exception("stopping mitmdump pid %s", proc.pid)
+        if self._log is not None:
+            try:
+                self._log.close()  # type: ignore[attr-defined]
+            except OSError:
+                log.exception("closing mitmdump log")
+            self._log = None
+
+    def __enter__(self) -> FaultProxy:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "process", None) is not None:
+            warnings.warn("FaultProxy collected while its mitmdump child runs; closing it", ResourceWarning,
+                          stacklevel=1)
+            self.close()
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False

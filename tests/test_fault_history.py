@@ -1,0 +1,78 @@
+"""History schema: JSONL writer/reader round trip, torn last line, run-to-run comparison."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from faults.history import ControlEvent, FaultEvent, HistoryWriter, MessageEvent, comparable, read_history
+
+
+def _fill(w: HistoryWriter) -> None:
+    w.control("plan_loaded", seed=1, rules=["a"])
+    w.message(link="client->leader", kind="upload", phase="request", flow_id="f-1", flow_seq=1, method="PUT",
+              path="/tasks/t/reports", media_type="application/dap-report", body_len=230,
+              summary={"report_ids": ["00" * 16], "task_id": "t"})
+    w.fault(rule_id="a", action="corrupt-bytes", link="client->leader", kind="upload", phase="request",
+            flow_id="f-1", flow_seq=1, changed={"flipped_bits": [3, 9]})
+    w.message(link="client->leader", kind="upload", phase="response", flow_id="f-1", flow_seq=1, method="PUT",
+              path="/tasks/t/reports", status=400, summary={"problem_type": "urn:x"})
+
+
+def test_write_read_round_trip(tmp_path) -> None:
+    path = tmp_path / "h.jsonl"
+    with HistoryWriter(path, keep_in_memory=True) as w:
+        _fill(w)
+        mem = list(w.events)
+    events = read_history(path)
+    assert events == mem
+    assert [type(e) for e in events] == [ControlEvent, MessageEvent, FaultEvent, MessageEvent]
+    assert [e.seq for e in events] == [0, 1, 2, 3]
+    assert events[2].changed == {"flipped_bits": [3, 9]} and events[3].status == 400
+    assert read_history(path, since_seq=2) == events[2:]
+    first = json.loads(path.read_text().splitlines()[1])
+    assert first["event"] == "message" and first["summary"]["report_ids"] == ["00" * 16]
+
+
+def test_torn_last_line_is_skipped_but_torn_middle_line_is_an_error(tmp_path) -> None:
+    path = tmp_path / "h.jsonl"
+    with HistoryWriter(path) as w:
+        _fill(w)
+    text = path.read_text()
+    path.write_text(text + '{"seq": 4, "t_mo')
+    assert len(read_history(path)) == 4
+    lines = text.splitlines()
+    path.write_text("\n".join([lines[0], lines[1][:10], *lines[2:]]) + "\n")
+    with pytest.raises(json.JSONDecodeError):
+        read_history(path)
+
+
+def test_schema_rejects_unknown_fields() -> None:
+    w = HistoryWriter(None)
+    with pytest.raises(TypeError):
+        w.message(link=None, kind=None, phase="request", flow_id="x", flow_seq=1, method="GET", path="/",
+                  colour="red")
+
+
+def test_comparable_drops_only_volatile_fields(tmp_path) -> None:
+    a, b = HistoryWriter(None), HistoryWriter(None)
+    _fill(a)
+    b.control("something_else")
+    _fill(b)
+    assert comparable(a.events) == comparable(b.events)  # control events and seq/timings ignored
+    c = HistoryWriter(None)
+    _fill(c)
+    c.fault(rule_id="b", action="delay", link=None, kind=None, phase="request", flow_id="z", flow_seq=2,
+            changed={"delay_ms": 5})
+    assert comparable(a.events) != comparable(c.events)
+    assert all("t_mono" not in e and "flow_id" not in e for e in comparable(a.events))
+
+
+def test_appending_continues_seq(tmp_path) -> None:
+    path = tmp_path / "h.jsonl"
+    with HistoryWriter(path) as w:
+        _fill(w)
+    with HistoryWriter(path) as w:
+        w.control("plan_loaded")
+    assert [e.seq for e in read_history(path)] == [0, 1, 2, 3, 4]

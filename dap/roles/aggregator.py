@@ -1,0 +1,754 @@
+"""Leader and Helper: DAP-09 request handling over the SQLite store.
+
+One :class:`Aggregator` serves the tasks of one role (``--role leader`` or
+``--role helper``). Handlers here are synchronous (the Starlette layer in
+:mod:`dap.roles.server` runs them in a worker thread) and follow one pattern:
+task lookup (``unrecognizedTask``) -> authentication (``unauthorizedRequest``,
+nothing read or stored before) -> exact ``Content-Type`` -> strict decode
+(``invalidMessage``) -> checks -> one transaction that stores everything the
+response acknowledges -> response.
+
+Accumulation: output shares are added, in the transaction that finishes
+their aggregation, to a *bucket* — the ``time_precision`` interval holding the
+report's timestamp (time_interval) or the batch ID (fixed_size) — together with
+the report count, the checksum (XOR of SHA-256(report_id)) and the time span.
+A collection sums the buckets of its batch. A bucket is marked ``collected``
+when an aggregate share for a batch containing it has left the Aggregator;
+later reports for it are refused (``batch_collected`` / ``reportRejected``).
+
+The Leader's background work (creating and driving aggregation jobs, driving
+collection jobs) lives in :mod:`dap.roles.leader`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+import time
+from typing import Any
+
+from dap import hpke
+from dap.codec import TaskId
+from dap.constants import (
+    MEDIA_TYPE_AGGREGATE_SHARE_REQ,
+    MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ,
+    MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ,
+    MEDIA_TYPE_COLLECT_REQ,
+    MEDIA_TYPE_REPORT,
+    FixedSizeQueryType,
+    PrepareError,
+    PrepareRespState,
+    ProblemType,
+    QueryType,
+    Role,
+)
+from dap.errors import DecodeError, DapError, HpkeError
+from dap.messages import (
+    AggregateShare,
+    AggregateShareReq,
+    AggregationJobContinueReq,
+    AggregationJobInitReq,
+    AggregationJobResp,
+    BatchSelector,
+    CollectionReq,
+    HpkeConfig,
+    HpkeConfigList,
+    Interval,
+    PlaintextInputShare,
+    PrepareResp,
+    Report,
+)
+from dap.roles.http import Plain, Problem, check_auth, check_media_type
+from dap.roles.storage import Store
+from dap.roles.task import AggregatorTask, TaskConfigError
+from dap.roles.vdafs import VdafOps, vdaf_ops
+
+__all__ = ["Aggregator", "Reply", "checksum_of", "xor_checksum", "bucket_key"]
+
+ZERO_CHECKSUM = bytes(32)
+
+
+class Reply:
+    """A handler's successful answer: status, body, media type, extra headers."""
+
+    __slots__ = ("status", "body", "media_type", "headers")
+
+    def __init__(self, status: int, body: bytes = b"", media_type: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.media_type = media_type
+        self.headers = headers or {}
+
+
+def checksum_of(report_id: bytes) -> bytes:
+    return hashlib.sha256(bytes(report_id)).digest()
+
+
+def xor_checksum(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(32, "big")
+
+
+def bucket_key(task: AggregatorTask, time_: int, batch_id: bytes | None) -> bytes:
+    """The accumulation bucket of a report: its time_precision interval or its batch ID."""
+    if task.query_type == QueryType.FIXED_SIZE:
+        assert batch_id is not None
+        return bytes(batch_id)
+    start = time_ - time_ % task.time_precision
+    return struct.pack(">Q", start)
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _decode(cls: Any, body: bytes, task_id: bytes) -> Any:
+    try:
+        return cls.decode(body)
+    except DecodeError as exc:
+        raise Problem(ProblemType.INVALID_MESSAGE, str(exc), task_id=task_id) from None
+
+
+def _path_id(cls: Any, text: str, what: str, task_id: bytes | None = None) -> Any:
+    try:
+        return cls.from_b64(text)
+    except (ValueError, TypeError):
+        raise Problem(ProblemType.INVALID_MESSAGE, f"bad {what} in path", task_id=task_id) from None
+
+
+class Aggregator:
+    """State and request handlers of one Leader or Helper process."""
+
+    def __init__(self, store: Store, *, role: str, clock_skew: int) -> None:
+        self.store = store
+        self.role = role
+        self.clock_skew = clock_skew
+        self._tasks: dict[bytes, tuple[AggregatorTask, VdafOps]] = {}
+        self._tasks_lock = threading.Lock()
+        self.keypairs = self._load_or_create_keys()
+
+    # --- setup -------------------------------------------------------------------------
+
+    def _load_or_create_keys(self) -> dict[int, hpke.HpkeKeypair]:
+        rows = self.store.query("SELECT config_id, keypair FROM hpke_keys ORDER BY created")
+        if not rows:
+            config_id = os.urandom(1)[0]
+            keypair = hpke.generate_keypair(config_id)
+            with self.store.tx() as c:
+                c.execute(
+                    "INSERT INTO hpke_keys(config_id, keypair, created) VALUES(?,?,?)",
+                    (config_id, keypair.to_bytes(), time.time()),
+                )
+            rows = [(config_id, keypair.to_bytes())]
+        return {cid: hpke.HpkeKeypair.from_bytes(kp) for cid, kp in rows}
+
+    def now(self) -> int:
+        return int(time.time())
+
+    # --- tasks -------------------------------------------------------------------------
+
+    def add_task(self, body: Any) -> None:
+        """Register a task (interop add_task); raises TaskConfigError with one line."""
+        task = AggregatorTask.from_interop(body)
+        if task.role != self.role:
+            raise TaskConfigError(f"role: this process is the {self.role}, not the {task.role}")
+        try:
+            HpkeConfig.decode(task.collector_hpke_config)
+        except DecodeError as exc:
+            raise TaskConfigError(f"collector_hpke_config: {exc}") from None
+        if not hpke.HpkeSuite.of(HpkeConfig.decode(task.collector_hpke_config)).supported:
+            raise TaskConfigError("collector_hpke_config: unsupported HPKE suite")
+        ops = vdaf_ops(task.vdaf)
+        if len(task.verify_key) != ops.verify_key_size:
+            raise TaskConfigError(
+                f"vdaf_verify_key: {len(task.verify_key)} bytes, expected {ops.verify_key_size}"
+            )
+        with self.store.tx() as c:
+            row = c.execute("SELECT config FROM tasks WHERE task_id=?", (task.task_id,)).fetchone()
+            if row is not None:
+                if not AggregatorTask.from_json(row[0]).same_config(task):
+                    raise TaskConfigError("task_id: already registered with another configuration")
+                return
+            c.execute(
+                "INSERT INTO tasks(task_id, role, config, created) VALUES(?,?,?,?)",
+                (task.task_id, task.role, task.to_json(), time.time()),
+            )
+        with self._tasks_lock:
+            self._tasks[task.task_id] = (task, ops)
+
+    def get_task(self, task_id: bytes) -> tuple[AggregatorTask, VdafOps] | None:
+        with self._tasks_lock:
+            hit = self._tasks.get(bytes(task_id))
+        if hit is not None:
+            return hit
+        row = self.store.one("SELECT config FROM tasks WHERE task_id=?", (bytes(task_id),))
+        if row is None:
+            return None
+        task = AggregatorTask.from_json(row[0])
+        hit = (task, vdaf_ops(task.vdaf))
+        with self._tasks_lock:
+            self._tasks[task.task_id] = hit
+        return hit
+
+    def all_tasks(self) -> list[tuple[AggregatorTask, VdafOps]]:
+        rows = self.store.query("SELECT task_id FROM tasks WHERE role=?", (self.role,))
+        out = []
+        for (tid,) in rows:
+            hit = self.get_task(tid)
+            if hit is not None:
+                out.append(hit)
+        return out
+
+    def _task_for(self, task_id_text: str, role: str) -> tuple[AggregatorTask, VdafOps]:
+        task_id = _path_id(TaskId, task_id_text, "task ID")
+        hit = self.get_task(task_id)
+        if hit is None or hit[0].role != role:
+            raise Problem(ProblemType.UNRECOGNIZED_TASK, "unknown task", task_id=task_id)
+        return hit
+
+    # --- hpke_config -------------------------------------------------------------------
+
+    def hpke_config(self, task_id_text: str | None) -> Reply:
+        if task_id_text is not None:
+            task_id = _path_id(TaskId, task_id_text, "task_id")
+            if self.get_task(task_id) is None:
+                raise Problem(ProblemType.UNRECOGNIZED_TASK, "unknown task", task_id=task_id)
+        configs = tuple(kp.config for kp in self.keypairs.values())
+        return Reply(
+            200, HpkeConfigList(configs).encode(), HpkeConfigList.MEDIA_TYPE,
+            {"Cache-Control": "max-age=86400"},
+        )
+
+    # --- shared checks -----------------------------------------------------------------
+
+    def _open_input_share(
+        self, role: Role, task: AggregatorTask, metadata: Any, public_share: bytes, ct: Any
+    ) -> tuple[PlaintextInputShare | None, PrepareError | None]:
+        keypair = self.keypairs.get(ct.config_id)
+        if keypair is None:
+            return None, PrepareError.HPKE_UNKNOWN_CONFIG_ID
+        try:
+            plaintext = hpke.open_input_share(keypair, role, task.task_id, metadata, public_share, ct)
+        except HpkeError:
+            return None, PrepareError.HPKE_DECRYPT_ERROR
+        except DecodeError:
+            return None, PrepareError.INVALID_MESSAGE
+        if plaintext.extensions:
+            # DAP-09 defines no extension: any one is unrecognized (and duplicates too).
+            return None, PrepareError.INVALID_MESSAGE
+        return plaintext, None
+
+    def _time_check(self, task: AggregatorTask, t: int) -> PrepareError | None:
+        if t > self.now() + self.clock_skew:
+            return PrepareError.REPORT_TOO_EARLY
+        if task.task_expiration is not None and t > task.task_expiration:
+            return PrepareError.TASK_EXPIRED
+        return None
+
+    # --- Leader: upload ----------------------------------------------------------------
+
+    def upload(self, task_id_text: str, content_type_req: Any, body: bytes) -> Reply:
+        task, ops = self._task_for(task_id_text, "leader")
+        tid = task.task_id
+        check_media_type(content_type_req, MEDIA_TYPE_REPORT, task_id=tid)
+        report = _decode(Report, body, tid)
+        md = report.report_metadata
+        err = self._time_check(task, md.time)
+        if err is PrepareError.REPORT_TOO_EARLY:
+            raise Problem(ProblemType.REPORT_TOO_EARLY, f"report time {md.time} is in the future",
+                          task_id=tid)
+        if err is PrepareError.TASK_EXPIRED:
+            raise Problem(ProblemType.REPORT_REJECTED, "report time is after task_expiration",
+                          task_id=tid)
+        if not ops.public_share_ok(report.public_share):
+            raise Problem(ProblemType.REPORT_REJECTED, "public share does not decode", task_id=tid)
+        ct = report.leader_encrypted_input_share
+        if ct.config_id not in self.keypairs:
+            raise Problem(ProblemType.OUTDATED_CONFIG, f"unknown HPKE config id {ct.config_id}",
+                          task_id=tid)
+        try:
+            plaintext = hpke.open_input_share(
+                self.keypairs[ct.config_id], Role.LEADER, tid, md, report.public_share, ct
+            )
+        except HpkeError:
+            raise Problem(ProblemType.REPORT_REJECTED, "Leader input share does not decrypt",
+                          task_id=tid) from None
+        except DecodeError:
+            raise Problem(ProblemType.REPORT_REJECTED, "Leader input share does not decode",
+                          task_id=tid) from None
+        if plaintext.extensions:
+            raise Problem(ProblemType.INVALID_MESSAGE, "unrecognized report extension", task_id=tid)
+        if not ops.input_share_ok(0, plaintext.payload):
+            raise Problem(ProblemType.REPORT_REJECTED, "Leader input share is malformed",
+                          task_id=tid)
+        with self.store.tx() as c:
+            if task.query_type == QueryType.TIME_INTERVAL:
+                if self.is_collected(c, task, md.time, None):
+                    exists = c.execute(
+                        "SELECT 1 FROM reports WHERE task_id=? AND report_id=?",
+                        (tid, bytes(md.report_id)),
+                    ).fetchone()
+                    if exists is None:
+                        raise Problem(ProblemType.REPORT_REJECTED,
+                                      "the report's batch was already collected", task_id=tid)
+            # A repeated report ID is ignored: stored once, acknowledged again.
+            c.execute(
+                "INSERT OR IGNORE INTO reports(task_id, report_id, time, public_share, leader_share,"
+                " helper_ct, state) VALUES(?,?,?,?,?,?, 'pending')",
+                (tid, bytes(md.report_id), md.time, report.public_share, plaintext.payload,
+                 report.helper_encrypted_input_share.encode()),
+            )
+        return Reply(201)
+
+    # --- accumulation (both roles) -----------------------------------------------------
+
+    def accumulate(self, c: Any, task: AggregatorTask, ops: VdafOps,
+                   items: list[tuple[bytes, bytes, int, Any]]) -> None:
+        """Add (bucket, report_id, time, out_share) items to their buckets, inside tx ``c``."""
+        groups: dict[bytes, list[tuple[bytes, int, Any]]] = {}
+        for bucket, rid, t, out in items:
+            groups.setdefault(bucket, []).append((rid, t, out))
+        for bucket, entries in groups.items():
+            share = ops.aggregate([e[2] for e in entries])
+            chk = ZERO_CHECKSUM
+            for rid, _, _ in entries:
+                chk = xor_checksum(chk, checksum_of(rid))
+            tmin = min(e[1] for e in entries)
+            tmax = max(e[1] for e in entries)
+            row = c.execute(
+                "SELECT agg_share, report_count, checksum, min_time, max_time FROM buckets"
+                " WHERE task_id=? AND bucket=?", (task.task_id, bucket),
+            ).fetchone()
+            if row is None:
+                c.execute(
+                    "INSERT INTO buckets(task_id, bucket, agg_share, report_count, checksum,"
+                    " min_time, max_time) VALUES(?,?,?,?,?,?,?)",
+                    (task.task_id, bucket, share, len(entries), chk, tmin, tmax),
+                )
+            else:
+                merged = ops.merge(row[0], share) if row[0] is not None else share
+                c.execute(
+                    "UPDATE buckets SET agg_share=?, report_count=?, checksum=?, min_time=?,"
+                    " max_time=? WHERE task_id=? AND bucket=?",
+                    (merged, row[1] + len(entries), xor_checksum(row[2], chk),
+                     min(row[3], tmin) if row[3] is not None else tmin,
+                     max(row[4], tmax) if row[4] is not None else tmax,
+                     task.task_id, bucket),
+                )
+
+    def is_collected(self, c: Any, task: AggregatorTask, t: int, batch_id: bytes | None) -> bool:
+        """Whether a report at time ``t`` (fixed_size: in ``batch_id``) is in a collected batch."""
+        if task.query_type == QueryType.FIXED_SIZE:
+            row = c.execute("SELECT collected FROM buckets WHERE task_id=? AND bucket=?",
+                            (task.task_id, bytes(batch_id))).fetchone()
+            return bool(row and row[0])
+        return c.execute(
+            "SELECT 1 FROM collected_intervals WHERE task_id=? AND start <= ? AND ? < start + duration",
+            (task.task_id, t, t)).fetchone() is not None
+
+    def mark_collected(self, c: Any, task: AggregatorTask, selector: BatchSelector,
+                       rows: list[tuple]) -> None:
+        """Mark a batch collected (its buckets, and for time_interval the whole interval)."""
+        for r in rows:
+            c.execute("UPDATE buckets SET collected=1 WHERE task_id=? AND bucket=?",
+                      (task.task_id, r[0]))
+        if selector.query_type == QueryType.TIME_INTERVAL:
+            iv = selector.batch_interval
+            c.execute("INSERT OR IGNORE INTO collected_intervals(task_id, start, duration)"
+                      " VALUES(?,?,?)", (task.task_id, iv.start, iv.duration))
+
+    def batch_buckets(self, c: Any, task: AggregatorTask, selector: BatchSelector) -> list[tuple]:
+        """Rows (bucket, agg_share, report_count, checksum, min_time, max_time) of a batch."""
+        if selector.query_type == QueryType.FIXED_SIZE:
+            return c.execute(
+                "SELECT bucket, agg_share, report_count, checksum, min_time, max_time FROM buckets"
+                " WHERE task_id=? AND bucket=?", (task.task_id, bytes(selector.batch_id)),
+            ).fetchall()
+        iv = selector.batch_interval
+        rows = c.execute(
+            "SELECT bucket, agg_share, report_count, checksum, min_time, max_time FROM buckets"
+            " WHERE task_id=? AND length(bucket)=8", (task.task_id,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            (start,) = struct.unpack(">Q", r[0])
+            if iv.start <= start < iv.start + iv.duration:
+                out.append(r)
+        return out
+
+    @staticmethod
+    def sum_buckets(ops: VdafOps, rows: list[tuple]) -> tuple[bytes | None, int, bytes, int | None, int | None]:
+        share: bytes | None = None
+        count = 0
+        chk = ZERO_CHECKSUM
+        tmin = tmax = None
+        for _, s, n, ck, lo, hi in rows:
+            if n == 0:
+                continue
+            share = s if share is None else ops.merge(share, s)
+            count += n
+            chk = xor_checksum(chk, ck)
+            tmin = lo if tmin is None else min(tmin, lo)
+            tmax = hi if tmax is None else max(tmax, hi)
+        return share, count, chk, tmin, tmax
+
+    def check_batch_boundary(self, task: AggregatorTask, selector: BatchSelector, c: Any) -> None:
+        tid = task.task_id
+        if selector.query_type == QueryType.TIME_INTERVAL:
+            iv = selector.batch_interval
+            tp = task.time_precision
+            if iv.duration < tp or iv.start % tp or iv.duration % tp:
+                raise Problem(ProblemType.BATCH_INVALID,
+                              "batch interval is not aligned to time_precision", task_id=tid)
+        else:
+            row = c.execute("SELECT 1 FROM fs_batches WHERE task_id=? AND batch_id=?",
+                            (tid, bytes(selector.batch_id))).fetchone()
+            if row is None:
+                raise Problem(ProblemType.BATCH_INVALID, "unknown batch ID", task_id=tid)
+
+    def check_query_count_and_overlap(self, task: AggregatorTask, selector: BatchSelector,
+                                      agg_param: bytes, c: Any) -> None:
+        """Section 14 steps 3 and 4; Prio3 uses one agg_param, so re-queries are free."""
+        tid = task.task_id
+        sel = selector.encode()
+        params = {bytes(r[0]) for r in c.execute(
+            "SELECT agg_param FROM batch_queries WHERE task_id=? AND selector=?", (tid, sel))}
+        if bytes(agg_param) not in params and len(params) >= task.max_batch_query_count:
+            raise Problem(ProblemType.BATCH_QUERIED_TOO_MANY_TIMES,
+                          f"batch already queried with {len(params)} aggregation parameters",
+                          task_id=tid)
+        if selector.query_type == QueryType.TIME_INTERVAL:
+            iv = selector.batch_interval
+            for start, duration in c.execute(
+                "SELECT start, duration FROM batch_queries WHERE task_id=? AND start IS NOT NULL",
+                (tid,),
+            ):
+                if (start, duration) == (iv.start, iv.duration):
+                    continue
+                if start < iv.start + iv.duration and iv.start < start + duration:
+                    raise Problem(ProblemType.BATCH_OVERLAP,
+                                  f"interval overlaps the queried interval [{start}, +{duration})",
+                                  task_id=tid)
+
+    def record_query(self, c: Any, task: AggregatorTask, selector: BatchSelector,
+                     agg_param: bytes) -> None:
+        iv = selector.batch_interval
+        c.execute(
+            "INSERT OR IGNORE INTO batch_queries(task_id, selector, agg_param, start, duration)"
+            " VALUES(?,?,?,?,?)",
+            (task.task_id, selector.encode(), bytes(agg_param),
+             iv.start if iv is not None else None, iv.duration if iv is not None else None),
+        )
+
+    # --- Helper: aggregation jobs ------------------------------------------------------
+
+    def helper_init(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
+        from dap.codec import AggregationJobId
+
+        task, ops = self._task_for(task_id_text, "helper")
+        tid = task.task_id
+        check_auth(request, task.leader_token, task_id=tid)
+        check_media_type(request, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ, task_id=tid)
+        job_id = bytes(_path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
+        digest = _sha256(body)
+        replay = self._init_replay(tid, job_id, digest)
+        if replay is not None:
+            return replay
+        req = _decode(AggregationJobInitReq, body, tid)
+        pbs = req.part_batch_selector
+        if pbs.query_type != task.query_type:
+            raise Problem(ProblemType.INVALID_MESSAGE, "partial batch selector query type differs"
+                          " from the task's", task_id=tid)
+        if not ops.agg_param_ok(req.agg_param):
+            raise Problem(ProblemType.INVALID_MESSAGE, "invalid aggregation parameter", task_id=tid)
+        ids = [bytes(p.report_share.metadata.report_id) for p in req.prepare_inits]
+        if len(set(ids)) != len(ids):
+            raise Problem(ProblemType.INVALID_MESSAGE, "repeated report ID in the request",
+                          task_id=tid)
+        batch_id = bytes(pbs.batch_id) if pbs.batch_id is not None else None
+
+        # Per-report work outside the transaction (CPU only, no state).
+        results: list[tuple[bytes, int, Any, PrepareError | None, bytes | None]] = []
+        for pi in req.prepare_inits:
+            rs = pi.report_share
+            md = rs.metadata
+            err = self._time_check(task, md.time)
+            out_share = outbound = None
+            if err is None:
+                plaintext, err = self._open_input_share(
+                    Role.HELPER, task, md, rs.public_share, rs.encrypted_input_share)
+                if err is None:
+                    try:
+                        out_share, outbound = ops.helper_init(
+                            task.verify_key, bytes(md.report_id), rs.public_share,
+                            plaintext.payload, pi.payload)
+                    except DecodeError:
+                        err = PrepareError.INVALID_MESSAGE
+                    except DapError:
+                        err = PrepareError.VDAF_PREP_ERROR
+            results.append((bytes(md.report_id), md.time, out_share, err, outbound))
+
+        with self.store.tx() as c:
+            replay = self._init_replay(tid, job_id, digest, c)
+            if replay is not None:
+                return replay
+            resps = []
+            items = []
+            rows = []
+            if batch_id is not None:
+                c.execute("INSERT OR IGNORE INTO fs_batches(task_id, batch_id, created)"
+                          " VALUES(?,?,?)", (tid, batch_id, time.time()))
+            for ord_, (rid, t, out_share, err, outbound) in enumerate(results):
+                bucket = bucket_key(task, t, batch_id)
+                if err is not PrepareError.REPORT_TOO_EARLY:
+                    seen = c.execute("SELECT 1 FROM seen_reports WHERE task_id=? AND report_id=?",
+                                     (tid, rid)).fetchone()
+                    if seen is not None:
+                        err = PrepareError.REPORT_REPLAYED
+                    else:
+                        c.execute("INSERT INTO seen_reports(task_id, report_id, job_id)"
+                                  " VALUES(?,?,?)", (tid, rid, job_id))
+                if err is None and self.is_collected(c, task, t, batch_id):
+                    err = PrepareError.BATCH_COLLECTED
+                if err is None:
+                    resps.append(PrepareResp(rid, PrepareRespState.CONTINUE, payload=outbound))
+                    items.append((bucket, rid, t, out_share))
+                    rows.append((tid, job_id, ord_, rid, t, "finished", None, bucket))
+                else:
+                    resps.append(PrepareResp(rid, PrepareRespState.REJECT, prepare_error=err))
+                    rows.append((tid, job_id, ord_, rid, t, "failed", int(err), bucket))
+            self.accumulate(c, task, ops, items)
+            response = AggregationJobResp(tuple(resps)).encode()
+            c.executemany(
+                "INSERT INTO report_aggs(task_id, job_id, ord, report_id, time, state, error, bucket)"
+                " VALUES(?,?,?,?,?,?,?,?)", rows)
+            c.execute(
+                "INSERT INTO agg_jobs(task_id, job_id, role, state, step, batch_id, agg_param,"
+                " init_hash, last_hash, response, created) VALUES(?,?,'helper','finished',0,?,?,?,?,?,?)",
+                (tid, job_id, batch_id, bytes(req.agg_param), digest, digest, response, time.time()),
+            )
+        return Reply(201, response, AggregationJobResp.MEDIA_TYPE)
+
+    def _init_replay(self, tid: bytes, job_id: bytes, digest: bytes, c: Any = None) -> Reply | None:
+        sql = "SELECT init_hash, step, state, response FROM agg_jobs WHERE task_id=? AND job_id=?"
+        row = (c.execute(sql, (tid, job_id)).fetchone() if c is not None
+               else self.store.one(sql, (tid, job_id)))
+        if row is None:
+            return None
+        init_hash, step, state, response = row
+        if state == "deleted":
+            raise Plain(410, "aggregation job was deleted")
+        if init_hash != digest:
+            raise Plain(409, "aggregation job exists with a different request")
+        if step != 0:
+            raise Plain(409, "aggregation job was already continued")
+        return Reply(201, response, AggregationJobResp.MEDIA_TYPE)
+
+    def helper_continue(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
+        from dap.codec import AggregationJobId
+
+        task, ops = self._task_for(task_id_text, "helper")
+        tid = task.task_id
+        check_auth(request, task.leader_token, task_id=tid)
+        check_media_type(request, MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ, task_id=tid)
+        job_id = bytes(_path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
+        row = self.store.one(
+            "SELECT step, state, last_hash, response FROM agg_jobs WHERE task_id=? AND job_id=?",
+            (tid, job_id))
+        if row is None or row[1] == "deleted":
+            raise Problem(ProblemType.UNRECOGNIZED_AGGREGATION_JOB, "unknown aggregation job",
+                          task_id=tid)
+        step, state, last_hash, response = row
+        req = _decode(AggregationJobContinueReq, body, tid)
+        if req.step == 0:
+            raise Problem(ProblemType.INVALID_MESSAGE, "step 0 is not a continuation", task_id=tid)
+        digest = _sha256(body)
+        if step >= 1 and req.step == step and digest == last_hash:
+            return Reply(200, response, AggregationJobResp.MEDIA_TYPE)  # step-skew recovery
+        if state == "finished":
+            # Prio3 finishes in the init step: no report is left in a Continued state.
+            raise Problem(ProblemType.INVALID_MESSAGE,
+                          "no report of this job awaits a continuation (job finished)", task_id=tid)
+        if req.step != step + 1:
+            raise Problem(ProblemType.STEP_MISMATCH,
+                          f"expected step {step + 1}, got {req.step}", task_id=tid)
+        # Only single-round VDAFs (Prio3) are served, so an unfinished job cannot exist.
+        raise Problem(ProblemType.INVALID_MESSAGE, "no report awaits a continuation", task_id=tid)
+
+    def helper_delete(self, task_id_text: str, job_id_text: str, request: Any) -> Reply:
+        from dap.codec import AggregationJobId
+
+        task, _ = self._task_for(task_id_text, "helper")
+        tid = task.task_id
+        check_auth(request, task.leader_token, task_id=tid)
+        job_id = bytes(_path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
+        with self.store.tx() as c:
+            n = c.execute("UPDATE agg_jobs SET state='deleted' WHERE task_id=? AND job_id=?",
+                          (tid, job_id)).rowcount
+        if not n:
+            raise Problem(ProblemType.UNRECOGNIZED_AGGREGATION_JOB, "unknown aggregation job",
+                          task_id=tid)
+        # Anti-replay rows and committed output shares stay: DAP-09 does not undo them.
+        return Reply(204)
+
+    # --- Helper: aggregate shares ------------------------------------------------------
+
+    def aggregate_share(self, task_id_text: str, request: Any, body: bytes) -> Reply:
+        task, ops = self._task_for(task_id_text, "helper")
+        tid = task.task_id
+        check_auth(request, task.leader_token, task_id=tid)
+        check_media_type(request, MEDIA_TYPE_AGGREGATE_SHARE_REQ, task_id=tid)
+        req = _decode(AggregateShareReq, body, tid)
+        digest = _sha256(body)
+        row = self.store.one("SELECT response FROM agg_share_resps WHERE task_id=? AND req_hash=?",
+                             (tid, digest))
+        if row is not None:
+            return Reply(200, row[0], AggregateShare.MEDIA_TYPE)
+        sel = req.batch_selector
+        if sel.query_type != task.query_type:
+            raise Problem(ProblemType.INVALID_MESSAGE, "batch selector query type differs from"
+                          " the task's", task_id=tid)
+        if not ops.agg_param_ok(req.agg_param):
+            raise Problem(ProblemType.INVALID_MESSAGE, "invalid aggregation parameter", task_id=tid)
+        collector_config = HpkeConfig.decode(task.collector_hpke_config)
+        with self.store.tx() as c:
+            row = c.execute("SELECT response FROM agg_share_resps WHERE task_id=? AND req_hash=?",
+                            (tid, digest)).fetchone()
+            if row is not None:
+                return Reply(200, row[0], AggregateShare.MEDIA_TYPE)
+            self.check_batch_boundary(task, sel, c)
+            rows = self.batch_buckets(c, task, sel)
+            share, count, chk, _, _ = self.sum_buckets(ops, rows)
+            if count < task.min_batch_size or (
+                task.max_batch_size is not None and count > task.max_batch_size
+            ):
+                raise Problem(ProblemType.INVALID_BATCH_SIZE,
+                              f"batch has {count} reports", task_id=tid)
+            self.check_query_count_and_overlap(task, sel, req.agg_param, c)
+            if count != req.report_count or chk != bytes(req.checksum):
+                raise Problem(ProblemType.BATCH_MISMATCH,
+                              f"Helper has {count} reports (checksum {chk.hex()[:16]}...), Leader"
+                              f" sent {req.report_count} ({bytes(req.checksum).hex()[:16]}...)",
+                              task_id=tid)
+            ct = hpke.seal_aggregate_share(
+                collector_config, Role.HELPER, tid, bytes(req.agg_param), sel,
+                share if share is not None else ops.empty_share())
+            response = AggregateShare(ct).encode()
+            self.record_query(c, task, sel, req.agg_param)
+            self.mark_collected(c, task, sel, rows)
+            c.execute("INSERT INTO agg_share_resps(task_id, req_hash, response) VALUES(?,?,?)",
+                      (tid, digest, response))
+        return Reply(200, response, AggregateShare.MEDIA_TYPE)
+
+    # --- Leader: collection jobs -------------------------------------------------------
+
+    def collection_put(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
+        from dap.codec import CollectionJobId
+
+        task, ops = self._task_for(task_id_text, "leader")
+        tid = task.task_id
+        check_auth(request, task.collector_token, task_id=tid)
+        check_media_type(request, MEDIA_TYPE_COLLECT_REQ, task_id=tid)
+        job_id = bytes(_path_id(CollectionJobId, job_id_text, "collection job ID", tid))
+        digest = _sha256(body)
+        row = self.store.one("SELECT req_hash FROM collection_jobs WHERE task_id=? AND job_id=?",
+                             (tid, job_id))
+        if row is not None:
+            if row[0] != digest:
+                raise Plain(409, "collection job exists with a different request")
+            return Reply(201)
+        req = _decode(CollectionReq, body, tid)
+        q = req.query
+        if q.query_type != task.query_type:
+            raise Problem(ProblemType.INVALID_MESSAGE, "query type differs from the task's",
+                          task_id=tid)
+        if not ops.agg_param_ok(req.agg_param):
+            raise Problem(ProblemType.INVALID_MESSAGE, "invalid aggregation parameter", task_id=tid)
+        selector = None
+        with self.store.tx() as c:
+            row = c.execute("SELECT req_hash FROM collection_jobs WHERE task_id=? AND job_id=?",
+                            (tid, job_id)).fetchone()
+            if row is not None:
+                if row[0] != digest:
+                    raise Plain(409, "collection job exists with a different request")
+                return Reply(201)
+            if q.query_type == QueryType.TIME_INTERVAL:
+                selector = BatchSelector(QueryType.TIME_INTERVAL, batch_interval=q.batch_interval)
+                self.check_batch_boundary(task, selector, c)
+                self.check_query_count_and_overlap(task, selector, req.agg_param, c)
+                self.record_query(c, task, selector, req.agg_param)
+            elif q.fixed_size_query.query_type == FixedSizeQueryType.BY_BATCH_ID:
+                bid = bytes(q.fixed_size_query.batch_id)
+                known = c.execute(
+                    "SELECT 1 FROM collection_jobs WHERE task_id=? AND batch_selector=?"
+                    " AND state='finished'",
+                    (tid, BatchSelector(QueryType.FIXED_SIZE, batch_id=bid).encode()),
+                ).fetchone()
+                if known is None:
+                    raise Problem(ProblemType.BATCH_INVALID,
+                                  "batch ID was not returned by an earlier collection", task_id=tid)
+                selector = BatchSelector(QueryType.FIXED_SIZE, batch_id=bid)
+                self.check_query_count_and_overlap(task, selector, req.agg_param, c)
+                self.record_query(c, task, selector, req.agg_param)
+            c.execute(
+                "INSERT INTO collection_jobs(task_id, job_id, req_hash, query, agg_param,"
+                " batch_selector, state, created) VALUES(?,?,?,?,?,?,'pending',?)",
+                (tid, job_id, digest, q.encode(), bytes(req.agg_param),
+                 selector.encode() if selector is not None else None, time.time()),
+            )
+        return Reply(201)
+
+    def collection_post(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
+        from dap.codec import CollectionJobId
+
+        task, _ = self._task_for(task_id_text, "leader")
+        tid = task.task_id
+        check_auth(request, task.collector_token, task_id=tid)
+        job_id = bytes(_path_id(CollectionJobId, job_id_text, "collection job ID", tid))
+        row = self.store.one(
+            "SELECT state, result, problem, detail FROM collection_jobs WHERE task_id=? AND job_id=?",
+            (tid, job_id))
+        if row is None:
+            raise Plain(404, "unknown collection job")
+        state, result, problem, detail = row
+        if state == "deleted":
+            return Reply(204)
+        if state == "finished":
+            from dap.messages import Collection
+
+            return Reply(200, result, Collection.MEDIA_TYPE)
+        if state == "failed":
+            ptype = ProblemType.from_token(problem) if problem else None
+            if ptype is None:
+                raise Plain(500, detail or "collection job failed")
+            raise Problem(ptype, detail or "", task_id=tid)
+        return Reply(202, headers={"Retry-After": "1"})
+
+    def collection_delete(self, task_id_text: str, job_id_text: str, request: Any) -> Reply:
+        from dap.codec import CollectionJobId
+
+        task, _ = self._task_for(task_id_text, "leader")
+        tid = task.task_id
+        check_auth(request, task.collector_token, task_id=tid)
+        job_id = bytes(_path_id(CollectionJobId, job_id_text, "collection job ID", tid))
+        with self.store.tx() as c:
+            n = c.execute("UPDATE collection_jobs SET state='deleted' WHERE task_id=? AND job_id=?",
+                          (tid, job_id)).rowcount
+        if not n:
+            raise Plain(404, "unknown collection job")
+        return Reply(204)
+
+
+def interval_of(task: AggregatorTask, tmin: int | None, tmax: int | None) -> Interval:
+    """Smallest time_precision-aligned interval containing [tmin, tmax]."""
+    tp = task.time_precision
+    if tmin is None or tmax is None:
+        return Interval(0, tp)
+    start = tmin - tmin % tp
+    end = tmax - tmax % tp + tp
+    return Interval(start, end - start)
+
+
+__all__ += ["interval_of"]

@@ -1,0 +1,128 @@
+"""``python -m dap.roles``: run one reference DAP-09 role behind the interop test API.
+
+THE /internal/test/* API IS FOR TESTING ONLY: it registers tasks with their secrets
+without authentication. Never expose a role started here to an untrusted network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+_DESCRIPTION = """\
+Reference DAP-09 (draft-ietf-ppm-dap-09) role for dap-faultrun: Leader, Helper,
+Client or Collector, serving the DAP interop test API (draft-dcook-ppm-dap-interop-
+test-design-07) under /internal/test/ and, for the Aggregators, DAP under /.
+
+WARNING: the /internal/test/ API is for testing only. It accepts task secrets
+without any authentication; bind it to loopback (the default) or an isolated
+test network, never to a production or public interface."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _nonneg_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m dap.roles",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--role", required=True, choices=["leader", "helper", "client", "collector"])
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080)")
+    p.add_argument(
+        "--state-dir", required=True, type=Path,
+        help="directory for the SQLite database and requests.log (created if missing)",
+    )
+    p.add_argument(
+        "--sync", choices=["normal", "full"], default="normal",
+        help="SQLite synchronous mode (WAL): normal survives process kills, full also power loss",
+    )
+    g = p.add_argument_group("aggregator")
+    g.add_argument("--clock-skew", type=_nonneg_int, default=60, metavar="S",
+                   help="accepted future skew of report timestamps in seconds (default 60)")
+    g.add_argument("--job-size", type=_positive_int, default=100, metavar="N",
+                   help="Leader: max reports per aggregation job (default 100)")
+    g.add_argument("--min-job-size", type=_positive_int, default=1, metavar="N",
+                   help="Leader: min reports before a job is created (default 1)")
+    g.add_argument("--job-interval", type=_positive_float, default=0.2, metavar="S",
+                   help="Leader: seconds between aggregation-job creation passes (default 0.2)")
+    g.add_argument("--collect-interval", type=_positive_float, default=0.2, metavar="S",
+                   help="Leader: seconds between collection-job driver passes (default 0.2)")
+    g.add_argument("--retry-budget", type=_positive_float, default=30.0, metavar="S",
+                   help="Leader: seconds of retries against the Helper before a job is "
+                        "abandoned (default 30)")
+    g.add_argument("--request-timeout", type=_positive_float, default=10.0, metavar="S",
+                   help="Leader: timeout of one request to the Helper (default 10)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        sys.stderr.write(f"python -m dap.roles: error: --state-dir {args.state_dir}: {exc.strerror}\n")
+        return 2
+    if not args.state_dir.is_dir():
+        sys.stderr.write(f"python -m dap.roles: error: --state-dir {args.state_dir}: not a directory\n")
+        return 2
+
+    import uvicorn
+
+    from dap.roles.server import build_app
+
+    app = build_app(args)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", access_log=False,
+        lifespan="on", timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,292 @@
+"""Fixtures for the reference-role tests: real processes on loopback.
+
+:class:`RoleProcess` starts ``python -m dap.roles`` on a free 127.0.0.1 port with
+its own state dir, waits for ``/internal/test/ready`` and is always stopped
+(``close()``; the fixtures call it in teardown, also on failure). Its stderr
+goes to ``<state-dir>/stderr.log`` (never a pipe that could fill up).
+:class:`Deployment` is the four roles plus the interop runner sequence
+(interop-api.md §4) used by most tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TIME_PRECISION = 3600
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class RoleProcess:
+    """One role process; a context manager whose ``close()`` always stops it."""
+
+    def __init__(self, role: str, state_dir: Path, *extra: str, port: int | None = None,
+                 wait: bool = True) -> None:
+        self.role = role
+        self.state_dir = state_dir
+        self.extra = list(extra)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self._err: Any = None
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.spawn()
+        if wait:
+            self.wait_ready()
+
+    def start(self) -> None:
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "dap.roles", "--role", self.role, "--host", "127.0.0.1",
+               "--port", str(self.port), "--state-dir", str(self.state_dir), *self.extra]
+        self._err = open(self.state_dir / "stderr.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._err)
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.role} exited with {self.proc.returncode}: "
+                                   f"{(self.state_dir / 'stderr.log').read_text()[-2000:]}")
+            try:
+                if httpx.post(self.url + "internal/test/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.close()
+        raise RuntimeError(f"{self.role} did not become ready")
+
+    def kill(self) -> None:
+        """SIGKILL, no cleanup: the durability tests' crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        if self._err is not None:
+            self._err.close()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._err is not None and not self._err.closed:
+            self._err.close()
+
+    def post(self, path: str, body: dict | None = None, timeout: float = 60) -> httpx.Response:
+        return httpx.post(self.url + path.lstrip("/"), json=body if body is not None else {},
+                          timeout=timeout)
+
+    def call(self, path: str, body: dict) -> dict:
+        r = self.post("internal/test/" + path, body)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        return r.json()
+
+    def __enter__(self) -> RoleProcess:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Deployment:
+    """Leader, Helper, Client, Collector processes plus the runner's task set-up."""
+
+    def __init__(self, base: Path, leader_args: tuple[str, ...] = (),
+                 helper_args: tuple[str, ...] = ()) -> None:
+        self.base = base
+        self.procs: list[RoleProcess] = []
+        try:
+            self.leader = self._start("leader", *leader_args)
+            self.helper = self._start("helper", *helper_args)
+            self.client = self._start("client")
+            self.collector = self._start("collector")
+            for p in self.procs:
+                p.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, role: str, *args: str) -> RoleProcess:
+        p = RoleProcess(role, self.base / role, *args, wait=False)
+        self.procs.append(p)
+        return p
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.close()
+
+    def add_task(self, vdaf: dict, query_type: int = 1, *, min_batch_size: int = 1,
+                 max_batch_size: int | None = None, max_batch_query_count: int = 1,
+                 time_precision: int = TIME_PRECISION,
+                 task_expiration: int = 32503680000) -> dict:
+        """The runner sequence up to add_task; returns the task parameters."""
+        task_id = b64(secrets.token_bytes(32))
+        t: dict[str, Any] = {
+            "task_id": task_id, "vdaf": vdaf, "query_type": query_type,
+            "leader_token": "leader-" + secrets.token_hex(10),
+            "collector_token": "collector-" + secrets.token_hex(10),
+            "time_precision": time_precision,
+        }
+        for agg, role in ((self.leader, "leader"), (self.helper, "helper")):
+            r = agg.call("endpoint_for_task", {"task_id": task_id, "role": role,
+                                                "hostname": "127.0.0.1"})
+            assert r["status"] == "success"
+            t[role] = agg.url.rstrip("/") + r["endpoint"]
+        r = self.collector.call("add_task", {
+            "task_id": task_id, "leader": t["leader"], "vdaf": vdaf,
+            "collector_authentication_token": t["collector_token"], "query_type": query_type})
+        assert r["status"] == "success", r
+        common = {
+            "task_id": task_id, "leader": t["leader"], "helper": t["helper"], "vdaf": vdaf,
+            "leader_authentication_token": t["leader_token"],
+            "vdaf_verify_key": b64(secrets.token_bytes(16)),
+            "max_batch_query_count": max_batch_query_count, "query_type": query_type,
+            "min_batch_size": min_batch_size, "time_precision": time_precision,
+            "collector_hpke_config": r["collector_hpke_config"], "task_expiration": task_expiration,
+        }
+        if query_type == 2:
+            common["max_batch_size"] = max_batch_size
+        r = self.leader.call("add_task", {**common, "role": "leader",
+                                          "collector_authentication_token": t["collector_token"]})
+        assert r["status"] == "success", r
+        r = self.helper.call("add_task", {**common, "role": "helper"})
+        assert r["status"] == "success", r
+        return t
+
+    def upload(self, t: dict, measurement: Any, **extra: Any) -> dict:
+        return self.client.call("upload", {
+            "task_id": t["task_id"], "leader": t["leader"], "helper": t["helper"],
+            "vdaf": t["vdaf"], "measurement": measurement, "time_precision": t["time_precision"],
+            **extra})
+
+    def query_for(self, t: dict, start: int | None = None, duration: int | None = None) -> dict:
+        if t["query_type"] == 1:
+            tp = t["time_precision"]
+            now = int(time.time())
+            return {"type": 1,
+                    "batch_interval_start": start if start is not None else now - now % tp,
+                    "batch_interval_duration": duration or 2 * tp}
+        return {"type": 2, "subtype": 1}
+
+    def collect(self, t: dict, query: dict | None = None, timeout: float = 60) -> dict:
+        r = self.collector.call("collection_start", {
+            "task_id": t["task_id"], "agg_param": "", "query": query or self.query_for(t)})
+        if r["status"] != "success":
+            return r
+        return self.poll(r["handle"], timeout)
+
+    def poll(self, handle: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.collector.call("collection_poll", {"handle": handle})
+            if r["status"] != "in progress" or time.monotonic() > deadline:
+                return r
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    d = Deployment(tmp_path)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def expected_result(vdaf: dict, measurements: list[Any]) -> Any:
+    kind = vdaf["type"]
+    if kind in ("Prio3Count", "Prio3Sum"):
+        return str(sum(int(m) for m in measurements))
+    if kind == "Prio3Histogram":
+        counts = [0] * int(vdaf["length"])
+        for m in measurements:
+            counts[int(m)] += 1
+        return [str(c) for c in counts]
+    if kind == "Prio3SumVec":
+        sums = [0] * int(vdaf["length"])
+        for m in measurements:
+            for i, v in enumerate(m):
+                sums[i] += int(v)
+        return [str(s) for s in sums]
+    raise ValueError(kind)
+
+
+def random_measurement(vdaf: dict, rng: Any) -> Any:
+    kind = vdaf["type"]
+    if kind == "Prio3Count":
+        return str(rng.randrange(2))
+    if kind == "Prio3Sum":
+        return str(rng.randrange(2 ** int(vdaf["bits"])))
+    if kind == "Prio3Histogram":
+        return str(rng.randrange(int(vdaf["length"])))
+    if kind == "Prio3SumVec":
+        return [str(rng.randrange(2 ** int(vdaf["bits"]))) for _ in range(int(vdaf["length"]))]
+    raise ValueError(kind)
+
+
+__all__ = ["Deployment", "RoleProcess", "deployment", "expected_result", "free_port",
+           "random_measurement", "b64", "os"]
+
+
+# --- building DAP messages in tests (we play the Client or the Leader) -----------------------
+
+def fetch_config(base: str, task_id: str) -> Any:
+    from dap.messages import HpkeConfigList
+
+    from dap.roles.leader import join_url
+
+    r = httpx.get(join_url(base, f"hpke_config?task_id={task_id}"), timeout=10)
+    assert r.status_code == 200, r.text
+    return HpkeConfigList.decode(r.content).configs[0]
+
+
+def build_report(task_id: str, vdaf: dict, measurement: Any, t: int, leader_cfg: Any,
+                 helper_cfg: Any, report_id: bytes | None = None) -> tuple[bytes, bytes, bytes]:
+    """(report bytes, leader plaintext share, report_id) built with our own Client code."""
+    from dap.roles.client import Client
+    from dap.roles.task import b64d
+    from dap.roles.vdafs import vdaf_ops
+
+    ops = vdaf_ops(vdaf)
+    rid = report_id or os.urandom(16)
+    body = Client._build_report(b64d(task_id), ops, ops.parse_measurement(measurement), rid, t,
+                                leader_cfg, helper_cfg)
+    return body, b"", rid
+
+
+def now_rounded(tp: int = TIME_PRECISION) -> int:
+    now = int(time.time())
+    return now - now % tp

@@ -49,7 +49,7 @@ def build_request(seed: int = 0) -> AggregationJobInitReq:
     inits = [
         PrepareInit(
             report_share=ReportShare(
-                metadata=ReportMetadata(report_id=rb(16), time=1_700_000_000 + i),
+                report_metadata=ReportMetadata(report_id=rb(16), time=1_700_000_000 + i),
                 public_share=rb(PUBLIC_SHARE_LEN),
                 encrypted_input_share=HpkeCiphertext(config_id=1, enc=rb(ENC_LEN), payload=rb(HELPER_PAYLOAD_LEN)),
             ),

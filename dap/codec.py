@@ -31,13 +31,13 @@ but :meth:`Message.decode` rejects it.
 
 Decoding is strict and raises only :class:`~dap.errors.DecodeError`, whose
 ``path`` names the field (``AggregationJobInitReq.prepare_inits[3].report_share
-.metadata.time``) and ``offset`` the absolute byte offset in the input.
+.report_metadata.time``) and ``offset`` the absolute byte offset in the input.
 
 Field paths
 -----------
 A path is dotted field names with ``[i]`` list indices, optionally led by the
 message class name (so a DecodeError path can be fed back):
-``prepare_inits[0].report_share.metadata.report_id``. A *pattern* may use
+``prepare_inits[0].report_share.report_metadata.report_id``. A *pattern* may use
 ``[*]`` for every element. Negative indices count from the end.
 
 - :func:`get_field` (concrete path) -> value (leaf or sub-message or tuple)
@@ -805,7 +805,7 @@ def parse_path(path: str) -> tuple[str | int, ...]:
     """
     if not isinstance(path, str) or _PATH_RE.fullmatch(path) is None:
         raise FieldPathError(
-            f"malformed field path {path!r} (expected e.g. 'prepare_inits[0].report_share.metadata.time')"
+            f"malformed field path {path!r} (expected e.g. 'prepare_inits[0].report_share.report_metadata.time')"
         )
     tokens: list[str | int] = []
     for name, idx in _TOKEN_RE.findall(path):

@@ -21,7 +21,7 @@ class DecodeError(DapError):
     """Bytes that do not decode as the requested message.
 
     ``path`` is the dotted field path (``AggregationJobInitReq.prepare_inits[3]
-    .report_share.metadata.time``) and ``offset`` the byte offset in the
+    .report_share.report_metadata.time``) and ``offset`` the byte offset in the
     outermost buffer where decoding failed.
     """
 

@@ -3,8 +3,9 @@
 Every class is a frozen attrs class whose fields are in wire order, with
 ``encode() -> bytes`` and the strict classmethod ``decode(data)`` (raises
 only :class:`dap.errors.DecodeError`, naming field path and byte offset).
-Field names follow the DAP-09 draft; where the draft and Janus 0.7 differ,
-``ReportShare.metadata`` and ``InputShareAad.metadata`` follow Janus.
+Field names follow the DAP-09 draft (where Janus 0.7 says ``metadata`` for
+``ReportShare`` and ``InputShareAad``, the draft says ``report_metadata``;
+the draft wins, the bytes are the same).
 ID fields accept plain bytes (converted to the ID type); integers are
 range-checked; ``select`` variants are ``None`` when absent. Lower bounds
 (non-empty lists/vectors) are only enforced by ``decode`` — see
@@ -24,7 +25,8 @@ Report                        report_metadata ReportMetadata, public_share vec32
                               helper_encrypted_input_share HpkeCiphertext
 Extension                     extension_type u16, extension_data vec16                           -
 PlaintextInputShare           extensions list16<Extension>, payload vec32                        -
-InputShareAad                 task_id TaskId[32], metadata ReportMetadata, public_share vec32    -
+InputShareAad                 task_id TaskId[32], report_metadata ReportMetadata,                -
+                              public_share vec32
 FixedSizeQuery                query_type FixedSizeQueryType(u8),                                 -
                               batch_id BatchId[32] (by_batch_id only)
 Query                         query_type QueryType(u8), batch_interval Interval (time_interval)  -
@@ -32,7 +34,7 @@ Query                         query_type QueryType(u8), batch_interval Interval 
 PartialBatchSelector          query_type QueryType(u8), batch_id BatchId[32] (fixed_size only)   -
 BatchSelector                 query_type QueryType(u8), batch_interval Interval (time_interval)  -
                               | batch_id BatchId[32] (fixed_size)
-ReportShare                   metadata ReportMetadata, public_share vec32,                       -
+ReportShare                   report_metadata ReportMetadata, public_share vec32,                -
                               encrypted_input_share HpkeCiphertext
 PrepareInit                   report_share ReportShare, payload vec32 (ping-pong message)        -
 AggregationJobInitReq         agg_param vec32, part_batch_selector PartialBatchSelector,         application/dap-aggregation-job-init-req
@@ -256,7 +258,7 @@ class InputShareAad(Message):
     """HPKE AAD for input shares."""
 
     task_id: TaskId = wire_field(FixedBytes(TaskId))
-    metadata: ReportMetadata = wire_field(StructWire(ReportMetadata))
+    report_metadata: ReportMetadata = wire_field(StructWire(ReportMetadata))
     public_share: bytes = wire_field(_VEC32)
 
 
@@ -330,7 +332,7 @@ class BatchSelector(Message):
 
 @message
 class ReportShare(Message):
-    metadata: ReportMetadata = wire_field(StructWire(ReportMetadata))
+    report_metadata: ReportMetadata = wire_field(StructWire(ReportMetadata))
     public_share: bytes = wire_field(_VEC32)
     encrypted_input_share: HpkeCiphertext = wire_field(StructWire(HpkeCiphertext))
 

@@ -218,7 +218,7 @@ def plaintext_input_shares(max_extensions: int = 2) -> st.SearchStrategy[m.Plain
 
 
 def input_share_aads() -> st.SearchStrategy[m.InputShareAad]:
-    return st.builds(m.InputShareAad, task_id=task_ids(), metadata=report_metadata(), public_share=opaque(max_size=32))
+    return st.builds(m.InputShareAad, task_id=task_ids(), report_metadata=report_metadata(), public_share=opaque(max_size=32))
 
 
 # --- queries and selectors -------------------------------------------------------------
@@ -257,7 +257,7 @@ def batch_selectors() -> st.SearchStrategy[m.BatchSelector]:
 def report_shares() -> st.SearchStrategy[m.ReportShare]:
     return st.builds(
         m.ReportShare,
-        metadata=report_metadata(),
+        report_metadata=report_metadata(),
         public_share=opaque(max_size=32),
         encrypted_input_share=hpke_ciphertexts(),
     )

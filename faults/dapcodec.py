@@ -204,7 +204,7 @@ def _summ_item(item: Any) -> Any:
         if hasattr(item, attr):
             return bytes(getattr(item, attr)).hex()
     if hasattr(item, "report_share"):
-        return bytes(item.report_share.metadata.report_id).hex()
+        return bytes(item.report_share.report_metadata.report_id).hex()
     return type(item).__name__
 
 
@@ -214,7 +214,7 @@ def continue_from_init(init_body: bytes, step: int, report_index: int | None) ->
     init = m.AggregationJobInitReq.decode(init_body)
     inits = init.prepare_inits if report_index is None else (init.prepare_inits[report_index],)
     conts = tuple(
-        m.PrepareContinue(report_id=pi.report_share.metadata.report_id, payload=pi.payload) for pi in inits
+        m.PrepareContinue(report_id=pi.report_share.report_metadata.report_id, payload=pi.payload) for pi in inits
     )
     req = m.AggregationJobContinueReq(step=step, prepare_continues=conts)
     return req.encode(), [bytes(c.report_id).hex() for c in conts]
@@ -228,7 +228,7 @@ def subset_init(init_body: bytes, report_index: int | None) -> tuple[bytes, list
     init = m.AggregationJobInitReq.decode(init_body)
     if report_index is not None:
         init = attrs.evolve(init, prepare_inits=(init.prepare_inits[report_index],))
-    return init.encode(), [bytes(pi.report_share.metadata.report_id).hex() for pi in init.prepare_inits]
+    return init.encode(), [bytes(pi.report_share.report_metadata.report_id).hex() for pi in init.prepare_inits]
 
 
 # --- summaries ---------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def _summary_of(msg: Any) -> dict[str, Any]:
         out["time"] = msg.report_metadata.time
         out["config_ids"] = [msg.leader_encrypted_input_share.config_id, msg.helper_encrypted_input_share.config_id]
     elif name == "AggregationJobInitReq":
-        out["report_ids"] = [bytes(p.report_share.metadata.report_id).hex() for p in msg.prepare_inits]
+        out["report_ids"] = [bytes(p.report_share.report_metadata.report_id).hex() for p in msg.prepare_inits]
         out["counts"] = {"prepare_inits": len(msg.prepare_inits)}
         if msg.part_batch_selector.batch_id is not None:
             out["batch_id"] = msg.part_batch_selector.batch_id.b64()

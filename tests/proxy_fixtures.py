@@ -49,7 +49,7 @@ def init_req(ids: list[int]) -> m.AggregationJobInitReq:
     inits = tuple(
         m.PrepareInit(
             report_share=m.ReportShare(
-                metadata=m.ReportMetadata(report_id=rid(i), time=1_700_000_000),
+                report_metadata=m.ReportMetadata(report_id=rid(i), time=1_700_000_000),
                 public_share=b"",
                 encrypted_input_share=ciphertext(1, 54),
             ),
@@ -167,7 +167,7 @@ class Upstream:
                 req = cls.decode(body)
                 items = req.prepare_inits if method == "PUT" else req.prepare_continues
                 ids = [
-                    (x.report_share.metadata.report_id if method == "PUT" else x.report_id) for x in items
+                    (x.report_share.report_metadata.report_id if method == "PUT" else x.report_id) for x in items
                 ]
                 resp = m.AggregationJobResp(
                     prepare_resps=tuple(m.PrepareResp(r, PrepareRespState.FINISHED) for r in ids)

@@ -41,11 +41,11 @@ def patched(data: bytes, offset: int, new: bytes) -> bytes:
 def test_error_names_path_and_offset_in_message():
     # INIT_REQ_BYTES: the element's metadata.time is at 57..65; cut 3 bytes into it.
     err = decode_error(AggregationJobInitReq, INIT_REQ_BYTES[:60])
-    assert err.path == "AggregationJobInitReq.prepare_inits[0].report_share.metadata.time"
+    assert err.path == "AggregationJobInitReq.prepare_inits[0].report_share.report_metadata.time"
     assert err.offset == 57
     assert err.reason.startswith("truncated (need 8 bytes, have 3)")
     assert "list length prefix announced 53 bytes, 19 present" in err.reason
-    assert str(err).startswith("AggregationJobInitReq.prepare_inits[0].report_share.metadata.time @ 57: truncated")
+    assert str(err).startswith("AggregationJobInitReq.prepare_inits[0].report_share.report_metadata.time @ 57: truncated")
     assert isinstance(err, DapError)
 
 
@@ -57,7 +57,7 @@ def test_error_names_path_and_offset_in_message():
         (4, "AggregationJobInitReq.part_batch_selector.query_type", 4),
         (20, "AggregationJobInitReq.part_batch_selector.batch_id", 5),
         (39, "AggregationJobInitReq.prepare_inits", 37),
-        (45, "AggregationJobInitReq.prepare_inits[0].report_share.metadata.report_id", 41),
+        (45, "AggregationJobInitReq.prepare_inits[0].report_share.report_metadata.report_id", 41),
         (71, "AggregationJobInitReq.prepare_inits[0].report_share.encrypted_input_share.enc", 70),
         (80, "AggregationJobInitReq.prepare_inits[0].report_share.encrypted_input_share.payload", 74),
         (93, "AggregationJobInitReq.prepare_inits[0].payload", 81),

@@ -93,8 +93,8 @@ INIT_REQ_BYTES = h(
     "02",  # part_batch_selector.query_type = fixed_size                    @4
     "bb" * 32,  # part_batch_selector.batch_id                              @5
     "00000035",  # prepare_inits: list32, 53 bytes                          @37
-    "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",  # [0].report_share.metadata.report_id @41
-    "000000006553f100",  # [0].report_share.metadata.time                   @57
+    "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",  # [0].report_share.report_metadata.report_id @41
+    "000000006553f100",  # [0].report_share.report_metadata.time                   @57
     "00000000",  # [0].report_share.public_share                            @65
     "01",  # [0].report_share.encrypted_input_share.config_id               @69
     "0002", "aabb",  # .enc                                                  @70
@@ -243,6 +243,6 @@ def test_decoded_fields_have_wire_types():
     req = AggregationJobInitReq.decode(INIT_REQ_BYTES)
     assert req.part_batch_selector.query_type is QueryType.FIXED_SIZE
     assert type(req.part_batch_selector.batch_id).__name__ == "BatchId"
-    assert type(req.prepare_inits[0].report_share.metadata.report_id).__name__ == "ReportId"
-    assert req.prepare_inits[0].report_share.metadata.report_id.b64() == "8PHy8_T19vf4-fr7_P3-_w"
+    assert type(req.prepare_inits[0].report_share.report_metadata.report_id).__name__ == "ReportId"
+    assert req.prepare_inits[0].report_share.report_metadata.report_id.b64() == "8PHy8_T19vf4-fr7_P3-_w"
     assert type(AggregateShareReq.decode(AGG_SHARE_REQ_BYTES).checksum).__name__ == "ReportIdChecksum"

@@ -36,11 +36,11 @@ from dap.messages import (
 )
 from test_codec_fixtures import COLLECTION_REQ_CURRENT, INIT_REQ, JOB_RESP, REPORT
 
-TIME = "prepare_inits[0].report_share.metadata.time"
+TIME = "prepare_inits[0].report_share.report_metadata.time"
 
 
 def _two_inits() -> AggregationJobInitReq:
-    second = replace_field(INIT_REQ.prepare_inits[0], "report_share.metadata.report_id", b"\x02" * 16)
+    second = replace_field(INIT_REQ.prepare_inits[0], "report_share.report_metadata.report_id", b"\x02" * 16)
     return replace_field(INIT_REQ, "prepare_inits", (*INIT_REQ.prepare_inits, second))
 
 
@@ -73,16 +73,16 @@ def test_replace_bytes_with_other_length_reencodes_prefix():
 
 
 def test_replace_id_accepts_plain_bytes():
-    new = replace_field(INIT_REQ, "prepare_inits[0].report_share.metadata.report_id", b"\x01" * 16)
-    value = get_field(new, "prepare_inits[0].report_share.metadata.report_id")
+    new = replace_field(INIT_REQ, "prepare_inits[0].report_share.report_metadata.report_id", b"\x01" * 16)
+    value = get_field(new, "prepare_inits[0].report_share.report_metadata.report_id")
     assert isinstance(value, ReportId) and value == b"\x01" * 16
 
 
 def test_replace_wildcard_sets_every_element():
     two = _two_inits()
-    new = replace_field(two, "prepare_inits[*].report_share.metadata.time", 7)
-    assert [get_field(new, f"prepare_inits[{i}].report_share.metadata.time") for i in range(2)] == [7, 7]
-    assert get_field(new, "prepare_inits[1].report_share.metadata.report_id") == b"\x02" * 16
+    new = replace_field(two, "prepare_inits[*].report_share.report_metadata.time", 7)
+    assert [get_field(new, f"prepare_inits[{i}].report_share.report_metadata.time") for i in range(2)] == [7, 7]
+    assert get_field(new, "prepare_inits[1].report_share.report_metadata.report_id") == b"\x02" * 16
 
 
 def test_replace_list_reorders():
@@ -105,7 +105,7 @@ def test_replace_enum_and_variant():
 @pytest.mark.parametrize(
     ("path", "value", "fragment"),
     [
-        ("prepare_inits[0].report_share.metadata.report_id", b"short", "must be 16 bytes"),
+        ("prepare_inits[0].report_share.report_metadata.report_id", b"short", "must be 16 bytes"),
         (TIME, 2**64, "out of range for u64"),
         (TIME, -1, "out of range"),
         (TIME, "soon", "needs an int"),
@@ -125,7 +125,7 @@ def test_replace_refused_values(path, value, fragment):
 @pytest.mark.parametrize(
     ("path", "fragment"),
     [
-        ("prepare_inits[0].report_share.metadata.tme", re.escape("ReportMetadata has no field 'tme' (fields: report_id, time)")),
+        ("prepare_inits[0].report_share.report_metadata.tme", re.escape("ReportMetadata has no field 'tme' (fields: report_id, time)")),
         ("nope", "AggregationJobInitReq has no field 'nope'"),
         ("prepare_inits[5].payload", r"index \[5\] out of range for prepare_inits \(length 1\)"),
         ("prepare_inits[-2].payload", "out of range"),
@@ -174,21 +174,21 @@ def test_iter_field_paths_lists_every_leaf_in_wire_order():
     assert "prepare_resps[0].payload" in resp_paths
     assert "prepare_resps[1].payload" not in resp_paths  # finished: absent variant skipped
     assert "prepare_resps[2].prepare_error" in resp_paths
-    assert "prepare_inits[0].report_share.metadata.report_id" in list(iter_field_paths(INIT_REQ))
+    assert "prepare_inits[0].report_share.report_metadata.report_id" in list(iter_field_paths(INIT_REQ))
 
 
 def test_iter_fields_with_containers():
     pairs = dict(iter_fields(INIT_REQ, leaves_only=False))
     assert pairs["prepare_inits"] == INIT_REQ.prepare_inits
     assert pairs["prepare_inits[0]"] == INIT_REQ.prepare_inits[0]
-    assert pairs["prepare_inits[0].report_share.metadata"] == INIT_REQ.prepare_inits[0].report_share.metadata
+    assert pairs["prepare_inits[0].report_share.report_metadata"] == INIT_REQ.prepare_inits[0].report_share.report_metadata
 
 
 def test_validate_path_without_instance():
-    wire = validate_path(AggregationJobInitReq, "prepare_inits[*].report_share.metadata.time")
+    wire = validate_path(AggregationJobInitReq, "prepare_inits[*].report_share.report_metadata.time")
     assert (wire.kind, wire.describe()) == ("uint", "u64")
     assert validate_path(AggregationJobInitReq, "prepare_inits[3].payload").kind == "bytes"
-    assert validate_path(AggregationJobInitReq, "AggregationJobInitReq.prepare_inits[*].report_share.metadata.report_id").kind == "id"
+    assert validate_path(AggregationJobInitReq, "AggregationJobInitReq.prepare_inits[*].report_share.report_metadata.report_id").kind == "id"
     assert isinstance(validate_path(AggregationJobInitReq, "prepare_inits"), ListWire)
     assert isinstance(validate_path(AggregationJobInitReq, "prepare_inits[*]"), StructWire)
     assert validate_path(AggregationJobResp, "prepare_resps[*].prepare_error").kind == "enum"
@@ -198,7 +198,7 @@ def test_validate_path_without_instance():
 @pytest.mark.parametrize(
     ("cls", "pattern", "fragment"),
     [
-        (AggregationJobInitReq, "prepare_inits[*].report_share.metadata.tim", "has no field 'tim'"),
+        (AggregationJobInitReq, "prepare_inits[*].report_share.report_metadata.tim", "has no field 'tim'"),
         (AggregationJobInitReq, "prepare_inits.report_share", "is a list; use"),
         (AggregationJobInitReq, "agg_param[*]", "leaf"),
         (AggregationJobInitReq, "part_batch_selector[*].query_type", "not a list"),
@@ -226,7 +226,7 @@ def test_expand_path():
 
 def test_field_patterns_cover_all_leaves():
     pats = list(field_patterns(AggregationJobInitReq))
-    assert "prepare_inits[*].report_share.metadata.time" in pats
+    assert "prepare_inits[*].report_share.report_metadata.time" in pats
     assert "part_batch_selector.batch_id" in pats
     for cls in MESSAGE_TYPES.values():
         for pattern in field_patterns(cls):

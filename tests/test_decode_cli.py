@@ -81,7 +81,7 @@ def test_decode_error_is_one_line_exit_2(capsys):
     assert rc == 2 and out == ""
     assert err.count("\n") == 1
     assert err.startswith(
-        "dap-decode: error: AggregationJobInitReq.prepare_inits[0].report_share.metadata.time @ 57: "
+        "dap-decode: error: AggregationJobInitReq.prepare_inits[0].report_share.report_metadata.time @ 57: "
         "truncated (need 8 bytes, have 3)"
     )
     rc, _, err = run(capsys, "-t", "Report", "--hex", (REPORT_BYTES + b"\x00").hex())

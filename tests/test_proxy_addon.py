@@ -271,7 +271,7 @@ def test_corrupt_field_report_id_and_prepare_resp_order() -> None:
                + rule("rid", "type = 'corrupt-field'\nfield = 'report_metadata.report_id'\nop = 'flip'", "kind = 'upload'")
                + rule("order", "type = 'corrupt-field'\nfield = 'prepare_resps'\nop = 'reverse'",
                       "kind = 'agg_init'\nphase = 'response'")
-               + rule("time", "type = 'corrupt-field'\nfield = 'prepare_inits[*].report_share.metadata.time'\nop = 'add'\nvalue = 3600",
+               + rule("time", "type = 'corrupt-field'\nfield = 'prepare_inits[*].report_share.report_metadata.time'\nop = 'add'\nvalue = 3600",
                       "kind = 'agg_init'"))
         f = await h.request(upload(h, 1))
         got = m.Report.decode(f.request.raw_content)
@@ -284,7 +284,7 @@ def test_corrupt_field_report_id_and_prepare_resp_order() -> None:
         g = init(h, [1, 2, 3])
         await h.roundtrip(g, 200, agg_resp([1, 2, 3]).encode(), m.AggregationJobResp.MEDIA_TYPE)
         sent = m.AggregationJobInitReq.decode(g.request.raw_content)
-        assert [pi.report_share.metadata.time for pi in sent.prepare_inits] == [1_700_003_600] * 3
+        assert [pi.report_share.report_metadata.time for pi in sent.prepare_inits] == [1_700_003_600] * 3
         resp = m.AggregationJobResp.decode(g.response.raw_content)
         assert [bytes(p.report_id) for p in resp.prepare_resps] == [rid(3), rid(2), rid(1)]
         ev = h.faults("order")[0]
@@ -400,7 +400,7 @@ def test_synthesize_continue_and_reinit() -> None:
         new_job = r.request.path.rsplit("/", 1)[1]
         assert new_job != JOB_B64 and len(new_job) == 22
         ireq = m.AggregationJobInitReq.decode(r.request.raw_content)
-        assert [bytes(p.report_share.metadata.report_id) for p in ireq.prepare_inits] == [rid(4)]
+        assert [bytes(p.report_share.report_metadata.report_id) for p in ireq.prepare_inits] == [rid(4)]
         assert h.faults("reinit")[0].changed["new_job_id"] == new_job
 
     run(body)

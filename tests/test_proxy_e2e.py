@@ -379,4 +379,4 @@ def test_synthesize_reinit_under_new_job(run: Run) -> None:
     assert seen[1].method == "PUT" and seen[1].path != job_path()
     assert seen[1].path.startswith(f"/tasks/{TASK_B64}/aggregation_jobs/")
     again = m.AggregationJobInitReq.decode(seen[1].body)
-    assert [bytes(p.report_share.metadata.report_id) for p in again.prepare_inits] == [rid(4)]
+    assert [bytes(p.report_share.report_metadata.report_id) for p in again.prepare_inits] == [rid(4)]

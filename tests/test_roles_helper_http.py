@@ -179,7 +179,7 @@ def test_auth_failures_are_403_and_change_nothing(helper: RoleProcess) -> None:
                   timeout=10)
     assert r.status_code == 201, r.text
     # Aggregate share endpoint and DELETE are authenticated too.
-    problem(ld.post_share(ld.share_req(1, checksum([init.report_share.metadata.report_id])),
+    problem(ld.post_share(ld.share_req(1, checksum([init.report_share.report_metadata.report_id])),
                           {"Content-Type": "application/dap-aggregate-share-req"}),
             "unauthorizedRequest", ld.task_id, 403)
     problem(httpx.delete(url, timeout=10), "unauthorizedRequest", ld.task_id, 403)
@@ -220,7 +220,7 @@ def test_init_replay_is_identical_and_mutation_is_409(helper: RoleProcess) -> No
     # Nothing counted twice: the Helper's batch has 3 reports, and its share sums to 3 with ours.
     resp = AggregationJobResp.decode(first.content)
     outs = [ld.ops.leader_continued(st, pr.payload) for (_, st), pr in zip(preps, resp.prepare_resps)]
-    rids = [p.report_share.metadata.report_id for p, _ in preps]
+    rids = [p.report_share.report_metadata.report_id for p, _ in preps]
     share_req = ld.share_req(3, checksum(rids))
     r = ld.post_share(share_req)
     assert r.status_code == 200, r.text
@@ -250,8 +250,8 @@ def test_prepare_errors(helper: RoleProcess) -> None:
     r = ld.put_init([ok, *cases.values()])
     assert r.status_code == 201, r.text
     resps = AggregationJobResp.decode(r.content).prepare_resps
-    assert [p.report_id for p in resps] == [ok.report_share.metadata.report_id] + [
-        c.report_share.metadata.report_id for c in cases.values()]
+    assert [p.report_id for p in resps] == [ok.report_share.report_metadata.report_id] + [
+        c.report_share.report_metadata.report_id for c in cases.values()]
     assert resps[0].prepare_resp_state == PrepareRespState.CONTINUE
     for expected, resp in zip(cases, resps[1:]):
         assert resp.prepare_resp_state == PrepareRespState.REJECT
@@ -279,7 +279,7 @@ def test_batch_collected_after_aggregate_share(helper: RoleProcess) -> None:
     now = now_rounded()
     first, _ = ld.prep("1")
     assert ld.put_init([first]).status_code == 201
-    r = ld.post_share(ld.share_req(1, checksum([first.report_share.metadata.report_id]),
+    r = ld.post_share(ld.share_req(1, checksum([first.report_share.report_metadata.report_id]),
                                    Interval(now - TP, 2 * TP)))
     assert r.status_code == 200
     # Late reports: in the collected bucket, and in the interval's empty earlier hour.
@@ -294,7 +294,7 @@ def test_aggregate_share_validation(helper: RoleProcess) -> None:
     ld = FakeLeader(helper, min_batch_size=2)
     preps = [ld.prep("1")[0] for _ in range(2)]
     assert ld.put_init(preps).status_code == 201
-    rids = [p.report_share.metadata.report_id for p in preps]
+    rids = [p.report_share.report_metadata.report_id for p in preps]
     # Misaligned interval -> batchInvalid.
     problem(ld.post_share(ld.share_req(2, checksum(rids), Interval(now + 1, TP))),
             "batchInvalid", ld.task_id)
@@ -318,7 +318,7 @@ def test_fixed_size_batch_checks(helper: RoleProcess) -> None:
     ld = FakeLeader(helper, query_type=2, min_batch_size=2, max_batch_size=2)
     preps = [ld.prep("1")[0] for _ in range(3)]
     assert ld.put_init(preps).status_code == 201
-    rids = [p.report_share.metadata.report_id for p in preps]
+    rids = [p.report_share.report_metadata.report_id for p in preps]
     problem(ld.post_share(ld.share_req(3, checksum(rids))), "invalidBatchSize", ld.task_id)
     unknown = AggregateShareReq(BatchSelector(QueryType.FIXED_SIZE, batch_id=os.urandom(32)), b"",
                                 3, checksum(rids)).encode()
@@ -331,7 +331,7 @@ def test_continue_and_delete(helper: RoleProcess) -> None:
     url = ld.job_url()
     first = ld.put_init([init], url)
     assert first.status_code == 201
-    rid = init.report_share.metadata.report_id
+    rid = init.report_share.report_metadata.report_id
     cont = "application/dap-aggregation-job-continue-req"
 
     def post(step: int, job_url: str = url) -> httpx.Response:

@@ -463,7 +463,7 @@ class Aggregator:
                           " from the task's", task_id=tid)
         if not ops.agg_param_ok(req.agg_param):
             raise Problem(ProblemType.INVALID_MESSAGE, "invalid aggregation parameter", task_id=tid)
-        ids = [bytes(p.report_share.metadata.report_id) for p in req.prepare_inits]
+        ids = [bytes(p.report_share.report_metadata.report_id) for p in req.prepare_inits]
         if len(set(ids)) != len(ids):
             raise Problem(ProblemType.INVALID_MESSAGE, "repeated report ID in the request",
                           task_id=tid)
@@ -473,7 +473,7 @@ class Aggregator:
         results: list[tuple[bytes, int, Any, PrepareError | None, bytes | None]] = []
         for pi in req.prepare_inits:
             rs = pi.report_share
-            md = rs.metadata
+            md = rs.report_metadata
             err = self._time_check(task, md.time)
             out_share = outbound = None
             if err is None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import tomli_w
 from attrs import validators as v
 
 from faults.actions import ACTIONS, action_name
@@ -331,26 +332,6 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 # --- text ------------------------------------------------------------------------------
 
 
-def _toml_value(val: Any) -> str:
-    if isinstance(val, bool):
-        return "true" if val else "false"
-    if isinstance(val, int):
-        return str(val)
-    if isinstance(val, float):
-        return repr(val)
-    if isinstance(val, str):
-        # A JSON string is a TOML basic string, given non-ASCII stays literal (TOML has no
-        # surrogate escapes) and DEL is escaped (JSON leaves it alone, TOML does not allow it).
-        return json.dumps(val, ensure_ascii=False).replace("\x7f", "\\u007f")
-    raise TypeError(f"cannot write {type(val).__name__} to TOML")
-
-
-def _toml_table(header: str, table: dict[str, Any]) -> list[str]:
-    lines = [header] if header else []
-    lines += [f"{k} = {_toml_value(val)}" for k, val in table.items()]
-    return lines
-
-
 def dumps_plan(plan: Plan, fmt: str = "toml") -> str:
     """Serialize a plan as ``"toml"`` or ``"json"`` text."""
     data = plan_to_dict(plan)
@@ -358,13 +339,7 @@ def dumps_plan(plan: Plan, fmt: str = "toml") -> str:
         return json.dumps(data, indent=2) + "\n"
     if fmt != "toml":
         raise ValueError(f"unknown plan format {fmt!r}")
-    lines = _toml_table("", {"version": data["version"], "seed": data["seed"]})
-    for rule in data["rules"]:
-        lines += ["", "[[rules]]", f"id = {_toml_value(rule['id'])}"]
-        for sub in ("match", "action", "limits"):
-            if sub in rule:
-                lines += _toml_table(f"[rules.{sub}]", rule[sub])
-    return "\n".join(lines) + "\n"
+    return tomli_w.dumps(data)
 
 
 def loads_plan(text: str, fmt: str | None = None) -> Plan:

@@ -472,12 +472,15 @@ class Synthesize:
       matched agg_init flow (one PrepareContinue per report, payload copied from the init).
     - ``reinit_new_job``: the matched AggregationJobInitReq (or only report ``report_index``)
       PUT again under a new, seeded aggregation job ID.
+    - ``reinit_mutated``: the matched AggregationJobInitReq PUT again under the *same* job ID
+      with one seeded bit of one Leader ping-pong payload flipped (report ``report_index``,
+      default the first): a re-sent init whose body changed (dap-09.md section 10.3).
 
     The synthesized request goes upstream ``delay_ms`` after the match; it is marked and
     recorded like a duplicate. The matched flow itself is untouched.
     """
 
-    message: str = attrs.field(validator=v.in_(("continue_step", "reinit_new_job")))
+    message: str = attrs.field(validator=v.in_(("continue_step", "reinit_new_job", "reinit_mutated")))
     step: int = attrs.field(default=1, validator=_int(v.ge(0), v.le(0xFFFF)))
     report_index: int | None = attrs.field(default=None, validator=v.optional(_int(v.ge(0))))
     delay_ms: int = attrs.field(default=0, validator=_int(v.ge(0)))
@@ -529,10 +532,23 @@ def _synth_reinit(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> t
     return copy, {"old_job_id": old_job, "new_job_id": new_job, "report_ids": report_ids}
 
 
+def _synth_mutated(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
+    from faults import dapcodec
+
+    body, report_ids, mutated = dapcodec.mutate_init(flow.request.raw_content or b"", act.report_index, ctx.rng)
+    copy = flow.copy()
+    copy.response = None
+    copy.request.method = "PUT"
+    set_body(copy.request, body)
+    copy.request.headers["Content-Type"] = dapcodec.media_type_of("AggregationJobInitReq")
+    return copy, {"report_ids": report_ids, "mutated_report_id": mutated, "path": copy.request.path}
+
+
 #: Synthesizer name -> builder(flow, action, ctx) -> (request copy to send, what changed).
 SYNTHESIZERS = {
     "continue_step": _synth_continue,
     "reinit_new_job": _synth_reinit,
+    "reinit_mutated": _synth_mutated,
 }
 
 #: The one name -> class table.

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "decode_body",
     "media_type_of",
     "message_class",
+    "mutate_init",
     "subset_init",
     "summarize",
     "validate_field",
@@ -231,6 +233,31 @@ def subset_init(init_body: bytes, report_index: int | None) -> tuple[bytes, list
     return init.encode(), [bytes(pi.report_share.report_metadata.report_id).hex() for pi in init.prepare_inits]
 
 
+def mutate_init(init_body: bytes, report_index: int | None, rng: random.Random) -> tuple[bytes, list[str], str]:
+    """The init request with one seeded bit of one Leader ping-pong payload flipped.
+
+    The report is ``report_index`` (default the first). Returns ``(body, report IDs, the
+    mutated report's ID)``; the body always differs from ``init_body``.
+    """
+    import attrs
+
+    m = _messages()
+    init = m.AggregationJobInitReq.decode(init_body)
+    i = 0 if report_index is None else report_index
+    pi = init.prepare_inits[i]
+    payload = bytearray(bytes(pi.payload))
+    if payload:
+        bit = rng.randrange(len(payload) * 8)
+        payload[bit // 8] ^= 0x80 >> (bit % 8)
+    else:
+        payload = bytearray(b"\x00")
+    inits = list(init.prepare_inits)
+    inits[i] = attrs.evolve(pi, payload=bytes(payload))
+    init = attrs.evolve(init, prepare_inits=tuple(inits))
+    ids = [bytes(p.report_share.report_metadata.report_id).hex() for p in init.prepare_inits]
+    return init.encode(), ids, ids[i]
+
+
 # --- summaries ---------------------------------------------------------------------------------
 
 
@@ -257,7 +284,8 @@ def summarize(kind: str | None, phase: str, media_type: str | None, body: bytes)
     ``step``, ``counts`` (``{"prepare_inits": n, ...}``), ``prepare_states``
     (``{report_id: "continue"|"finished"|"reject:<error>"}``), ``report_count``,
     ``batch_id``, ``interval``, ``config_ids``, ``problem_type``/``problem_token``,
-    ``decode_error``.
+    ``decode_error``; ``body_sha256`` (first 16 bytes of the SHA-256 of the exact body,
+    hex) for every body that decoded as a DAP message.
     """
     mt = (media_type or "").split(";", 1)[0].strip().lower()
     if mt == "application/problem+json":
@@ -275,9 +303,13 @@ def summarize(kind: str | None, phase: str, media_type: str | None, body: bytes)
     except Exception as exc:  # DecodeError, or anything odd: recorded, never raised
         return {"decode_error": " ".join(str(exc).split())[:300]}
     try:
-        return _summary_of(msg)
+        out = _summary_of(msg)
     except Exception as exc:  # pragma: no cover - defensive: summary must not break the hook
         return {"message": type(msg).__name__, "decode_error": f"summary: {exc}"}
+    # identity of the exact bytes: the checker groups repeated requests (and compares
+    # replayed responses) by it; a body changed in flight hashes differently
+    out["body_sha256"] = hashlib.sha256(body).hexdigest()[:32]
+    return out
 
 
 def _summary_of(msg: Any) -> dict[str, Any]:

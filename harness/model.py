@@ -207,6 +207,10 @@ class CollectionRecord:
     error: str | None = None
     polls: int = 0
     t_wall: float = 0.0
+    #: every error seen while starting / polling (``error`` is the last one)
+    errors: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: collection_start attempts (the harness retries a failed start, as the interop runner does)
+    starts: int = 1
 
 
 @attrs.frozen

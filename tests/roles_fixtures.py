@@ -10,11 +10,8 @@ goes to ``<state-dir>/stderr.log`` (never a pipe that could fill up).
 
 from __future__ import annotations
 
-import base64
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,14 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 TIME_PRECISION = 3600
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+from harness.backend import free_port  # noqa: E402  (shared with the harness)
+from harness.interop import InteropClient, b64  # noqa: E402
 
 
 class RoleProcess:
@@ -104,10 +95,20 @@ class RoleProcess:
                 self.proc.wait(5)
         if self._err is not None and not self._err.closed:
             self._err.close()
+        if getattr(self, "_api", None) is not None:
+            self._api.close()
+            self._api = None
 
     def post(self, path: str, body: dict | None = None, timeout: float = 60) -> httpx.Response:
         return httpx.post(self.url + path.lstrip("/"), json=body if body is not None else {},
                           timeout=timeout)
+
+    @property
+    def api(self) -> InteropClient:
+        """This role's interop API as the harness drives it."""
+        if getattr(self, "_api", None) is None:
+            self._api = InteropClient(self.role, self.url, timeout_s=60)
+        return self._api
 
     def call(self, path: str, body: dict) -> dict:
         r = self.post("internal/test/" + path, body)
@@ -152,39 +153,23 @@ class Deployment:
                  max_batch_size: int | None = None, max_batch_query_count: int = 1,
                  time_precision: int = TIME_PRECISION,
                  task_expiration: int = 32503680000) -> dict:
-        """The runner sequence up to add_task; returns the task parameters."""
-        task_id = b64(secrets.token_bytes(32))
-        t: dict[str, Any] = {
-            "task_id": task_id, "vdaf": vdaf, "query_type": query_type,
-            "leader_token": "leader-" + secrets.token_hex(10),
-            "collector_token": "collector-" + secrets.token_hex(10),
-            "time_precision": time_precision,
-        }
-        for agg, role in ((self.leader, "leader"), (self.helper, "helper")):
-            r = agg.call("endpoint_for_task", {"task_id": task_id, "role": role,
-                                                "hostname": "127.0.0.1"})
-            assert r["status"] == "success"
-            t[role] = agg.url.rstrip("/") + r["endpoint"]
-        r = self.collector.call("add_task", {
-            "task_id": task_id, "leader": t["leader"], "vdaf": vdaf,
-            "collector_authentication_token": t["collector_token"], "query_type": query_type})
-        assert r["status"] == "success", r
-        common = {
-            "task_id": task_id, "leader": t["leader"], "helper": t["helper"], "vdaf": vdaf,
-            "leader_authentication_token": t["leader_token"],
-            "vdaf_verify_key": b64(secrets.token_bytes(16)),
-            "max_batch_query_count": max_batch_query_count, "query_type": query_type,
-            "min_batch_size": min_batch_size, "time_precision": time_precision,
-            "collector_hpke_config": r["collector_hpke_config"], "task_expiration": task_expiration,
-        }
-        if query_type == 2:
-            common["max_batch_size"] = max_batch_size
-        r = self.leader.call("add_task", {**common, "role": "leader",
-                                          "collector_authentication_token": t["collector_token"]})
-        assert r["status"] == "success", r
-        r = self.helper.call("add_task", {**common, "role": "helper"})
-        assert r["status"] == "success", r
-        return t
+        """The runner sequence up to add_task (harness.interop.provision_task); returns the task."""
+        from dap.vdaf.params import VdafParams
+        from harness.interop import provision_task
+        from harness.model import TaskSpec
+
+        now = int(time.time())
+        spec = TaskSpec(vdaf=VdafParams.from_interop(vdaf),
+                        query_type="time_interval" if query_type == 1 else "fixed_size",
+                        min_batch_size=min_batch_size, max_batch_size=max_batch_size,
+                        max_batch_query_count=max_batch_query_count, time_precision_s=time_precision,
+                        expiration_after_s=task_expiration - now)
+        pt = provision_task(spec, leader=self.leader.api, helper=self.helper.api,
+                            collector=self.collector.api, base_time=now)
+        return {"task_id": pt.task_id, "vdaf": vdaf, "query_type": query_type,
+                "leader_token": pt.leader_token, "collector_token": pt.collector_token,
+                "time_precision": time_precision, "leader": pt.leader_url_client,
+                "helper": pt.helper_url_client}
 
     def upload(self, t: dict, measurement: Any, **extra: Any) -> dict:
         return self.client.call("upload", {

@@ -76,3 +76,19 @@ def test_appending_continues_seq(tmp_path) -> None:
     with HistoryWriter(path) as w:
         w.control("plan_loaded")
     assert [e.seq for e in read_history(path)] == [0, 1, 2, 3, 4]
+
+
+def test_summary_carries_a_body_hash_for_dap_messages() -> None:
+    from dap import messages as m
+    from faults.dapcodec import summarize
+
+    pc = (m.PrepareContinue(report_id=m.ReportId(bytes(16)), payload=b"x"),)
+    a = m.AggregationJobContinueReq(step=1, prepare_continues=pc).encode()
+    b = m.AggregationJobContinueReq(step=2, prepare_continues=pc).encode()
+    mt = m.AggregationJobContinueReq.MEDIA_TYPE
+    sa, sa2, sb = (summarize("agg_continue", "request", mt, x) for x in (a, a, b))
+    assert sa["step"] == 1 and len(sa["body_sha256"]) == 32
+    assert sa["body_sha256"] == sa2["body_sha256"] != sb["body_sha256"]
+    # problem documents and undecodable bodies carry none
+    assert "body_sha256" not in summarize("agg_continue", "response", "application/problem+json", b'{"type": "x"}')
+    assert "body_sha256" not in summarize("agg_continue", "request", mt, b"\x00")

@@ -1,101 +1,84 @@
-"""The Leader's retries against a faulty Leader->Helper link (a tiny fault proxy in between).
+"""The Leader's retries against a faulty Leader->Helper link (the real fault proxy in between).
 
-The proxy forwards to the real Helper but, per a script, answers 503 / 429 itself, drops the
-connection, or forwards the request and then throws the Helper's response away (answering 500):
-the "lost response" case, where only the Helper's idempotent replay keeps counts exact — or
-forwards and answers too late (the Leader's request timeout fires first).
+The harness's :class:`~proxy_addons.FaultProxy` sits on the Leader->Helper link with a plan
+that answers 503 / 429 itself, drops a request, forwards a request and then replaces the
+Helper's response with a 500 (the "lost response" case, where only the Helper's idempotent
+replay keeps counts exact), or holds a response beyond the Leader's request timeout. Request
+rules with ``nth = 1`` form a script: a rule that answers or drops a message hides it from the
+rules after it, so each later rule's first match is the next message.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
+from faults.actions import Delay, DropRequest, Respond
+from faults.plan import Limits, Matcher, Plan, Rule
+from proxy_addons import FaultProxy
 from roles_fixtures import Deployment
 
 COUNT = {"type": "Prio3Count"}
+L2H = "leader->helper"
 
 
-class FaultProxy:
-    """Reverse proxy on 127.0.0.1; ``script`` is consumed one action per request."""
+def _rule(rule_id: str, action: object, phase: str, **limits: int) -> Rule:
+    return Rule(id=rule_id, match=Matcher(link=L2H, phase=phase), action=action, limits=Limits(**limits))
 
-    def __init__(self, target: str) -> None:
-        self.target = target.rstrip("/")
-        self.script: list[str] = []
-        self.log: list[tuple[str, str, bytes, int]] = []
-        self.lock = threading.Lock()
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                pass
+#: 503, 429, dropped, lost (500 after the Helper ran), slow (Helper ran, Leader timed out),
+#: then later another lost and slow response and one more 503.
+SCRIPT = Plan(seed=1, rules=(
+    _rule("r503", Respond(status=503), "request", nth=1),
+    _rule("r429", Respond(status=429), "request", nth=1),
+    _rule("drop", DropRequest(), "request", nth=1),
+    _rule("r503-late", Respond(status=503), "request", nth=6),
+    _rule("lose", Respond(status=500), "response", nth=1),
+    _rule("slow", Delay(delay_ms=1500), "response", nth=2),
+    _rule("lose-again", Respond(status=500), "response", nth=4),
+    _rule("slow-again", Delay(delay_ms=1500), "response", nth=5),
+))
+ALWAYS_503 = Plan(seed=1, rules=(_rule("always-503", Respond(status=503), "request"),))
 
-            def _handle(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else b""
-                with proxy.lock:
-                    action = proxy.script.pop(0) if proxy.script else "forward"
-                if action == "drop":
-                    proxy.log.append((self.command, self.path, body, 0))
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if action in ("503", "429"):
-                    proxy.log.append((self.command, self.path, body, int(action)))
-                    self.send_response(int(action))
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() in ("content-type", "dap-auth-token", "authorization")}
-                r = httpx.request(self.command, proxy.target + self.path, content=body,
-                                  headers=headers, timeout=30)
-                if action == "slow":  # the Helper has answered; the Leader times out first
-                    proxy.log.append((self.command, self.path, body, -1))
-                    time.sleep(1.5)
-                    self.close_connection = True
-                    return
-                status = 500 if action == "lose" else r.status_code
-                proxy.log.append((self.command, self.path, body, status))
-                payload = b"" if action == "lose" else r.content
-                self.send_response(status)
-                if action != "lose" and "content-type" in r.headers:
-                    self.send_header("Content-Type", r.headers["content-type"])
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
 
-            do_PUT = do_POST = do_DELETE = do_GET = _handle
+class Proxied:
+    """A Deployment whose Leader reaches the Helper through the fault proxy."""
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def __init__(self, d: Deployment, proxy: FaultProxy) -> None:
+        self.d, self.proxy = d, proxy
+        self.url = proxy.url(L2H) + "/"
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def history(self) -> list:
+        return self.proxy.control.history()
+
+    def messages(self, method: str | None = None, phase: str = "request") -> list:
+        return [e for e in self.history() if e.event == "message" and e.link == L2H and e.phase == phase
+                and (method is None or e.method == method)]
+
+    def fired(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.history():
+            if e.event == "fault":
+                out[e.rule_id] = out.get(e.rule_id, 0) + 1
+        return out
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[Deployment, FaultProxy]]:
+def setup(tmp_path: Path) -> Iterator[tuple[Deployment, Proxied]]:
     d = Deployment(tmp_path, leader_args=("--job-size", "5", "--retry-budget", "4",
                                           "--request-timeout", "0.5"))
-    proxy = FaultProxy(d.helper.url)
+    proxy = FaultProxy({L2H: d.helper.url.rstrip("/")}, workdir=tmp_path / "proxy", plan=Plan())
     try:
-        yield d, proxy
+        proxy.start()
+        yield d, Proxied(d, proxy)
     finally:
         proxy.close()
         d.close()
 
 
-def test_retries_and_lost_responses_count_once(setup: tuple[Deployment, FaultProxy]) -> None:
+def test_retries_and_lost_responses_count_once(setup: tuple[Deployment, Proxied]) -> None:
     d, proxy = setup
     import secrets
 
@@ -115,25 +98,26 @@ def test_retries_and_lost_responses_count_once(setup: tuple[Deployment, FaultPro
     assert d.helper.call("add_task", {**common, "role": "helper"})["status"] == "success"
     t = {"task_id": task_id, "leader": d.leader.url, "helper": d.helper.url, "vdaf": COUNT,
          "time_precision": 3600, "query_type": 1}
-    # GET hpke_config goes through the proxy only if the client uses it; our client uses
-    # the helper URL given to upload, i.e. the real Helper. The Leader's traffic is scripted:
-    proxy.script = ["503", "429", "drop", "lose", "slow", "forward", "lose", "slow", "503"]
+    # The Client reaches the real Helper (upload's helper URL); the Leader's traffic is scripted:
+    proxy.proxy.control.load_plan(SCRIPT)
     for _ in range(10):
         assert d.upload(t, "1")["status"] == "success"
     r = d.collect(t, timeout=60)
     assert r["status"] == "complete" and r["report_count"] == 10 and r["result"] == "10", r
-    puts = [e for e in proxy.log if e[0] == "PUT"]
-    # Every retry re-sent exactly the bytes of the first attempt for that job.
-    by_path: dict[str, set[bytes]] = {}
-    for _, path, body, _ in puts:
-        by_path.setdefault(path, set()).add(body)
-    assert all(len(bodies) == 1 for bodies in by_path.values())
+    puts = proxy.messages("PUT")
+    # Every retry re-sent the same message as the first attempt for that job (length, reports).
+    by_path: dict[str, set[tuple[int, tuple[str, ...]]]] = {}
+    for e in puts:
+        by_path.setdefault(e.path, set()).add((e.body_len, tuple(e.summary.get("report_ids") or ())))
+    assert all(len(bodies) == 1 for bodies in by_path.values()), by_path
     assert len(puts) > len(by_path)  # there were retries
-    assert any(status == 500 for *_, status in puts)  # and at least one lost response
-    assert any(status == -1 for *_, status in puts)  # and one timed out after the Helper ran
+    fired = proxy.fired()
+    assert fired.get("r503") == fired.get("r429") == fired.get("drop") == 1, fired
+    assert fired.get("lose") == 1  # and at least one lost response
+    assert fired.get("slow") == 1  # and one timed out after the Helper ran
 
 
-def test_budget_exhausted_abandons_and_deletes(setup: tuple[Deployment, FaultProxy]) -> None:
+def test_budget_exhausted_abandons_and_deletes(setup: tuple[Deployment, Proxied]) -> None:
     d, proxy = setup
     import secrets
     import sqlite3
@@ -153,17 +137,17 @@ def test_budget_exhausted_abandons_and_deletes(setup: tuple[Deployment, FaultPro
     assert d.leader.call("add_task", {**common, "role": "leader",
                                       "collector_authentication_token": "c-tok"})["status"] == "success"
     assert d.helper.call("add_task", {**common, "role": "helper"})["status"] == "success"
-    proxy.script = ["503"] * 1000
+    proxy.proxy.control.load_plan(ALWAYS_503)
     t = {"task_id": task_id, "leader": d.leader.url, "helper": d.helper.url, "vdaf": COUNT,
          "time_precision": 3600}
     assert d.upload(t, "1")["status"] == "success"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if any(e[0] == "DELETE" for e in proxy.log):
+        if proxy.messages("DELETE"):
             break
         time.sleep(0.1)
-    deletes = [e for e in proxy.log if e[0] == "DELETE"]
-    assert deletes, proxy.log[-3:]
+    deletes = proxy.messages("DELETE")
+    assert deletes, proxy.history()[-3:]
     con = sqlite3.connect(d.leader.state_dir / "leader.sqlite3")
     try:
         states = con.execute("SELECT state, detail FROM agg_jobs").fetchall()
@@ -173,4 +157,5 @@ def test_budget_exhausted_abandons_and_deletes(setup: tuple[Deployment, FaultPro
     assert [s for s, _ in states] == ["abandoned"] and "budget" in states[0][1]
     assert reports == [("failed",)]
     # 501 would not have been retried; 503 was, more than once.
-    assert sum(1 for e in proxy.log if e[0] == "PUT") >= 3
+    assert len(proxy.messages("PUT")) >= 3
+    assert proxy.fired().get("always-503", 0) >= 3

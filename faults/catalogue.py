@@ -1,0 +1,477 @@
+"""The named fault catalogue: one :class:`~harness.model.Scenario` per well-known fault.
+
+Each entry bundles the fault (a :class:`~faults.plan.Plan` written out as Rule values),
+the honest workload it runs under, the expected-behaviour class
+(:class:`~harness.model.Expectation`), the section of ``shared/spec/dap-09.md`` it tests
+(heading text, section 21 of that file gives the expected outcomes) and a paragraph of
+docs whose first sentence is the one-liner ``faultrun --list`` prints.
+
+Conventions kept by every entry:
+
+- a fresh task per run, Prio3Histogram(16) so the aggregate names the counted reports;
+  6-8 reports (the reference Leader batches them into jobs within a fraction of a second);
+- faults that must leave *some* reports aggregated normally hit only the first matching
+  message (``Limits(nth=1)``) and the workload uploads in two halves with a pause between,
+  so the first half is in the first aggregation job and the second half is not;
+- outcome ``pass`` = exact aggregate over every acknowledged report (``complete=True``) or
+  over the reports the fault legitimately removed (``complete=False``); ``clean_failure``
+  = the spec makes the run end in a refusal (e.g. ``batchMismatch``) and the checker only
+  asserts that nothing wrong was ever returned.
+
+``docs/faults.md`` describes every entry (one section each); ``tests/test_catalogue.py``
+checks the entries statically, ``tests/test_catalogue_e2e.py`` runs all of them.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from faults.actions import (
+    Auth,
+    CorruptBytes,
+    CorruptField,
+    Delay,
+    DropRequest,
+    DropResponse,
+    Duplicate,
+    ReplayLater,
+    Respond,
+    Synthesize,
+)
+from faults.plan import Limits, Matcher, Plan, Rule
+from harness.model import Collect, Expectation, Outcome, Pause, Scenario, Upload, WorkloadSpec
+
+__all__ = ["CATALOGUE", "UnknownScenario", "get_scenario", "names"]
+
+C2L, K2L, L2H = "client->leader", "collector->leader", "leader->helper"
+
+#: The reference Leader's per-request timeout against the Helper that the harness uses
+#: (``--request-timeout``); ``delay-beyond-timeout`` holds a response longer than this.
+LEADER_REQUEST_TIMEOUT_MS = 1_000
+#: Pause between the two upload halves: longer than the Leader's job-creation interval
+#: (the harness runs it at <= 0.2 s), so the halves land in different aggregation jobs.
+HALF_PAUSE_MS = 500
+
+TIME_PRECISION_S = 3600
+FUTURE_S = 10 * 24 * 3600
+
+
+def _plan(*rules: Rule, seed: int = 1) -> Plan:
+    return Plan(seed=seed, rules=rules)
+
+
+def _steps(*steps: object) -> WorkloadSpec:
+    return WorkloadSpec(steps=steps)
+
+
+#: Default workload: upload 8 reports, collect once.
+DEFAULT = WorkloadSpec(steps=(Upload(count=8), Collect()))
+#: Two halves in different aggregation jobs, then collect.
+HALVES = _steps(Upload(count=4), Pause(ms=HALF_PAUSE_MS), Upload(count=4), Collect())
+
+PASS = Expectation()
+
+
+def _scenario(name: str, spec_section: str, doc: str, plan: Plan, workload: WorkloadSpec = DEFAULT,
+              expect: Expectation = PASS) -> tuple[str, Scenario]:
+    return name, Scenario(name=name, plan=plan, workload=workload, expect=expect,
+                          spec_section=spec_section, doc=" ".join(doc.split()))
+
+
+_ENTRIES = [
+    # --- upload (Client -> Leader) ---------------------------------------------------------
+    _scenario(
+        "duplicate-report", "12. Anti-replay",
+        """The Client's upload of every second report reaches the Leader twice. The Leader
+        MUST ignore a repeated report ID (it may answer 2xx or reportRejected to the copy),
+        so every report is counted exactly once and the aggregate is exact and complete.""",
+        _plan(Rule("dup-upload", Matcher(link=C2L, kind="upload"), Duplicate(copies=1), Limits(every=2))),
+    ),
+    _scenario(
+        "replay-report-after-collection", "12. Anti-replay",
+        """An already aggregated report is uploaded again after its batch was collected, then
+        the same interval is collected a second time. The Leader ignores the replay (or answers
+        reportRejected) and the identical second collection returns the same exact aggregate:
+        a report contributes to at most one aggregate, exactly once.""",
+        _plan(Rule("replay-upload", Matcher(link=C2L, kind="upload"),
+                   ReplayLater(after_event="collection_finished"), Limits(nth=1))),
+        _steps(Upload(count=8), Collect(label="main"), Pause(ms=200), Collect(label="again")),
+    ),
+    _scenario(
+        "late-report-after-collection", "12. Anti-replay",
+        """A new report for an interval that was already collected is uploaded, then the
+        interval is collected again. The Leader must not add it to the collected batch: it
+        answers reportRejected (the reference Leader does; ignoring it silently would also be
+        allowed) and the identical second collection returns the first result.""",
+        _plan(),
+        _steps(Upload(count=7), Collect(label="main"), Upload(count=1), Collect(label="again")),
+        Expectation(rejected_uploads={7: "reportRejected"}),
+    ),
+    _scenario(
+        "drop-upload-response", "9.1 Client procedure",
+        """The Leader's answer to the third upload is lost after the Leader stored the report.
+        The Client sees a connection error and does not retry; the report is nevertheless
+        stored and aggregated, which is allowed (it was genuinely uploaded): every
+        acknowledged report is counted, and nothing is counted twice.""",
+        _plan(Rule("lose-upload-reply", Matcher(link=C2L, kind="upload"), DropResponse(), Limits(nth=3))),
+    ),
+    _scenario(
+        "outdated-hpke-config", "9.2 Leader checks on upload (order not mandated)",
+        """The second upload's Leader ciphertext names an HPKE config id the Leader does not
+        have. The Leader answers outdatedConfig; the Client drops its cached configs and
+        retries once with a freshly encrypted report, which goes through untouched, so the
+        aggregate is exact and complete.""",
+        _plan(Rule("bad-config-id", Matcher(link=C2L, kind="upload"),
+                   CorruptField(field="leader_encrypted_input_share.config_id", op="add", value=1),
+                   Limits(nth=2))),
+        expect=Expectation(allowed_problem_types=("outdatedConfig",)),
+    ),
+    _scenario(
+        "corrupt-report-bytes", "9.2 Leader checks on upload (order not mandated)",
+        """One bit of the fourth report's upload body is flipped on the way to the Leader (the
+        seed puts it inside an HPKE ciphertext). The report must never be counted wrongly: the
+        Leader refuses it (reportRejected when its own share does not decrypt) or accepts it
+        and both Aggregators drop it during aggregation (hpke_decrypt_error); the aggregate is
+        exact over the other reports.""",
+        _plan(Rule("flip-report-bit", Matcher(link=C2L, kind="upload"), CorruptBytes(flips=1), Limits(nth=4))),
+        expect=Expectation(complete=False, allowed_problem_types=("reportRejected", "invalidMessage")),
+    ),
+    _scenario(
+        "future-report", "9.2 Leader checks on upload (order not mandated)",
+        """One report carries a timestamp ten days in the future. The Leader SHOULD refuse it
+        with reportTooEarly (the reference Leader allows 60 s of clock skew); it is never
+        counted, and the other seven reports are aggregated exactly. The fault is in the
+        workload (an honest Client with a skewed clock), so the plan has no rules.""",
+        _plan(),
+        _steps(Upload(count=3), Upload(count=1, time_offset_s=FUTURE_S), Upload(count=4), Collect()),
+        Expectation(rejected_uploads={3: "reportTooEarly"}),
+    ),
+    # --- aggregation (Leader -> Helper) ------------------------------------------------------
+    _scenario(
+        "drop-agg-init-request", "10.3 Re-sent init requests",
+        """The Leader's first aggregation-job PUT never reaches the Helper (the connection is
+        closed without an answer). The Leader retries the stored request byte for byte; the
+        Helper sees it once, and the aggregate is exact and complete.""",
+        _plan(Rule("lose-init", Matcher(link=L2H, kind="agg_init"), DropRequest(), Limits(nth=1))),
+    ),
+    _scenario(
+        "drop-agg-init-response", "10.3 Re-sent init requests",
+        """The Helper's answer to the first aggregation-job PUT is lost after the Helper
+        committed the job (round-skew recovery). The Leader retries byte-identically and the
+        Helper replays its stored AggregationJobResp instead of preparing again (a second
+        preparation would answer report_replayed), so nothing is aggregated twice and the
+        aggregate is exact and complete.""",
+        _plan(Rule("lose-init-reply", Matcher(link=L2H, kind="agg_init"), DropResponse(), Limits(nth=1))),
+    ),
+    _scenario(
+        "helper-503-burst", "10.3 Re-sent init requests",
+        """The Helper appears overloaded: the first three aggregation-job PUTs and the first
+        two AggregateShareReqs are answered 503 by the proxy without reaching the Helper. The
+        Leader backs off and re-sends the same bytes until the Helper answers; the aggregate
+        is exact and complete.""",
+        _plan(Rule("init-503", Matcher(link=L2H, kind="agg_init"), Respond(status=503), Limits(first=3)),
+              Rule("share-503", Matcher(link=L2H, kind="agg_share"), Respond(status=503), Limits(first=2))),
+    ),
+    _scenario(
+        "delay-beyond-timeout", "10.3 Re-sent init requests",
+        """The Helper's answer to the first aggregation-job PUT is held longer than the
+        Leader's request timeout. The Leader gives up on that attempt and re-sends the stored
+        request; the Helper, which committed the job already, replays its stored response, and
+        the late original answer is discarded. The aggregate is exact and complete.""",
+        _plan(Rule("slow-init-reply", Matcher(link=L2H, kind="agg_init", phase="response"),
+                   Delay(delay_ms=LEADER_REQUEST_TIMEOUT_MS + 300), Limits(nth=1))),
+    ),
+    _scenario(
+        "duplicate-agg-init", "10.3 Re-sent init requests",
+        """Every aggregation-job PUT reaches the Helper twice, concurrently. A byte-identical
+        init PUT is a safe retry: the Helper answers the copy with the same
+        AggregationJobResp and aggregates nothing twice; the aggregate is exact and
+        complete.""",
+        _plan(Rule("dup-init", Matcher(link=L2H, kind="agg_init"), Duplicate(copies=1))),
+    ),
+    _scenario(
+        "mutate-agg-init", "10.3 Re-sent init requests",
+        """After the first aggregation job finished, its init PUT is sent again under the same
+        job ID with one bit of the Leader's ping-pong message flipped. A re-sent init with a
+        different body MUST fail with a 4xx (the reference Helper, like Janus, answers 409) and
+        leave the job unchanged; the aggregate is exact and complete.""",
+        _plan(Rule("mutated-reinit", Matcher(link=L2H, kind="agg_init"),
+                   Synthesize(message="reinit_mutated"), Limits(nth=1))),
+    ),
+    _scenario(
+        "replay-agg-init-after-collection", "10.3 Re-sent init requests",
+        """The first aggregation-job PUT is sent to the Helper once more after the batch was
+        collected. It is byte-identical and the job was never continued, so the Helper replays
+        its stored AggregationJobResp and aggregates nothing again (a fresh preparation would
+        answer batch_collected or report_replayed); re-collecting the interval gives the
+        same exact, complete aggregate.""",
+        _plan(Rule("replay-init", Matcher(link=L2H, kind="agg_init"),
+                   ReplayLater(after_event="collection_finished"), Limits(nth=1))),
+        _steps(Upload(count=8), Collect(label="main"), Pause(ms=200), Collect(label="again")),
+    ),
+    _scenario(
+        "replay-report-in-new-job", "12. Anti-replay",
+        """After the first aggregation job finished, its first report is PUT again in a new
+        aggregation job. The Helper MUST answer report_replayed for it (Prio3 reports may be
+        aggregated once), so the report is counted once and the aggregate is exact and
+        complete.""",
+        _plan(Rule("reinit-new-job", Matcher(link=L2H, kind="agg_init"),
+                   Synthesize(message="reinit_new_job", report_index=0), Limits(nth=1))),
+    ),
+    _scenario(
+        "inject-continue-step-skew", "10.6 The `step` field and recovering from step skew",
+        """After the first aggregation job finished, the Helper receives continuation requests
+        for it at step 1 and at the skewed step 3. Prio3 finishes in the init round, so no
+        report awaits a continuation: the Helper refuses both (invalidMessage, or stepMismatch
+        for the wrong step) without changing state, and the aggregate is exact and complete.""",
+        _plan(
+            Rule("continue-step-1", Matcher(link=L2H, kind="agg_init"),
+                 Synthesize(message="continue_step", step=1), Limits(nth=1)),
+            Rule("continue-step-3", Matcher(link=L2H, kind="agg_init"),
+                 Synthesize(message="continue_step", step=3), Limits(nth=1)),
+        ),
+        expect=Expectation(allowed_problem_types=("invalidMessage", "stepMismatch")),
+    ),
+    _scenario(
+        "corrupt-leader-share", "10.2 Helper: handling the init PUT",
+        """One bit of the Leader's ping-pong message (its prepare share) for the first report of
+        the first aggregation job is flipped on the way to the Helper. The Helper rejects that
+        report (vdaf_prep_error), the Leader drops it too, and the two Aggregators agree on
+        count and checksum: the aggregate is exact over the other reports. That one report is
+        legitimately lost, so completeness is not required.""",
+        _plan(Rule("flip-leader-prep", Matcher(link=L2H, kind="agg_init"),
+                   CorruptField(field="prepare_inits[0].payload", op="flip"), Limits(nth=1))),
+        expect=Expectation(complete=False),
+    ),
+    _scenario(
+        "corrupt-helper-share", "10.1 Leader: creating a job",
+        """One bit of the Helper's ping-pong message for the first report of the first job is
+        flipped on the way back to the Leader. The Leader's ping_pong_leader_continued rejects
+        that report, but the Prio3 Helper has already committed its output share, so the
+        Aggregators' counts differ and the collection ends in batchMismatch (dap-09.md section
+        21): a clean failure, never a wrong aggregate.""",
+        _plan(Rule("flip-helper-prep", Matcher(link=L2H, kind="agg_init", phase="response"),
+                   CorruptField(field="prepare_resps[0].payload", op="flip"), Limits(nth=1))),
+        expect=Expectation(outcome=Outcome.CLEAN_FAILURE, complete=False,
+                           allowed_problem_types=("batchMismatch",)),
+    ),
+    _scenario(
+        "reorder-prepare-resps", "10.1 Leader: creating a job",
+        """The Helper's PrepareResps for the aggregation job holding the second report arrive
+        in reverse order. The Leader MUST abort that job (and DELETEs it), but the Helper has
+        already committed those output shares and DAP-09 does not undo them, so the
+        collection may end in batchMismatch: a clean failure, or an exact aggregate (a
+        reversed list of one is unchanged; the reports are uploaded faster than the Leader
+        forms jobs, so the job holding the second report also holds the first or the third).
+        Never a wrong aggregate.""",
+        _plan(Rule("reverse-resps", Matcher(link=L2H, kind="agg_init", phase="response", report_index=1),
+                   CorruptField(field="prepare_resps", op="reverse"), Limits(nth=1))),
+        HALVES,
+        Expectation(outcome=Outcome.PASS_OR_CLEAN_FAILURE, complete=False, allowed_problem_types=("batchMismatch",)),
+    ),
+    # --- aggregate shares (Leader -> Helper) -------------------------------------------------
+    _scenario(
+        "drop-agg-share-response", "16. Aggregate share request (Leader → Helper)",
+        """The Helper's AggregateShare is lost after the Helper stored it. The Leader re-sends
+        the stored AggregateShareReq; the Helper replays the identical encrypted share
+        (HPKE sealing is randomised, so it must store and replay, not re-encrypt) without
+        consuming another query; the aggregate is exact and complete.""",
+        _plan(Rule("lose-share-reply", Matcher(link=L2H, kind="agg_share"), DropResponse(), Limits(nth=1))),
+    ),
+    _scenario(
+        "duplicate-agg-share-request", "16. Aggregate share request (Leader → Helper)",
+        """The AggregateShareReq reaches the Helper twice, concurrently. Repeated identical
+        requests MUST get the same response and consume one unit of max_batch_query_count
+        (which is 1 here, so a second unit would fail the batch); the aggregate is exact and
+        complete.""",
+        _plan(Rule("dup-share-req", Matcher(link=L2H, kind="agg_share"), Duplicate(copies=1))),
+    ),
+    _scenario(
+        "corrupt-agg-share-count", "16. Aggregate share request (Leader → Helper)",
+        """The report_count of the AggregateShareReq is raised by one on the way to the Helper.
+        The Helper's own count differs, so it MUST answer batchMismatch; the Leader fails the
+        collection job with that problem and the Collector sees it: a clean failure, never a
+        wrong aggregate.""",
+        _plan(Rule("count-plus-one", Matcher(link=L2H, kind="agg_share"),
+                   CorruptField(field="report_count", op="add", value=1))),
+        expect=Expectation(outcome=Outcome.CLEAN_FAILURE, complete=False,
+                           allowed_problem_types=("batchMismatch",)),
+    ),
+    # --- authentication ----------------------------------------------------------------------
+    _scenario(
+        "bad-leader-token", "6. Request authentication",
+        """The Leader's first aggregation-job PUT carries a wrong DAP-Auth-Token. The Helper
+        MUST refuse it with unauthorizedRequest (403) before touching any state; the Leader
+        abandons that job (its reports are lost, and its DELETE finds no job), and the later
+        jobs succeed. Both Aggregators agree on the rest, so the aggregate is exact over the
+        second half of the reports.""",
+        _plan(Rule("wrong-token", Matcher(link=L2H, kind="agg_init"), Auth(mode="wrong_value"), Limits(nth=1))),
+        HALVES,
+        Expectation(complete=False, allowed_problem_types=("unauthorizedRequest", "unrecognizedAggregationJob")),
+    ),
+    _scenario(
+        "wrong-auth-scheme", "6. Request authentication",
+        """The Leader's first aggregation-job PUT presents its token as HTTP Basic credentials
+        instead of DAP-Auth-Token / Bearer. The Helper MUST refuse it (unauthorizedRequest)
+        without changing state; the Leader abandons that job and the later jobs succeed, so
+        the aggregate is exact over the second half of the reports.""",
+        _plan(Rule("basic-auth", Matcher(link=L2H, kind="agg_init"), Auth(mode="wrong_scheme"), Limits(nth=1))),
+        HALVES,
+        Expectation(complete=False, allowed_problem_types=("unauthorizedRequest", "unrecognizedAggregationJob")),
+    ),
+    _scenario(
+        "bad-collector-token", "6. Request authentication",
+        """The Collector's first collection-job PUT carries a wrong DAP-Auth-Token. The Leader
+        MUST refuse it with unauthorizedRequest (403) and create no job (the job ID of the
+        refused PUT is never answered); the Collector's next attempt, with its own token,
+        creates the job and returns the exact, complete aggregate.""",
+        _plan(Rule("wrong-collector-token", Matcher(link=K2L, kind="collection_create"),
+                   Auth(mode="wrong_value"), Limits(nth=1))),
+        expect=Expectation(allowed_problem_types=("unauthorizedRequest",)),
+    ),
+    # --- collection (Collector -> Leader) ----------------------------------------------------
+    _scenario(
+        "duplicate-collection-create", "15. Collection job lifecycle (Collector ↔ Leader)",
+        """The Collector's collection-job PUT reaches the Leader twice. An identical PUT is a
+        safe retry: 201 again and still one job, one AggregateShareReq, one exact and complete
+        aggregate.""",
+        _plan(Rule("dup-collect", Matcher(link=K2L, kind="collection_create"), Duplicate(copies=1))),
+    ),
+    _scenario(
+        "overlapping-collections", "14. Batch validation",
+        """After one hour's interval was collected, the Collector asks for a two-hour interval
+        that contains it. The batch would include reports already collected in a different
+        batch, so the Leader refuses it with batchOverlap; the first collection is exact and
+        complete. The refused collection makes the run a clean failure by definition, which
+        is the expected class. The fault is in the workload (the queries), so the plan has no
+        rules.""",
+        _plan(),
+        _steps(Upload(count=8), Collect(label="main"), Collect(label="overlap", interval_extra_s=TIME_PRECISION_S)),
+        Expectation(outcome=Outcome.CLEAN_FAILURE, allowed_problem_types=("batchOverlap",)),
+    ),
+]
+
+#: name -> Scenario, in catalogue order.
+CATALOGUE: dict[str, Scenario] = dict(_ENTRIES)
+assert len(CATALOGUE) == len(_ENTRIES), "duplicate catalogue name"
+
+
+class UnknownScenario(KeyError):
+    """No catalogue entry has this name; the message lists the nearest names."""
+
+    def __init__(self, name: str, *, near: list[str]) -> None:
+        self.name = name
+        self.near = near
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        hint = f"; did you mean {', '.join(self.near)}?" if self.near else f"; known: {', '.join(CATALOGUE)}"
+        return f"unknown fault {self.name!r}{hint}"
+
+
+def names() -> list[str]:
+    return list(CATALOGUE)
+
+
+def get_scenario(name: str) -> Scenario:
+    """The catalogue entry ``name``; :class:`UnknownScenario` (a KeyError) names near matches."""
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        near = difflib.get_close_matches(name, list(CATALOGUE), n=3, cutoff=0.5)
+        raise UnknownScenario(name, near=near) from None
+
+
+def one_line(scenario: Scenario) -> str:
+    """The first sentence of a scenario's doc (what ``faultrun --list`` shows)."""
+    doc = scenario.doc
+    for i, ch in enumerate(doc):
+        if ch == "." and (i + 1 == len(doc) or doc[i + 1] == " "):
+            return doc[: i + 1]
+    return doc
+
+
+__all__ += ["one_line"]
+
+
+# --- docs/faults.md ----------------------------------------------------------------------------
+
+_OUTCOME_TEXT = {"pass": "pass", "clean_failure": "clean failure", "pass_or_clean_failure": "pass or clean failure"}
+
+_INTRO = """\
+# The fault catalogue
+
+`faults/catalogue.py` holds the named scenarios `faultrun --fault NAME` runs (`faultrun --list`
+prints their one-line docs, `faultrun --all` runs them all). Each entry is a fault plan (plain
+`Plan`/`Rule` values, printed below as the TOML `faultrun --plan` accepts), the honest workload it
+runs under, the expected-behaviour class and the section of `shared/spec/dap-09.md` it tests;
+section 21 of that file lists the outcome a conformant Leader/Helper pair should show under each
+fault. This page is generated from the catalogue: `.venv/bin/python -m faults.catalogue >
+docs/faults.md` (a test keeps the two equal).
+
+Every scenario provisions a fresh Prio3Histogram(16) task (time_interval, `time_precision` 3600 s,
+`min_batch_size` 1, `max_batch_query_count` 1) and uploads 6-8 reports, report *i* measuring bucket
+*i*, so the aggregate itself names which reports were counted.
+
+Expected outcomes:
+
+- **pass**: the collection returns the exact aggregate. With *complete* it covers every acknowledged
+  report; without, the fault legitimately removed some (they must then be missing on both
+  Aggregators, never half-counted).
+- **clean failure**: the spec makes the run end in a refusal (e.g. `batchMismatch`); the checker
+  asserts that no wrong aggregate, double count, unexpected 5xx or auth bypass ever happened.
+- **pass or clean failure**: either, depending on timing the fault cannot control (stated per entry).
+
+Allowed problem types are DAP problem types the checker accepts on 4xx answers in that scenario
+beyond its generic table. Faults that must leave some reports aggregated normally hit only the first
+matching message and upload the reports in two halves with a pause between, so the halves land in
+different aggregation jobs.
+"""
+
+
+def _step_text(s: object) -> str:
+    from harness.model import Collect, Pause, Upload
+
+    if isinstance(s, Upload):
+        return f"upload {s.count}" + (f" (time +{s.time_offset_s} s)" if s.time_offset_s else "")
+    if isinstance(s, Collect):
+        extra = f", interval widened by {s.interval_extra_s} s" if s.interval_extra_s else ""
+        return f"collect `{s.label}`{extra}"
+    if isinstance(s, Pause):
+        return f"pause {s.ms} ms"
+    return f"fire `{getattr(s, 'name', s)}`"
+
+
+def markdown() -> str:
+    """``docs/faults.md``: a table, then one section per entry."""
+    from faults.plan import dumps_plan
+
+    lines = [_INTRO, "| name | outcome | spec section |", "|---|---|---|"]
+    for n, s in CATALOGUE.items():
+        lines.append(f"| [`{n}`](#{n}) | {_OUTCOME_TEXT[s.expect.outcome]} | {s.spec_section} |")
+    lines.append("")
+    for n, s in CATALOGUE.items():
+        ex = s.expect
+        lines += [f"## `{n}`", "", s.doc, "",
+                  f"- **Spec**: dap-09.md § {s.spec_section}",
+                  f"- **Expected**: {_OUTCOME_TEXT[ex.outcome]}" + ("" if ex.complete else " (completeness not required)")]
+        if ex.allowed_problem_types:
+            lines.append("- **Allowed problem types**: " + ", ".join(f"`{p}`" for p in ex.allowed_problem_types))
+        if ex.rejected_uploads:
+            lines.append("- **Refused uploads**: "
+                         + ", ".join(f"report {i} with `{p}`" for i, p in ex.rejected_uploads.items()))
+        lines.append("- **Workload**: " + "; ".join(_step_text(x) for x in s.workload.steps))
+        lines += ["", "```sh", f".venv/bin/faultrun --fault {n}", "```", ""]
+        if s.plan.rules:
+            lines += ["Plan:", "", "```toml", dumps_plan(s.plan).rstrip(), "```", ""]
+        else:
+            lines += ["Plan: no rules (the fault is in the workload).", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+__all__ += ["markdown"]
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.stdout.write(markdown())

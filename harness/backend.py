@@ -1,0 +1,193 @@
+"""Backends start and stop role processes; everything else talks to roles over HTTP.
+
+The seam is small on purpose (the Docker backend is the next step)::
+
+    class Backend(Protocol):
+        name: str
+        peer_host: str                                  # hostname roles use for each other
+        def start(self, role, entry) -> str: ...        # spawn; return the interop API base URL
+        def check(self, role) -> None: ...              # raise BackendError if it died
+        def logs(self, role) -> list[Path]: ...         # log files (appended to while running)
+        def stop(self, role) -> None: ...
+        def close(self) -> None: ...                    # stop everything; never raises
+
+Readiness is not the backend's business: the Stack polls ``/internal/test/ready``.
+:class:`LocalBackend` runs ``images.toml`` ``command`` entries as children in their own
+process group (a terminal's Ctrl-C reaches the harness only, which then stops them in order)
+with stdout + stderr in ``<state_dir>/role.log``. :func:`get_backend` maps a name to a backend.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import warnings
+import weakref
+from pathlib import Path
+from typing import IO, Protocol
+
+import attrs
+
+from harness.errors import BackendError, UsageError
+from harness.images import REPO, ImageEntry
+
+__all__ = ["BACKENDS", "Backend", "LocalBackend", "RoleProc", "free_port", "get_backend"]
+
+log = logging.getLogger(__name__)
+BACKENDS = ("local", "docker")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Backend(Protocol):
+    name: str
+    peer_host: str
+
+    def start(self, role: str, entry: ImageEntry) -> str: ...
+
+    def check(self, role: str) -> None: ...
+
+    def logs(self, role: str) -> list[Path]: ...
+
+    def stop(self, role: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@attrs.define
+class RoleProc:
+    role: str
+    entry: ImageEntry
+    port: int
+    state_dir: Path
+    process: subprocess.Popen
+    log_file: IO[bytes]
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "role.log"
+
+
+_LIVE: weakref.WeakSet[LocalBackend] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:  # last resort: an interpreter exit never leaves children behind
+    for backend in list(_LIVE):
+        backend.close()
+
+
+@attrs.define(eq=False)
+class LocalBackend:
+    """Runs roles as local processes from ``command`` entries. Owner: ``close()`` stops all."""
+
+    workdir: Path = attrs.field(converter=Path)
+    name: str = "local"
+    peer_host: str = "127.0.0.1"
+    stop_timeout_s: float = 5.0
+    procs: dict[str, RoleProc] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        _LIVE.add(self)
+
+    def start(self, role: str, entry: ImageEntry) -> str:
+        if entry.command is None:
+            raise UsageError(f"{role} {entry.name!r} is a container image ({entry.image}); it needs the docker "
+                             "backend, which this release does not have (use a local entry, e.g. reference)")
+        if role in self.procs:
+            raise BackendError("already started", role=role)
+        port = free_port()
+        state_dir = self.workdir / role
+        state_dir.mkdir(parents=True, exist_ok=True)
+        cmd = entry.render(python=sys.executable, port=str(port), host="127.0.0.1", state_dir=str(state_dir),
+                           repo=str(REPO))
+        logf = open(state_dir / "role.log", "ab")  # noqa: SIM115 - owned by RoleProc, closed in stop()
+        env = {**os.environ, **entry.env, "PYTHONUNBUFFERED": "1"}
+        try:
+            proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True)
+        except OSError as exc:
+            logf.close()
+            raise BackendError(f"cannot run {cmd[0]!r}: {exc.strerror}", role=role) from exc
+        self.procs[role] = RoleProc(role, entry, port, state_dir, proc, logf)
+        return f"http://127.0.0.1:{port}/"
+
+    def pid(self, role: str) -> int:
+        return self.procs[role].process.pid
+
+    def check(self, role: str) -> None:
+        rp = self.procs.get(role)
+        if rp is None:
+            raise BackendError("not started", role=role)
+        code = rp.process.poll()
+        if code is not None:
+            tail = _tail(rp.log_path)
+            last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
+            raise BackendError(f"{rp.entry.name} exited with status {code}: {last}", role=role, log_tail=tail)
+
+    def logs(self, role: str) -> list[Path]:
+        rp = self.procs.get(role)
+        if rp is None:
+            return []
+        return sorted(p for p in rp.state_dir.glob("*.log") if p.is_file())
+
+    def stop(self, role: str) -> None:
+        rp = self.procs.pop(role, None)
+        if rp is None:
+            return
+        proc = rp.process
+        try:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(self.stop_timeout_s)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(self.stop_timeout_s)
+            else:  # the leader may have left children in its group
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        except Exception:
+            log.exception("stopping %s (pid %s)", role, proc.pid)
+        finally:
+            with contextlib.suppress(OSError):
+                rp.log_file.close()
+
+    def close(self) -> None:
+        """Stop every role (reverse start order). Never raises."""
+        for role in reversed(list(self.procs)):
+            self.stop(role)
+
+    def __del__(self) -> None:
+        if getattr(self, "procs", None):
+            warnings.warn("LocalBackend collected with roles running; stopping them", ResourceWarning, stacklevel=1)
+            self.close()
+
+
+def _tail(path: Path, n: int = 4000) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-n:].decode("utf-8", "replace")
+
+
+def get_backend(name: str, workdir: Path) -> Backend:
+    if name == "local":
+        return LocalBackend(workdir)
+    if name == "docker":
+        raise UsageError("--backend docker: not available in this release (the Docker backend is the next step); "
+                         "use --backend local")
+    raise UsageError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")

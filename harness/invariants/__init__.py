@@ -1,0 +1,29 @@
+"""The invariants the checker composes, one small function ``fn(ctx) -> Verdict`` each.
+
+What each one calls a failure, and what it does not, is in :mod:`harness.checker` and
+``docs/invariants.md``. Add one by writing the function and naming it in :data:`INVARIANTS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.invariants.base import Context, Flow
+from harness.invariants.counted import Counted, decode_counted
+from harness.invariants.counting import collections, completeness, rejected_uploads, safety
+from harness.invariants.protocol import BARE_4XX, PROBLEM_TYPES, auth, error_typing, idempotency
+from harness.model import Verdict
+
+__all__ = ["BARE_4XX", "INVARIANTS", "PROBLEM_TYPES", "Context", "Counted", "Flow", "auth", "collections",
+           "completeness", "decode_counted", "error_typing", "idempotency", "rejected_uploads", "safety"]
+
+#: The invariants, composed by name (order = report order).
+INVARIANTS: dict[str, Callable[[Context], Verdict]] = {
+    "safety": safety,
+    "completeness": completeness,
+    "collections": collections,
+    "auth": auth,
+    "idempotency": idempotency,
+    "error-typing": error_typing,
+    "rejected-uploads": rejected_uploads,
+}

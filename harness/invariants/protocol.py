@@ -1,0 +1,202 @@
+"""Invariants over the protocol exchanges: authentication, idempotency, error typing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.invariants.base import AUTHENTICATED, BODY_FAULTS, Context, Flow, is2xx, make_verdict, problem_token
+from harness.invariants.counting import same_batch
+from harness.invariants.counted import ints
+from harness.model import Verdict
+
+__all__ = ["BARE_4XX", "PROBLEM_TYPES", "auth", "error_typing", "idempotency"]
+
+_BATCH = ("batchInvalid", "invalidBatchSize", "batchQueriedTooManyTimes", "batchOverlap", "batchMismatch")
+
+#: kind -> DAP problem type tokens a 4xx of that kind may carry (dap-09.md §7.2, §9.2, §10, §14-16).
+PROBLEM_TYPES: dict[str, frozenset[str]] = {
+    "hpke_config": frozenset({"missingTaskID", "unrecognizedTask", "invalidMessage"}),
+    "upload": frozenset({"invalidMessage", "unrecognizedTask", "outdatedConfig", "reportRejected", "reportTooEarly"}),
+    "agg_init": frozenset({"unauthorizedRequest", "unrecognizedTask", "invalidMessage"}),
+    "agg_continue": frozenset({"unauthorizedRequest", "unrecognizedTask", "invalidMessage",
+                               "unrecognizedAggregationJob", "stepMismatch"}),
+    "agg_delete": frozenset({"unauthorizedRequest", "unrecognizedTask", "unrecognizedAggregationJob"}),
+    "agg_share": frozenset({"unauthorizedRequest", "unrecognizedTask", "invalidMessage", *_BATCH}),
+    "collection_create": frozenset({"unauthorizedRequest", "unrecognizedTask", "invalidMessage", *_BATCH}),
+    # a failed job's poll carries the failure (the Helper's answer to the AggregateShareReq)
+    "collection_poll": frozenset({"unauthorizedRequest", "unrecognizedTask", "invalidMessage", *_BATCH}),
+    "collection_delete": frozenset({"unauthorizedRequest", "unrecognizedTask"}),
+}
+
+#: kind -> 4xx statuses allowed without a DAP problem document (Janus's behaviour, §7.2 [impl]):
+#: 409 mutated re-PUT, 404 unknown collection job, 410 deleted aggregation job.
+BARE_4XX: dict[str, frozenset[int]] = {
+    "agg_init": frozenset({409, 410}),
+    "agg_continue": frozenset({409, 410}),
+    "agg_delete": frozenset({404, 410}),
+    "collection_create": frozenset({409}),
+    "collection_poll": frozenset({404}),
+    "collection_delete": frozenset({404}),
+}
+
+_AUTH_STATUSES = frozenset({400, 401, 403})
+
+
+def auth(ctx: Context) -> Verdict:
+    """Tampered credentials: 400/401/403 unauthorizedRequest, no state change."""
+    failures = []
+    tampered: list[Flow] = []
+    for fl in ctx.flows.values():
+        if fl.kind not in AUTHENTICATED:
+            continue
+        own = fl.faults_of("auth")
+        inherited = [f for f in ctx.inherited_faults(fl) if f.action == "auth"]
+        if (own or inherited) and fl.delivered:
+            tampered.append(fl)
+    ev: dict[str, Any] = {"tampered": [], "genuine_after": {}}
+    if not tampered:
+        return Verdict("auth", True, "no tampered request to an authenticated endpoint", ev)
+    tampered_ids = {fl.flow_id for fl in tampered}
+    genuine = [f for f in ctx.flows.values() if f.flow_id not in tampered_ids and f.delivered]
+    for fl in tampered:
+        ev["tampered"].append(fl.evidence())
+        st = fl.real_status
+        if st is None:
+            continue  # no answer seen (transport error): nothing to judge
+        if st not in _AUTH_STATUSES or fl.problem != "unauthorizedRequest":
+            failures.append(f"tampered {fl.kind} {fl.path} (flow {fl.flow_seq}) answered {st} "
+                            f"{fl.problem or 'without a problem type'}")
+        later = [g for g in genuine if g.first_seq > fl.first_seq and g.path == fl.path and g.method == fl.method]
+        ok = [g for g in later if is2xx(g.real_status)]
+        ev["genuine_after"][fl.flow_id] = [g.flow_seq for g in ok]
+        if fl.kind in ("agg_init", "collection_create"):
+            conflict = [g for g in later if g.real_status == 409]
+            earlier_ok = [g for g in genuine if g.first_seq < fl.first_seq and g.path == fl.path
+                          and is2xx(g.real_status)]
+            if conflict and not earlier_ok:
+                failures.append(f"genuine {fl.kind} {fl.path} after the tampered one got 409: state changed")
+        if fl.kind == "collection_create":
+            created = [g for g in genuine if g.kind == "collection_create" and g.path == fl.path
+                       and is2xx(g.real_status)]
+            polls = [g for g in genuine if g.kind == "collection_poll" and g.path == fl.path
+                     and g.first_seq > fl.first_seq and is2xx(g.real_status)]
+            if polls and not created:
+                failures.append(f"collection job {fl.path} answered a poll though only a tampered PUT created it")
+        if fl.kind == "agg_init":
+            rids = set(fl.req.get("report_ids", []))
+            seen_genuinely: set[str] = set()
+            for g in sorted((g for g in genuine if g.kind == "agg_init"), key=lambda g: g.first_seq):
+                states = g.resp.get("prepare_states", {}) if is2xx(g.real_status) else {}
+                if g.first_seq > fl.first_seq:
+                    replayed = [r for r, s in states.items()
+                                if r in rids and s.endswith("report_replayed") and r not in seen_genuinely]
+                    if replayed:
+                        failures.append(f"reports {replayed} of tampered init {fl.path} later answered "
+                                        f"report_replayed: the tampered request changed state")
+                if is2xx(g.real_status):
+                    seen_genuinely |= set(g.req.get("report_ids", []))
+    return make_verdict("auth", failures, ev, f"{len(tampered)} tampered request(s) refused without state change")
+
+
+def _body_key(ctx: Context, fl: Flow) -> tuple | None:
+    """What identifies a request body (None: the body was changed in flight — not comparable)."""
+    if fl.body_changed() or any(f.action in BODY_FAULTS for f in ctx.inherited_faults(fl)):
+        return None
+    s = fl.req
+    if "body_sha256" in s:
+        return (fl.kind, fl.method, fl.path, s["body_sha256"])
+    # older histories without a body hash: the summary, and a synthesized message is its own body
+    synth = fl.origin if (fl.origin or "").startswith("synthesize:") else None
+    return (fl.kind, fl.method, fl.path, tuple(s.get("report_ids", [])), s.get("step"), s.get("report_count"),
+            s.get("checksum"), synth)
+
+
+def idempotency(ctx: Context) -> Verdict:
+    """Repeated requests and re-collections agree."""
+    failures = []
+    ev: dict[str, Any] = {"groups": []}
+    done = ctx.completed()
+    for a_i, a in enumerate(done):
+        for b in done[a_i + 1:]:
+            if not same_batch(ctx, a, b):
+                continue
+            if ints(a.result) != ints(b.result) or a.report_count != b.report_count:
+                failures.append(f"collections {a.label!r} and {b.label!r} of the same batch disagree: "
+                                f"{a.result}/{a.report_count} vs {b.result}/{b.report_count}")
+                ev.setdefault("disagreeing_collections", []).append([a.label, b.label])
+    # polls of one collection job
+    polls: dict[str, list[Flow]] = {}
+    for fl in ctx.of_kind("collection_poll"):
+        if fl.real_status == 200 and fl.response is not None and "report_count" in fl.resp:
+            polls.setdefault(fl.path, []).append(fl)
+    for path, fls in polls.items():
+        views = {(f.resp.get("report_count"), tuple(f.resp.get("interval") or ())) for f in fls}
+        if len(views) > 1:
+            failures.append(f"polls of {path} returned different collections: {sorted(views)}")
+            ev.setdefault("disagreeing_polls", {})[path] = [f.flow_seq for f in fls]
+    # repeated init / aggregate-share / continue requests
+    groups: dict[tuple, list[Flow]] = {}
+    for fl in ctx.of_kind("agg_init", "agg_continue", "agg_share"):
+        if not fl.delivered or fl.real_status is None or fl.request is None:
+            continue
+        if fl.faults_of("auth") or any(f.action == "auth" for f in ctx.inherited_faults(fl)):
+            continue
+        key = _body_key(ctx, fl)
+        if key is not None:
+            groups.setdefault(key, []).append(fl)
+    deleted = {}  # job path -> seq of the first successful DELETE (a later re-send may differ)
+    for fl in ctx.of_kind("agg_delete"):
+        if is2xx(fl.real_status) and fl.response is not None:
+            deleted.setdefault(fl.path, fl.response.seq)
+    for key, fls in groups.items():
+        cut = deleted.get(key[2])
+        if cut is not None:
+            fls = [f for f in fls if f.first_seq < cut]
+        if len(fls) < 2:
+            continue
+        ev["groups"].append({"kind": key[0], "path": key[2], "flows": [f.flow_seq for f in fls],
+                             "statuses": [f.real_status for f in fls]})
+        ok = [f for f in fls if is2xx(f.real_status)]
+        statuses = {"2xx" if is2xx(f.real_status) else f.real_status
+                    for f in fls if f.real_status is not None and f.real_status < 500}
+        if len(statuses) > 1:
+            failures.append(f"same {key[0]} request {key[2]} answered {sorted(map(str, statuses))} "
+                            f"(flows {[f.flow_seq for f in fls]})")
+        if key[0] in ("agg_init", "agg_continue"):
+            states = {tuple(sorted(f.resp.get("prepare_states", {}).items())) for f in ok}
+            if len(states) > 1:
+                failures.append(f"same {key[0]} request {key[2]} got different PrepareResp states "
+                                f"(flows {[f.flow_seq for f in ok]})")
+        if key[0] == "agg_share":
+            bodies = {f.resp.get("body_sha256") for f in ok if f.resp.get("body_sha256")}
+            if len(bodies) > 1:
+                failures.append(f"same AggregateShareReq {key[2]} answered with different ciphertexts "
+                                f"(flows {[f.flow_seq for f in ok]}): not stored and replayed (§16)")
+    return make_verdict("idempotency", failures, ev, "repeated requests and collections agree")
+
+
+def error_typing(ctx: Context) -> Verdict:
+    """Every 4xx carries an expected DAP problem type; no 5xx but injected ones."""
+    failures = []
+    ev: dict[str, Any] = {"unexpected": []}
+    allowed_extra = {problem_token(p) for p in ctx.expect.allowed_problem_types}
+    for fl in ctx.flows.values():
+        st = fl.real_status
+        if st is None or fl.kind is None:
+            continue
+        why = None
+        if st >= 500:
+            why = f"{st} from the upstream"
+        elif 400 <= st < 500:
+            tok = fl.problem
+            if tok is None:
+                if st not in BARE_4XX.get(fl.kind, frozenset()):
+                    why = f"{st} without a DAP problem type"
+            elif tok not in PROBLEM_TYPES.get(fl.kind, frozenset()) and tok not in allowed_extra:
+                why = f"{st} {tok} is not expected for {fl.kind}"
+        elif is2xx(st) and fl.resp.get("decode_error"):
+            why = f"{st} body does not decode: {fl.resp['decode_error']}"
+        if why:
+            failures.append(f"{fl.kind} {fl.method} {fl.path} (flow {fl.flow_seq}): {why}")
+            ev["unexpected"].append(fl.evidence())
+    return make_verdict("error-typing", failures, ev, "every error response is typed as expected")

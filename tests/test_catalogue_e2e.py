@@ -1,0 +1,59 @@
+"""Every catalogue entry end to end against the reference implementation.
+
+One warm :class:`harness.run.Stack` (Leader, Helper, Client, Collector, fault proxy) serves
+the whole module; each test runs one scenario through it and asserts that the checker's
+verdict class is what the entry expects and that no invariant is violated. The fixture
+always closes the stack, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from faults.catalogue import CATALOGUE
+from harness.checker import expectation_met
+from harness.model import Outcome, Scenario, VerdictClass
+from harness.run import Stack
+
+ENTRIES = list(CATALOGUE.items())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with Stack.start(artifacts_root=tmp_path_factory.mktemp("catalogue")) as s:
+        yield s
+
+
+def _explain(result: object) -> str:
+    report = result.report  # type: ignore[attr-defined]
+    lines = [f"run dir: {result.run_dir}", report.summary]  # type: ignore[attr-defined]
+    for v in report.verdicts:
+        if v.valid is not True:
+            lines.append(f"  {v.invariant}: {v.valid} {v.detail}")
+    for c in result.record.collections:  # type: ignore[attr-defined]
+        lines.append(f"  collection {c.label}: {c.status} count={c.report_count} error={(c.error or '')[:200]}")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize(("name", "scenario"), ENTRIES, ids=list(CATALOGUE))
+def test_catalogue_entry(stack: Stack, name: str, scenario: Scenario) -> None:
+    started = time.monotonic()
+    result = stack.run_scenario(scenario, timeout_s=20)
+    elapsed = time.monotonic() - started
+    report = result.report
+    why = _explain(result)
+    violated = [v.invariant for v in report.verdicts if v.valid is False]
+    assert not violated, why
+    assert report.verdict_class not in (VerdictClass.VIOLATION, VerdictClass.INFRA), why
+    assert expectation_met(report.verdict_class, scenario.expect), why
+    if scenario.expect.outcome is not Outcome.PASS_OR_CLEAN_FAILURE:
+        assert report.verdict_class.value == scenario.expect.outcome.value, why
+    # the reference implementation decides every entry: no invariant left unknown
+    unknown = [v.invariant for v in report.verdicts if v.valid is None]
+    assert not unknown, why
+    assert Path(result.run_dir).is_dir()
+    assert elapsed < 20, f"{name} took {elapsed:.1f} s"

@@ -1,0 +1,698 @@
+"""Unit tests of harness.checker: each invariant on constructed records and histories.
+
+Every honest-run variant below is checked to pass first, then one thing is broken and the
+invariant named must fail (so each test could fail).
+"""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from faults.history import FaultEvent, MessageEvent
+from faults.plan import Plan
+from harness import checker
+from harness.model import (
+    CollectionRecord,
+    Expectation,
+    RunRecord,
+    Scenario,
+    TaskSpec,
+    UploadRecord,
+    VerdictClass,
+    WorkloadSpec,
+)
+from dap.vdaf.params import VdafParams
+
+TASK = "dGFzaw"
+BASE = 1_700_000_000 - 1_700_000_000 % 3600
+PREFIX = "urn:ietf:params:ppm:dap:error:"
+HIST = VdafParams.from_interop({"type": "Prio3Histogram", "length": "8", "chunk_length": "2"})
+
+
+def rid(i: int) -> str:
+    return f"{i:032x}"
+
+
+class History:
+    """Builds a proxy history: flows of request/response events plus faults."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.flow_seq = 0
+
+    def _seq(self) -> int:
+        return len(self.events)
+
+    def request(self, kind, method, path, summary=None, *, link=None, copy_of=None, origin=None, flow_id=None):
+        self.flow_seq += 1
+        fid = flow_id or f"f{self.flow_seq}"
+        self.events.append(MessageEvent(self._seq(), 0.0, 0.0, link or _link(kind), kind, "request", fid,
+                                        self.flow_seq, method, path, summary={"task_id": TASK, **(summary or {})},
+                                        copy_of=copy_of, origin=origin))
+        return fid
+
+    def response(self, fid, status, summary=None, *, problem=None):
+        req = next(e for e in self.events if isinstance(e, MessageEvent) and e.flow_id == fid)
+        s = dict(summary or {})
+        media = None
+        if problem is not None:
+            s = {"problem_type": PREFIX + problem if ":" not in problem else problem, "problem_token": problem}
+            media = "application/problem+json"
+        self.events.append(MessageEvent(self._seq(), 0.0, 0.0, req.link, req.kind, "response", fid, req.flow_seq,
+                                        req.method, req.path, status=status, media_type=media, summary=s,
+                                        copy_of=req.copy_of, origin=req.origin))
+
+    def error(self, fid, msg="connection lost"):
+        req = next(e for e in self.events if isinstance(e, MessageEvent) and e.flow_id == fid)
+        self.events.append(MessageEvent(self._seq(), 0.0, 0.0, req.link, req.kind, "error", fid, req.flow_seq,
+                                        req.method, req.path, error=msg))
+
+    def fault(self, fid, action, phase="request", rule_id="r1", **changed):
+        req = next(e for e in self.events if isinstance(e, MessageEvent) and e.flow_id == fid)
+        self.events.append(FaultEvent(self._seq(), 0.0, 0.0, rule_id, action, req.link, req.kind, phase, fid,
+                                      req.flow_seq, changed=changed))
+
+    def exchange(self, kind, method, path, status, req=None, resp=None, *, problem=None, **kw):
+        fid = self.request(kind, method, path, req, **kw)
+        self.response(fid, status, resp, problem=problem)
+        return fid
+
+    # DAP shapes
+    def upload(self, i, status=201, problem=None, **kw):
+        return self.exchange("upload", "PUT", f"/tasks/{TASK}/reports", status,
+                             {"message": "Report", "report_ids": [rid(i)], "time": BASE}, problem=problem, **kw)
+
+    def init(self, job, ids, status=201, states=None, problem=None, body="b", **kw):
+        states = states if states is not None else {rid(i): "continue" for i in ids}
+        resp = {"message": "AggregationJobResp", "report_ids": [rid(i) for i in ids], "prepare_states": states}
+        return self.exchange("agg_init", "PUT", f"/tasks/{TASK}/aggregation_jobs/{job}", status,
+                             {"message": "AggregationJobInitReq", "report_ids": [rid(i) for i in ids],
+                              "body_sha256": f"{job}{body}"}, resp, problem=problem, **kw)
+
+    def agg_share(self, count, status=200, problem=None, cipher="c1", body="s", **kw):
+        return self.exchange("agg_share", "POST", f"/tasks/{TASK}/aggregate_shares", status,
+                             {"message": "AggregateShareReq", "report_count": count, "body_sha256": body},
+                             {"message": "AggregateShare", "body_sha256": cipher}, problem=problem, **kw)
+
+    def collect(self, job, count, *, status=200, problem=None, **kw):
+        self.exchange("collection_create", "PUT", f"/tasks/{TASK}/collection_jobs/{job}", 201,
+                      {"message": "CollectionReq", "interval": [BASE, 3600]})
+        self.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/{job}", 202)
+        resp = {"message": "Collection", "report_count": count, "interval": [BASE, 3600]} if status == 200 else {}
+        return self.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/{job}", status, None, resp,
+                             problem=problem, **kw)
+
+
+def _link(kind):
+    if kind == "upload":
+        return "client->leader"
+    if kind.startswith("collection"):
+        return "collector->leader"
+    return "leader->helper"
+
+
+QUERY = {"type": 1, "batch_interval_start": BASE, "batch_interval_duration": 3600}
+
+
+def histogram(ids, n=8):
+    out = ["0"] * n
+    for i in ids:
+        out[i] = str(int(out[i]) + 1)
+    return out
+
+
+def record(n=6, *, statuses=None, collections=None, vdaf=HIST, measure=str, infra=()):
+    statuses = statuses or {}
+    ups = tuple(UploadRecord(i, measure(i), BASE + 5, statuses.get(i, "success")) for i in range(n))
+    if collections is None:
+        collections = (CollectionRecord("main", QUERY, "complete", histogram(range(n), vdaf.length or 8), n,
+                                        (BASE, 3600)),)
+    return RunRecord("t", TASK, TaskSpec(vdaf=vdaf), BASE, 0, ups, tuple(collections), infra_errors=tuple(infra))
+
+
+def scenario(**expect):
+    return Scenario("t", Plan(), WorkloadSpec(TaskSpec(vdaf=HIST)), Expectation(**expect))
+
+
+def honest(n=6):
+    h = History()
+    for i in range(n):
+        h.upload(i)
+    h.init("J1", list(range(n)))
+    h.collect("C1", n)
+    h.agg_share(n)
+    return h
+
+
+def verdict(report, name):
+    return next(v for v in report.verdicts if v.invariant == name)
+
+
+def test_honest_run_passes():
+    rep = checker.check(record(), honest().events, scenario())
+    assert rep.verdict_class == VerdictClass.PASS, rep.summary
+    assert all(v.valid is True for v in rep.verdicts), [(v.invariant, v.detail) for v in rep.verdicts]
+    assert "expected pass: met" in rep.summary
+
+
+# --- safety -----------------------------------------------------------------------------------------
+
+
+def test_double_count_is_violation():
+    rec = record(collections=[CollectionRecord("main", QUERY, "complete", histogram([0, 1, 1, 2, 3, 4, 5]), 7)])
+    rep = checker.check(rec, honest().events, scenario())
+    v = verdict(rep, "safety")
+    assert v.valid is False and rep.verdict_class == VerdictClass.VIOLATION
+    assert v.evidence["collections"]["main"]["double_counted"] == [1]
+
+
+def test_forged_bucket_is_violation():
+    # bucket 7 was never uploaded (6 uploads: buckets 0..5)
+    rec = record(collections=[CollectionRecord("main", QUERY, "complete", histogram([0, 1, 2, 3, 4, 5, 7]), 7)])
+    v = verdict(checker.check(rec, honest().events, scenario()), "safety")
+    assert v.valid is False
+    assert v.evidence["collections"]["main"]["unexplained"] == {"7": 1}
+
+
+def test_garbage_aggregate_is_violation():
+    rec = record(collections=[CollectionRecord("main", QUERY, "complete",
+                                               ["1", "1", "1", "1", "1", str(2**60), "0", "0"], 6)])
+    v = verdict(checker.check(rec, honest().events, scenario()), "safety")
+    assert v.valid is False and v.evidence["collections"]["main"]["double_counted"] == [5]
+    assert v.evidence["collections"]["main"]["multiplicity"] == {"5": 2**60}
+
+
+def test_report_count_mismatch_is_violation():
+    rec = record(collections=[CollectionRecord("main", QUERY, "complete", histogram(range(6)), 5)])
+    v = verdict(checker.check(rec, honest().events, scenario()), "safety")
+    assert v.valid is False and "report_count 5 != |S| 6" in v.detail
+
+
+def test_refused_upload_counted_is_violation():
+    h = History()
+    for i in range(6):
+        if i == 2:
+            h.upload(i, status=400, problem="reportRejected")
+        else:
+            h.upload(i)
+    rec = record(statuses={2: "error"})
+    v = verdict(checker.check(rec, h.events, scenario(complete=False)), "safety")
+    assert v.valid is False and v.evidence["collections"]["main"]["counted_refused"] == [2]
+
+
+def test_ambiguous_upload_may_count():
+    """The client saw the response replaced by a 500 after the Leader stored the report."""
+    h = History()
+    for i in range(6):
+        fid = h.upload(i)
+        if i == 3:
+            h.fault(fid, "respond", phase="response", status=500, replaced_status=201)
+    rec = record(statuses={3: "error"})
+    rep = checker.check(rec, h.events, scenario())
+    assert rep.verdict_class == VerdictClass.PASS, rep.summary
+    assert verdict(rep, "completeness").evidence["ambiguous"] == [3]
+
+
+def test_corrupted_upload_counted_is_violation():
+    h = History()
+    for i in range(6):
+        fid = h.upload(i)
+        if i == 4:
+            h.fault(fid, "corrupt-field", field="helper_encrypted_input_share.payload", op="flip",
+                    before="aa", after="ab")
+    v = verdict(checker.check(record(), h.events, scenario(complete=False)), "safety")
+    assert v.valid is False and "4" in {str(i) for i in v.evidence["collections"]["main"]["counted_corrupted"]}
+
+
+def test_corrupted_init_payload_counted_is_violation():
+    h = History()
+    for i in range(6):
+        h.upload(i)
+    fid = h.init("J1", list(range(6)))
+    h.fault(fid, "corrupt-field", field="prepare_inits[2].payload", op="flip", before="00", after="01")
+    v = verdict(checker.check(record(), h.events, scenario(complete=False)), "safety")
+    assert v.valid is False and "counted_corrupted" in v.evidence["collections"]["main"]
+
+
+def test_corrupted_report_excluded_passes():
+    h = History()
+    for i in range(6):
+        h.upload(i)
+    fid = h.init("J1", list(range(6)), states={**{rid(i): "continue" for i in range(6)},
+                                              rid(2): "reject:vdaf_prep_error"})
+    h.fault(fid, "corrupt-field", field="prepare_inits[2].payload", op="flip", before="00", after="01")
+    rec = record(collections=[CollectionRecord("main", QUERY, "complete", histogram([0, 1, 3, 4, 5]), 5)])
+    rep = checker.check(rec, h.events, scenario())
+    assert rep.verdict_class == VerdictClass.PASS, rep.summary
+    assert verdict(rep, "safety").evidence["corrupted"] == {"2": [fid and h.events[-1].seq]}
+
+
+def test_report_outside_interval_is_violation():
+    ups = tuple(UploadRecord(i, str(i), BASE + 5 if i else BASE + 7200, "success") for i in range(6))
+    rec = attrs.evolve(record(), uploads=ups)
+    v = verdict(checker.check(rec, honest().events, scenario(complete=False)), "safety")
+    assert v.valid is False and v.evidence["collections"]["main"]["counted_outside_batch"] == [0]
+
+
+def test_disjoint_batches_sharing_a_report_is_violation():
+    q2 = {"type": 1, "batch_interval_start": BASE + 3600, "batch_interval_duration": 3600}
+    ups = tuple(UploadRecord(i, str(i), BASE + 5 if i < 3 else BASE + 3605, "success") for i in range(6))
+    cols = [CollectionRecord("a", QUERY, "complete", histogram([0, 1, 2]), 3),
+            CollectionRecord("b", q2, "complete", histogram([3, 4, 5]), 3)]
+    rec = attrs.evolve(record(collections=cols), uploads=ups)
+    assert checker.check(rec, honest().events, scenario()).verdict_class == VerdictClass.PASS
+    # a collection of a wider interval (overlapping both) that double counts across batches
+    q3 = {"type": 1, "batch_interval_start": BASE, "batch_interval_duration": 7200}
+    cols.append(CollectionRecord("c", q3, "complete", histogram([2, 3]), 2))
+    v = verdict(checker.check(attrs.evolve(rec, collections=tuple(cols)), honest().events, scenario()), "safety")
+    assert v.valid is False and "double_counted_across_batches" in v.evidence
+
+
+def test_sum_power_of_two_decoding():
+    vdaf = VdafParams.from_interop({"type": "Prio3Sum", "bits": "8"})
+    ok = record(vdaf=vdaf, measure=lambda i: str(2**i),
+                collections=[CollectionRecord("main", QUERY, "complete", str(63), 6)])
+    rep = checker.check(ok, honest().events, scenario())
+    assert rep.verdict_class == VerdictClass.PASS, rep.summary
+    # report 1 counted twice: 2+2 carries into bit 2 -> 1 + 4 + 4... popcount != report_count
+    dbl = attrs.evolve(ok, collections=(CollectionRecord("main", QUERY, "complete", str(1 + 2 + 2 + 4 + 8 + 16 + 32), 7),))
+    v = verdict(checker.check(dbl, honest().events, scenario()), "safety")
+    assert v.valid is False and "popcount" in v.detail
+    forged = attrs.evolve(ok, collections=(CollectionRecord("main", QUERY, "complete", str(63 + 128), 7),))
+    assert verdict(checker.check(forged, honest().events, scenario()), "safety").valid is False
+
+
+def test_count_is_weak_but_bounded():
+    vdaf = VdafParams.from_interop({"type": "Prio3Count"})
+    ok = record(vdaf=vdaf, measure=lambda i: "1", collections=[CollectionRecord("main", QUERY, "complete", "6", 6)])
+    rep = checker.check(ok, honest().events, scenario())
+    assert rep.verdict_class == VerdictClass.PASS, rep.summary
+    assert "weakest" in verdict(rep, "safety").evidence["collections"]["main"]["note"]
+    too_many = attrs.evolve(ok, collections=(CollectionRecord("main", QUERY, "complete", "7", 7),))
+    assert verdict(checker.check(too_many, honest().events, scenario()), "safety").valid is False
+    inconsistent = attrs.evolve(ok, collections=(CollectionRecord("main", QUERY, "complete", "5", 6),))
+    assert verdict(checker.check(inconsistent, honest().events, scenario()), "safety").valid is False
+
+
+# --- completeness --------------------------------------------------------------------------------------
+
+
+def test_lost_acknowledged_report():
+    rec = record(collections=[CollectionRecord("main", QUERY, "complete", histogram([0, 1, 2, 4, 5]), 5)])
+    v = verdict(checker.check(rec, honest().events, scenario(complete=True)), "completeness")
+    assert v.valid is False and v.evidence["lost"] == {"main": [3]}
+    v = verdict(checker.check(rec, honest().events, scenario(complete=False)), "completeness")
+    assert v.valid is True and v.evidence["lost"] == {"main": [3]}
+
+
+def test_expected_rejected_not_required():
+    h = History()
+    for i in range(6):
+        h.upload(i, status=400 if i == 5 else 201, problem="reportTooEarly" if i == 5 else None)
+    rec = record(statuses={5: "error"},
+                 collections=[CollectionRecord("main", QUERY, "complete", histogram(range(5)), 5)])
+    rep = checker.check(rec, h.events, scenario(rejected_uploads={5: "reportTooEarly"}))
+    assert rep.verdict_class == VerdictClass.PASS, rep.summary
+    assert verdict(rep, "rejected-uploads").valid is True
+
+
+# --- rejected uploads ------------------------------------------------------------------------------------
+
+
+def test_expected_rejection_acknowledged_is_violation():
+    rep = checker.check(record(), honest().events, scenario(rejected_uploads={5: "reportTooEarly"}))
+    v = verdict(rep, "rejected-uploads")
+    assert v.valid is False and "acknowledged" in v.detail
+    assert verdict(rep, "safety").valid is False  # and it was counted
+
+
+def test_expected_rejection_wrong_problem_type():
+    h = History()
+    for i in range(6):
+        h.upload(i, status=400 if i == 5 else 201, problem="reportRejected" if i == 5 else None)
+    rec = record(statuses={5: "error"}, collections=[CollectionRecord("main", QUERY, "complete",
+                                                                      histogram(range(5)), 5)])
+    v = verdict(checker.check(rec, h.events, scenario(rejected_uploads={5: "reportTooEarly"})), "rejected-uploads")
+    assert v.valid is False and "expected reportTooEarly" in v.detail
+
+
+# --- collections / clean failure ----------------------------------------------------------------------------
+
+
+def test_clean_failure_class_and_expectation():
+    h = honest()
+    rec = record(collections=[CollectionRecord("main", QUERY, "error", None, None, error="batchMismatch")])
+    rep = checker.check(rec, h.events, scenario(outcome="pass_or_clean_failure"))
+    assert rep.verdict_class == VerdictClass.CLEAN_FAILURE, rep.summary
+    assert "met" in rep.summary and "NOT" not in rep.summary
+    rep = checker.check(rec, h.events, scenario(outcome="pass"))
+    assert rep.verdict_class == VerdictClass.CLEAN_FAILURE and "expected pass: NOT met" in rep.summary
+    assert not checker.expectation_met(rep.verdict_class, Expectation(outcome="pass"))
+
+
+def test_failed_collection_with_result_is_violation():
+    rec = record(collections=[CollectionRecord("main", QUERY, "timeout", histogram(range(6)), 6)])
+    rep = checker.check(rec, honest().events, scenario())
+    assert verdict(rep, "collections").valid is False and rep.verdict_class == VerdictClass.VIOLATION
+
+
+def test_infra_wins():
+    rep = checker.check(record(infra=("helper did not start",)), [], scenario())
+    assert rep.verdict_class == VerdictClass.INFRA
+    assert not checker.expectation_met(rep.verdict_class, Expectation(outcome="pass_or_clean_failure"))
+
+
+# --- auth ---------------------------------------------------------------------------------------------------
+
+
+def test_tampered_init_refused_passes_and_bypass_fails():
+    h = History()
+    for i in range(6):
+        h.upload(i)
+    bad = h.init("J1", list(range(6)), status=403, problem="unauthorizedRequest")
+    h.fault(bad, "auth", mode="strip")
+    h.init("J1", list(range(6)))
+    h.collect("C1", 6)
+    h.agg_share(6)
+    rep = checker.check(record(), h.events, scenario())
+    v = verdict(rep, "auth")
+    assert v.valid is True and rep.verdict_class == VerdictClass.PASS, rep.summary
+    assert v.evidence["genuine_after"][bad]
+
+    h2 = History()
+    for i in range(6):
+        h2.upload(i)
+    bad = h2.init("J1", list(range(6)))  # tampered and accepted
+    h2.fault(bad, "auth", mode="wrong_value")
+    v = verdict(checker.check(record(), h2.events, scenario()), "auth")
+    assert v.valid is False and "answered 201" in v.detail
+
+
+def test_tampered_init_changing_state_fails():
+    h = History()
+    for i in range(6):
+        h.upload(i)
+    bad = h.init("J1", list(range(6)), status=403, problem="unauthorizedRequest")
+    h.fault(bad, "auth", mode="strip")
+    h.init("J1", list(range(6)), status=409)
+    v = verdict(checker.check(record(), h.events, scenario(complete=False)), "auth")
+    assert v.valid is False and "409" in v.detail
+    h = History()
+    bad = h.init("J1", [0, 1], status=403, problem="unauthorizedRequest")
+    h.fault(bad, "auth", mode="strip")
+    h.init("J2", [0, 1], states={rid(0): "reject:report_replayed", rid(1): "continue"})
+    v = verdict(checker.check(record(), h.events, scenario(complete=False)), "auth")
+    assert v.valid is False and "report_replayed" in v.detail
+
+
+def test_tampered_collection_job_created_fails():
+    h = honest()
+    fid = h.exchange("collection_create", "PUT", f"/tasks/{TASK}/collection_jobs/C9", 403,
+                     problem="unauthorizedRequest")
+    h.fault(fid, "auth", mode="strip")
+    assert verdict(checker.check(record(), h.events, scenario()), "auth").valid is True
+    h.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/C9", 202)
+    v = verdict(checker.check(record(), h.events, scenario()), "auth")
+    assert v.valid is False and "only a tampered PUT" in v.detail
+
+
+def test_tampered_copy_is_judged_too():
+    h = honest()
+    orig = h.agg_share(6, status=403, problem="unauthorizedRequest")
+    h.fault(orig, "auth", mode="strip")
+    h.fault(orig, "duplicate", copies=1)
+    h.agg_share(6, status=200, copy_of=orig, origin="duplicate")
+    v = verdict(checker.check(record(), h.events, scenario()), "auth")
+    assert v.valid is False and len(v.evidence["tampered"]) == 2
+
+
+def test_auth_on_upload_is_not_judged():
+    h = honest()
+    fid = h.upload(99)
+    h.fault(fid, "auth", mode="strip")
+    assert verdict(checker.check(record(), h.events, scenario()), "auth").valid is True
+
+
+# --- idempotency ----------------------------------------------------------------------------------------------
+
+
+def test_collections_of_same_batch_must_agree():
+    cols = [CollectionRecord("a", QUERY, "complete", histogram(range(6)), 6),
+            CollectionRecord("b", QUERY, "complete", histogram(range(6)), 6)]
+    assert checker.check(record(collections=cols), honest().events, scenario()).verdict_class == VerdictClass.PASS
+    cols[1] = CollectionRecord("b", QUERY, "complete", histogram(range(5)), 5)
+    v = verdict(checker.check(record(collections=cols), honest().events, scenario(complete=False)), "idempotency")
+    assert v.valid is False and v.evidence["disagreeing_collections"] == [["a", "b"]]
+
+
+def test_polls_must_agree():
+    h = honest()
+    h.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/C1", 200, None,
+               {"message": "Collection", "report_count": 5, "interval": [BASE, 3600]})
+    v = verdict(checker.check(record(), h.events, scenario()), "idempotency")
+    assert v.valid is False and "disagreeing_polls" in v.evidence
+
+
+def test_duplicate_init_must_get_same_states():
+    h = honest()
+    orig = next(e.flow_id for e in h.events if e.kind == "agg_init")
+    h.init("J1", list(range(6)), copy_of=orig, origin="duplicate")
+    assert verdict(checker.check(record(), h.events, scenario()), "idempotency").valid is True
+    h.init("J1", list(range(6)), states={rid(i): "reject:report_replayed" for i in range(6)},
+           copy_of=orig, origin="duplicate")
+    v = verdict(checker.check(record(), h.events, scenario()), "idempotency")
+    assert v.valid is False and "PrepareResp states" in v.detail
+
+
+def test_duplicate_init_with_changed_body_is_not_compared():
+    h = honest()
+    fid = h.init("J1", list(range(6)), status=409)
+    h.fault(fid, "corrupt-field", field="prepare_inits[0].payload", op="flip", before="00", after="01")
+    # 201 vs 409 is fine when the body differed
+    assert verdict(checker.check(record(), h.events, scenario(complete=False)), "idempotency").valid is True
+    h2 = honest()
+    h2.init("J1", list(range(6)), status=409)
+    assert verdict(checker.check(record(), h2.events, scenario()), "idempotency").valid is False
+
+
+def test_duplicate_agg_share_must_replay_ciphertext():
+    h = honest()
+    h.agg_share(6, cipher="c1")
+    assert verdict(checker.check(record(), h.events, scenario()), "idempotency").valid is True
+    h.agg_share(6, cipher="c2")
+    v = verdict(checker.check(record(), h.events, scenario()), "idempotency")
+    assert v.valid is False and "ciphertexts" in v.detail
+
+
+# --- error typing ------------------------------------------------------------------------------------------------
+
+
+def test_unexpected_5xx_is_violation_injected_is_not():
+    h = honest()
+    fid = h.agg_share(6, status=503)
+    h.fault(fid, "respond", phase="request", status=503)
+    assert verdict(checker.check(record(), h.events, scenario()), "error-typing").valid is True
+    h.agg_share(6, status=500, body="other")
+    v = verdict(checker.check(record(), h.events, scenario()), "error-typing")
+    assert v.valid is False and v.evidence["unexpected"][0]["status"] == 500
+
+
+def test_real_5xx_behind_replaced_response_is_violation():
+    h = honest()
+    fid = h.agg_share(6, status=500, body="x")
+    h.fault(fid, "respond", phase="response", status=503, replaced_status=500)
+    assert verdict(checker.check(record(), h.events, scenario()), "error-typing").valid is False
+
+
+def test_problem_type_table():
+    h = honest()
+    h.upload(50, status=400, problem="batchMismatch")
+    rep = checker.check(record(), h.events, scenario())
+    v = verdict(rep, "error-typing")
+    assert v.valid is False and "batchMismatch is not expected for upload" in v.detail
+    rep = checker.check(record(), h.events, scenario(allowed_problem_types=("batchMismatch",)))
+    assert verdict(rep, "error-typing").valid is True
+
+
+def test_bare_4xx():
+    h = honest()
+    h.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/nope", 404)
+    h.init("J1", list(range(6)), status=409, body="other")
+    assert verdict(checker.check(record(), h.events, scenario()), "error-typing").valid is True
+    h.exchange("agg_share", "POST", f"/tasks/{TASK}/aggregate_shares", 400)
+    assert verdict(checker.check(record(), h.events, scenario()), "error-typing").valid is False
+
+
+def test_undecodable_2xx_is_violation():
+    h = honest()
+    h.exchange("agg_share", "POST", f"/tasks/{TASK}/aggregate_shares", 200, {"body_sha256": "q"},
+               {"decode_error": "AggregateShare: trailing bytes"})
+    assert verdict(checker.check(record(), h.events, scenario()), "error-typing").valid is False
+
+
+# --- composition -------------------------------------------------------------------------------------------------
+
+
+def test_raising_invariant_is_unknown_not_a_crash():
+    def boom(ctx):
+        raise RuntimeError("kaput")
+
+    rep = checker.check(record(), honest().events, scenario(), invariants={**checker.INVARIANTS, "boom": boom})
+    v = verdict(rep, "boom")
+    assert v.valid is None and "kaput" in v.detail
+    assert rep.verdict_class == VerdictClass.PASS and "unknown: boom" in rep.summary
+
+
+def test_history_before_the_scenario_is_ignored():
+    h = History()
+    h.agg_share(1, status=500, body="old", flow_id="old")  # seq 0..1: an earlier scenario's 5xx
+    start = len(h.events)
+    for ev in honest().events:
+        h.events.append(attrs.evolve(ev, seq=ev.seq + start))
+    rec = attrs.evolve(record(), history_since_seq=start)
+    assert checker.check(rec, h.events, scenario()).verdict_class == VerdictClass.PASS
+    assert checker.check(attrs.evolve(rec, history_since_seq=0), h.events,
+                         scenario()).verdict_class == VerdictClass.VIOLATION
+
+
+@pytest.mark.parametrize("outcome,cls,met", [
+    ("pass", "pass", True), ("pass", "clean_failure", False), ("clean_failure", "clean_failure", True),
+    ("clean_failure", "pass", False), ("pass_or_clean_failure", "pass", True),
+    ("pass_or_clean_failure", "violation", False),
+])
+def test_expectation_met(outcome, cls, met):
+    assert checker.expectation_met(cls, Expectation(outcome=outcome)) is met
+
+
+def test_resend_after_delete_may_differ():
+    h = honest()
+    h.exchange("agg_delete", "DELETE", f"/tasks/{TASK}/aggregation_jobs/J1", 204)
+    h.init("J1", list(range(6)), status=410)
+    assert verdict(checker.check(record(), h.events, scenario()), "idempotency").valid is True
+
+
+def test_synthesized_copy_without_hash_is_its_own_body():
+    h = honest()
+    orig = next(e.flow_id for e in h.events if e.kind == "agg_init")
+    fid = h.request("agg_init", "PUT", f"/tasks/{TASK}/aggregation_jobs/J1",
+                    {"report_ids": [rid(i) for i in range(6)]}, copy_of=orig, origin="synthesize:reinit_mutated")
+    h.response(fid, 409)
+    for ev in h.events:  # drop the hashes: an older history
+        ev.summary.pop("body_sha256", None)
+    assert verdict(checker.check(record(), h.events, scenario()), "idempotency").valid is True
+
+
+def test_count_completeness_by_count_only():
+    vdaf = VdafParams.from_interop({"type": "Prio3Count"})
+    short = record(vdaf=vdaf, measure=lambda i: "1", collections=[CollectionRecord("main", QUERY, "complete", "5", 5)])
+    v = verdict(checker.check(short, honest().events, scenario()), "completeness")
+    assert v.valid is False and "by count only" in v.detail
+
+
+def test_undecodable_aggregate_is_violation():
+    rec = record(collections=[CollectionRecord("main", QUERY, "complete", "not a vector", 6)])
+    v = verdict(checker.check(rec, honest().events, scenario()), "safety")
+    assert v.valid is False and "does not decode" in v.detail
+
+
+def test_report_count_beyond_possible_reports():
+    vdaf = VdafParams.from_interop({"type": "Prio3Count"})
+    h = History()
+    for i in range(6):
+        h.upload(i, status=400 if i < 2 else 201, problem="reportRejected" if i < 2 else None)
+    rec = record(vdaf=vdaf, measure=lambda i: "1", statuses={0: "error", 1: "error"},
+                 collections=[CollectionRecord("main", QUERY, "complete", "5", 5)])
+    v = verdict(checker.check(rec, h.events, scenario(complete=False)), "safety")
+    assert v.valid is False and v.evidence["collections"]["main"]["could_count"] == [2, 3, 4, 5]
+
+
+def test_fixed_size_batches_are_disjoint_and_complete_per_batch():
+    fs = TaskSpec(vdaf=HIST, query_type="fixed_size")
+    q = {"type": 2, "subtype": 1}
+    h = History()
+    for i in range(6):
+        h.upload(i)
+    for job, batch, ids in (("J1", "B1", [0, 1, 2]), ("J2", "B2", [3, 4, 5])):
+        h.init(job, ids)
+        h.events[-2] = attrs.evolve(h.events[-2], summary={**h.events[-2].summary, "batch_id": batch})
+    cols = [CollectionRecord("a", q, "complete", histogram([0, 1, 2]), 3, batch_id="B1"),
+            CollectionRecord("b", q, "complete", histogram([3, 4, 5]), 3, batch_id="B2")]
+    rec = attrs.evolve(record(collections=cols), task=fs)
+    rep = checker.check(rec, h.events, scenario())
+    assert rep.verdict_class == VerdictClass.PASS, rep.summary
+    assert verdict(rep, "completeness").evidence["batches"] == {"B1": [0, 1, 2], "B2": [3, 4, 5]}
+    # only batch B1 collected: B2's reports are not lost, just not collected
+    only_a = attrs.evolve(rec, collections=(cols[0],))
+    assert checker.check(only_a, h.events, scenario()).verdict_class == VerdictClass.PASS
+    lost = attrs.evolve(rec, collections=(cols[0], CollectionRecord("b", q, "complete", histogram([3, 4]), 2,
+                                                                   batch_id="B2")))
+    v = verdict(checker.check(lost, h.events, scenario()), "completeness")
+    assert v.valid is False and v.evidence["lost"] == {"b": [5]}
+    shared = attrs.evolve(rec, collections=(cols[0], CollectionRecord("b", q, "complete", histogram([2, 3, 4, 5]),
+                                                                     4, batch_id="B2")))
+    v = verdict(checker.check(shared, h.events, scenario()), "safety")
+    assert v.valid is False and v.evidence["double_counted_across_batches"] == {"a|b": [2]}
+    # the same batch ID twice (by_batch_id re-collection) must agree instead
+    same = attrs.evolve(rec, collections=(cols[0], attrs.evolve(cols[0], label="again", result=histogram([0, 1]),
+                                                                report_count=2)))
+    assert verdict(checker.check(same, h.events, scenario(complete=False)), "idempotency").valid is False
+
+
+def test_outdated_config_retry_is_the_same_index():
+    h = History()
+    for i in range(6):
+        if i == 1:
+            fid = h.upload(100 + i, status=400, problem="outdatedConfig")
+            h.fault(fid, "corrupt-field", field="leader_encrypted_input_share.config_id", op="add", before=1, after=2)
+        h.upload(i)
+    rep = checker.check(record(), h.events, scenario())
+    assert rep.verdict_class == VerdictClass.PASS, rep.summary
+    assert verdict(rep, "safety").evidence["corrupted"] == {}
+    # without the retry succeeding the index is corrupted-only and must not be counted
+    h2 = History()
+    for i in range(6):
+        fid = h2.upload(i)
+        if i == 1:
+            h2.fault(fid, "corrupt-bytes", flipped_bits=[100])
+    v = verdict(checker.check(record(), h2.events, scenario()), "safety")
+    assert v.valid is False and "1" in v.evidence["collections"]["main"]["counted_corrupted"]
+
+
+def test_evidence_carries_report_ids_and_history_dicts_are_accepted():
+    from faults.history import event_to_dict
+
+    rec = record(collections=[CollectionRecord("main", QUERY, "complete", histogram([0, 1, 1, 2, 4, 5]), 6)])
+    rep = checker.check(rec, [event_to_dict(e) for e in honest().events], scenario())
+    safety, compl = verdict(rep, "safety"), verdict(rep, "completeness")
+    assert safety.evidence["collections"]["main"]["double_counted_report_ids"] == {"1": [rid(1)]}
+    assert compl.evidence["lost_report_ids"] == {"3": [rid(3)]}
+
+
+def test_other_tasks_traffic_is_ignored():
+    h = honest()
+    fid = h.request("agg_init", "PUT", "/tasks/b3RoZXI/aggregation_jobs/X", {"report_ids": [rid(0)]})
+    h.events[-1] = attrs.evolve(h.events[-1], summary={"task_id": "b3RoZXI", "report_ids": [rid(0)]})
+    h.response(fid, 500)
+    h.events[-1] = attrs.evolve(h.events[-1], summary={"task_id": "b3RoZXI"})
+    assert checker.check(record(), h.events, scenario()).verdict_class == VerdictClass.PASS
+    h.events[-1] = attrs.evolve(h.events[-1], summary={"task_id": TASK})  # now it is this task's 500
+    h.events[-2] = attrs.evolve(h.events[-2], summary={"task_id": TASK, "report_ids": [rid(0)]})
+    assert checker.check(record(), h.events, scenario()).verdict_class == VerdictClass.VIOLATION
+
+
+def test_every_report_round_trips_through_json():
+    """report.json is written with to_dict: evidence keys must already be strings."""
+    import json
+
+    from harness.model import check_report_from_dict, to_dict
+
+    h = History()
+    for i in range(6):
+        fid = h.upload(i)
+        if i == 4:
+            h.fault(fid, "corrupt-bytes", flipped_bits=[7])
+    rec = record(collections=[CollectionRecord("main", QUERY, "complete", histogram([0, 1, 1, 2, 4, 5, 7]), 7)])
+    rep = checker.check(rec, h.events, scenario(rejected_uploads={5: "reportTooEarly"}))
+    assert rep.verdict_class == VerdictClass.VIOLATION
+    assert check_report_from_dict(json.loads(json.dumps(to_dict(rep)))) == rep

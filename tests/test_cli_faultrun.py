@@ -1,0 +1,188 @@
+"""The faultrun CLI: one line and exit 2 for every user mistake; a real run end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import apply_overrides, main
+from harness.workload import counted_indices, expected_aggregate, measurement_for, parse_vdaf, vdaf_for, with_reports
+
+FAULTRUN = Path(sys.executable).with_name("faultrun")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("faultrun: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--fault", "dupliate-report"], "did you mean duplicate-report"),
+    (["--fault", "zzzzzzzzzz"], "faultrun --list shows them"),
+    (["--all", "--fault", "duplicate-report"], "--all runs the whole catalogue"),
+    (["--list", "--all"], "--list cannot be combined"),
+    ([], "nothing to run"),
+    (["--fault", "duplicate-report", "--vdaf", "Prio3Histo"], "did you mean Prio3Histogram"),
+    (["--fault", "duplicate-report", "--vdaf", "Prio3Histogram:length=4"], "holds 4 reports, the workload uploads 8"),
+    (["--fault", "duplicate-report", "--vdaf", "Prio3Histogram:length=x"], "length: expected an integer"),
+    (["--fault", "duplicate-report", "--vdaf", '{"type": 3'], "--vdaf: not valid JSON"),
+    (["--fault", "duplicate-report", "--reports", "0"], "--reports: must be >= 1"),
+    (["--fault", "duplicate-report", "--query-type", "hourly"], "invalid choice: 'hourly'"),
+    (["--fault", "duplicate-report", "--impl", "leader"], "expected ROLE=NAME"),
+    (["--fault", "duplicate-report", "--impl", "auditor=reference"], "unknown role"),
+    (["--fault", "duplicate-report", "--impl", "leader=refrence"], "did you mean reference"),
+    (["--fault", "duplicate-report", "--impl", "leader=janus"], "needs the docker backend"),
+    (["--fault", "duplicate-report", "--backend", "docker"], "not available in this release"),
+    (["--fault", "duplicate-report", "--timeout", "-1"], "--timeout: must be > 0"),
+    (["--plan", "/nonexistent/plan.toml"], "file not found"),
+    (["analyze", "/nonexistent/dir"], "not a directory"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_user_mistakes_exit_2_with_one_line(argv: list[str], needle: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([*argv, "--artifacts", str(tmp_path)] if argv and argv[0] != "analyze" else argv)
+    line = _err_line(capsys)
+    assert code == 2, line
+    assert needle in line, line
+    assert not list(tmp_path.glob("*/_stack")), "no stack may start for a usage error"
+
+
+def test_bad_plan_names_the_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "p.toml"
+    plan.write_text('version = 1\nseed = 1\n[[rules]]\nid = "slow"\n[rules.action]\ntype = "delay"\n')
+    assert main(["--plan", str(plan), "--artifacts", str(tmp_path)]) == 2
+    line = _err_line(capsys)
+    assert f"--plan {plan}: rule 'slow'" in line and "delay_ms" in line
+
+
+def test_bad_images_names_file_line_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images = tmp_path / "images.toml"
+    text = (REPO / "images.toml").read_text().replace('name = "daphne"', 'name = "daphne"\nflavour = "x"')
+    images.write_text(text)
+    assert main(["--fault", "duplicate-report", "--images", str(images), "--artifacts", str(tmp_path)]) == 2
+    line = _err_line(capsys)
+    lineno = text.splitlines().index('flavour = "x"') + 1
+    assert f"{images}:{lineno}: helper[2].flavour: unknown key" in line
+
+
+def test_list_prints_faults_and_implementations(capsys: pytest.CaptureFixture[str]) -> None:
+    from faults.catalogue import CATALOGUE
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in CATALOGUE:
+        assert f"  {name} " in out
+    assert "leader    reference" in out and "janus" in out
+    assert main(["--list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {f["name"] for f in data["faults"]} == set(CATALOGUE)
+
+
+def test_subprocess_unknown_fault_and_bad_vdaf_no_traceback() -> None:
+    r = subprocess.run([str(FAULTRUN), "--fault", "duplicate-reprt"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        r.stderr.strip()] and "did you mean duplicate-report" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([str(FAULTRUN), "--fault", "duplicate-report", "--vdaf", "Poplar1"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "unknown VDAF 'Poplar1'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_subprocess_fault_run_end_to_end_then_analyze(tmp_path: Path) -> None:
+    junit = tmp_path / "j.xml"
+    r = subprocess.run([str(FAULTRUN), "--fault", "duplicate-report", "--artifacts", str(tmp_path / "a"), "--json",
+                        "--junit", str(junit), "--seed", "3"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    (res,) = data["results"]
+    assert res["scenario"] == "duplicate-report" and res["verdict_class"] == "pass" and res["exit_code"] == 0
+    run_dir = Path(res["run_dir"])
+    assert (run_dir / "report.json").is_file() and junit.is_file()
+    faults = [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()
+              if json.loads(x)["event"] == "fault"]
+    assert faults, "the duplicate-report plan must have fired"
+    assert json.loads((run_dir / "scenario.json").read_text())["plan"]["seed"] == 3
+    r = subprocess.run([str(FAULTRUN), "analyze", str(run_dir), "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["verdict_class"] == "pass"
+
+
+def test_overrides_rescale_workload_and_vdaf() -> None:
+    from faults.catalogue import CATALOGUE
+    s = CATALOGUE["duplicate-report"]
+    s2 = apply_overrides(s, vdaf=None, reports=20, query_type="fixed_size")
+    from harness.workload import upload_count
+    assert upload_count(s2.workload) == 20
+    assert s2.workload.task.vdaf.length == 20 and s2.workload.task.query_type == "fixed_size"
+    s3 = apply_overrides(s, vdaf="sum", reports=None, query_type=None)
+    assert s3.workload.task.vdaf.type == "Prio3Sum" and s3.workload.task.vdaf.bits == 8
+
+
+def test_workload_functions() -> None:
+    h = parse_vdaf("Prio3Histogram:length=6,chunk_length=2", 6)
+    assert [measurement_for(h, i) for i in range(3)] == ["0", "1", "2"]
+    assert expected_aggregate(h, [0, 2, 2]) == ["1", "0", "2", "0", "0", "0"]
+    assert counted_indices(h, ["1", "0", "2", "0", "0", "0"]) == {0: 1, 2: 2}
+    s = vdaf_for("Prio3Sum", 4)
+    assert [measurement_for(s, i) for i in range(4)] == ["1", "2", "4", "8"]
+    assert expected_aggregate(s, [0, 3]) == "9" and counted_indices(s, "9") == {0: 1, 3: 1}
+    v = vdaf_for("Prio3SumVec", 3)
+    assert measurement_for(v, 1) == ["0", "1", "0"] and expected_aggregate(v, [1, 1]) == ["0", "2", "0"]
+    c = vdaf_for("count", 3)
+    assert measurement_for(c, 2) == "1" and expected_aggregate(c, [0, 1]) == "2" and counted_indices(c, "2") is None
+    from harness.errors import WorkloadError
+    with pytest.raises(WorkloadError, match="capacity 6"):
+        measurement_for(h, 6)
+    from harness.model import Collect, Pause, Upload, WorkloadSpec
+    wl = WorkloadSpec(steps=(Upload(count=4), Pause(), Upload(count=4), Collect()))
+    assert [s.count for s in with_reports(wl, 5).steps if isinstance(s, Upload)] == [2, 3]
+
+
+def _procs_mentioning(text: str) -> list[str]:
+    out = []
+    for pid in Path("/proc").iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            cmd = (pid / "cmdline").read_bytes().decode(errors="replace")
+            state = (pid / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if text in cmd and state != "Z":
+            out.append(f"{pid.name}: {cmd}")
+    return out
+
+
+def test_sigint_stops_every_process(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    plan = tmp_path / "slow.toml"
+    plan.write_text('version = 1\nseed = 1\n[[rules]]\nid = "down"\n[rules.match]\nlink = "leader->helper"\n'
+                    '[rules.action]\ntype = "respond"\nstatus = 503\n')
+    art = tmp_path / "art"
+    p = subprocess.Popen([str(FAULTRUN), "--plan", str(plan), "--artifacts", str(art), "--timeout", "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (art / "slow").exists():  # the scenario has started
+            time.sleep(0.05)
+        assert (art / "slow").exists()
+        assert len(_procs_mentioning(str(art))) >= 5  # four roles + mitmdump
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    time.sleep(0.3)
+    assert not _procs_mentioning(str(art))

@@ -1,0 +1,227 @@
+"""harness.run end to end: real roles and the real fault proxy on loopback, one warm Stack.
+
+Every fixture closes its Stack in teardown (also on failure); the teardown test checks
+that every child PID is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from faults.history import read_history
+from faults.plan import Plan, load_plan
+from harness.analyze import analyze
+from harness.errors import BackendError, UsageError
+from harness.model import (
+    Collect,
+    Pause,
+    Scenario,
+    TaskSpec,
+    Upload,
+    VerdictClass,
+    WorkloadSpec,
+    check_report_from_dict,
+    run_record_from_dict,
+    scenario_from_dict,
+)
+from harness.run import Stack
+from harness.workload import expected_aggregate, measurement_for, vdaf_for
+
+RUN_DIR_FILES = {"scenario.json", "plan.toml", "record.json", "history.jsonl", "logs", "report.json", "junit.xml",
+                 "flows.mitm"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack.start(artifacts_root=tmp_path_factory.mktemp("artifacts"))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_empty_plan_end_to_end_writes_a_complete_run_dir_and_passes(stack: Stack) -> None:
+    result = stack.run_scenario(Scenario(name="no-fault", plan=Plan(seed=7)), timeout_s=30)
+    d = result.run_dir
+    assert RUN_DIR_FILES <= {p.name for p in d.iterdir()}
+    assert result.report.verdict_class == VerdictClass.PASS, result.report.summary
+    assert result.exit_code == 0
+    rec = run_record_from_dict(json.loads((d / "record.json").read_text()))
+    assert rec == result.record
+    assert [u.status for u in rec.uploads] == ["success"] * 8
+    assert [u.measurement for u in rec.uploads] == [str(i) for i in range(8)]
+    (coll,) = rec.collections
+    assert coll.status == "complete" and coll.report_count == 8
+    assert coll.result == expected_aggregate(rec.task.vdaf, range(8))
+    assert scenario_from_dict(json.loads((d / "scenario.json").read_text())).plan.seed == 7
+    assert load_plan(d / "plan.toml") == Plan(seed=7)
+    # the history slice is this scenario's: it starts at the plan load and names our task
+    hist = read_history(d / "history.jsonl")
+    assert hist and hist[0].seq == rec.history_since_seq
+    tasks = {e.summary.get("task_id") for e in hist if e.event == "message" and e.summary.get("task_id")}
+    assert tasks == {rec.task_id}
+    links = {e.link for e in hist if e.event == "message"}
+    assert {"client->leader", "collector->leader", "leader->helper"} <= links
+    assert (d / "flows.mitm").resolve() == stack.proxy.flows_path.resolve()
+    assert (d / "logs" / "leader.role.log").exists()
+    report = check_report_from_dict(json.loads((d / "report.json").read_text()))
+    assert report.verdict_class == VerdictClass.PASS
+    assert analyze(d).verdict_class == VerdictClass.PASS
+    junit = (d / "junit.xml").read_text()
+    assert 'name="verdict"' in junit and "<failure" not in junit
+
+
+def test_fault_plan_is_applied_through_the_proxy_and_reset_after(stack: Stack) -> None:
+    from faults.actions import Duplicate
+    from faults.plan import Matcher, Rule
+
+    plan = Plan(seed=1, rules=(Rule(id="dup", match=Matcher(link="client->leader", kind="upload"),
+                                    action=Duplicate()),))
+    wl = WorkloadSpec(steps=(Upload(count=3), Collect()))
+    result = stack.run_scenario(Scenario(name="dup", plan=plan, workload=wl), timeout_s=30)
+    faults = [e for e in result.history if e.event == "fault"]
+    assert len(faults) == 3 and {f.rule_id for f in faults} == {"dup"}
+    assert result.record.collections[0].result == expected_aggregate(wl.task.vdaf, range(3))
+    # the next scenario runs under its own (empty) plan: no fault carries over
+    again = stack.run_scenario(Scenario(name="after", plan=Plan(), workload=wl), timeout_s=30)
+    assert not [e for e in again.history if e.event == "fault"]
+    assert again.record.history_since_seq > result.record.history_since_seq
+
+
+@pytest.mark.parametrize("query_type", ["time_interval", "fixed_size"])
+@pytest.mark.parametrize("vdaf_type", ["Prio3Count", "Prio3Sum", "Prio3SumVec", "Prio3Histogram"])
+def test_workloads_aggregate_exactly(stack: Stack, vdaf_type: str, query_type: str) -> None:
+    n = 5
+    vdaf = vdaf_for(vdaf_type, n)
+    wl = WorkloadSpec(task=TaskSpec(vdaf=vdaf, query_type=query_type, min_batch_size=n, max_batch_size=n),
+                      steps=(Upload(count=2), Pause(ms=50), Upload(count=3), Collect()))
+    result = stack.run_scenario(Scenario(name=f"{vdaf_type}-{query_type}", plan=Plan(), workload=wl),
+                                timeout_s=30)
+    rec = result.record
+    assert [u.measurement for u in rec.uploads] == [measurement_for(vdaf, i) for i in range(n)]
+    (coll,) = rec.collections
+    assert coll.status == "complete", coll
+    assert coll.result == expected_aggregate(vdaf, range(n))
+    assert coll.report_count == n
+    if query_type == "fixed_size":
+        assert coll.batch_id
+    else:
+        assert coll.interval is not None
+    assert result.report.verdict_class == VerdictClass.PASS, result.report.summary
+
+
+def test_second_collection_by_batch_id(stack: Stack) -> None:
+    vdaf = vdaf_for("Prio3Histogram", 4)
+    wl = WorkloadSpec(task=TaskSpec(vdaf=vdaf, query_type="fixed_size", min_batch_size=4, max_batch_size=4,
+                                    max_batch_query_count=2),
+                      steps=(Upload(count=4), Collect(label="first"), Collect(label="again", batch_of="first")))
+    rec = stack.run_scenario(Scenario(name="by-id", plan=Plan(), workload=wl), timeout_s=30).record
+    first, again = rec.collections
+    assert again.query == {"type": 2, "subtype": 0, "batch_id": first.batch_id}
+    assert again.status == "complete" and again.result == first.result == expected_aggregate(vdaf, range(4))
+
+
+def test_teardown_leaves_no_processes(tmp_path: Path) -> None:
+    with Stack.start(artifacts_root=tmp_path) as s:
+        pids = [s.backend.pid(r) for r in ("leader", "helper", "client", "collector")]
+        pids.append(s.proxy.process.pid)
+        assert all(_alive(p) for p in pids)
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in pids if _alive(p)]
+
+
+def test_teardown_on_exception_inside_the_with_block(tmp_path: Path) -> None:
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="boom"), Stack.start(artifacts_root=tmp_path) as s:
+        pids = [s.backend.pid(r) for r in ("leader", "helper", "client", "collector")] + [s.proxy.process.pid]
+        raise RuntimeError("boom")
+    time.sleep(0.2)
+    assert pids and not [p for p in pids if _alive(p)]
+
+
+def test_a_role_that_dies_at_start_is_an_infra_error_and_nothing_is_left(tmp_path: Path) -> None:
+    from harness.images import load_images
+
+    text = (Path(load_images().path).read_text()
+            .replace('"--role", "helper", "--host", "{host}"', '"--role", "nosuchrole", "--host", "{host}"'))
+    bad = tmp_path / "images.toml"
+    bad.write_text(text)
+    with pytest.raises(BackendError, match=r"^helper: reference exited with status 2"):
+        Stack.start(artifacts_root=tmp_path / "a", images=bad)
+    # no role process of this stack survives (their state dirs name the stack)
+    leftovers = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if str(tmp_path / "a") in cmd and _alive(int(pid)):
+                leftovers.append(cmd)
+    assert not leftovers
+
+
+def test_container_entry_without_docker_backend_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="needs the docker backend"):
+        Stack.start(artifacts_root=tmp_path, impl={"leader": "janus"})
+    with pytest.raises(UsageError, match="not available in this release"):
+        Stack.start(artifacts_root=tmp_path, backend="docker")
+
+
+def test_images_error_from_a_custom_file(tmp_path: Path) -> None:
+    from harness.errors import ImagesError
+    p = tmp_path / "i.toml"
+    p.write_text("leader = 3\n")
+    with pytest.raises(ImagesError, match=r"i.toml:1: leader: must be a non-empty array"):
+        Stack.start(artifacts_root=tmp_path, images=p)
+
+
+def test_scenario_timeout_ends_polling_and_the_stack_stays_usable(stack: Stack) -> None:
+    from faults.actions import Respond
+    from faults.plan import Limits, Matcher, Rule
+
+    plan = Plan(seed=1, rules=(Rule(id="helper-down", match=Matcher(link="leader->helper", kind="agg_init"),
+                                    action=Respond(status=503), limits=Limits()),))
+    t0 = time.monotonic()
+    result = stack.run_scenario(Scenario(name="timeout", plan=plan), timeout_s=3)
+    assert time.monotonic() - t0 < 8
+    (coll,) = result.record.collections
+    assert coll.status == "timeout" and coll.result is None
+    assert [e for e in result.history if e.event == "fault"]
+    after = stack.run_scenario(Scenario(name="after-timeout", plan=Plan()), timeout_s=30)
+    assert after.record.collections[0].status == "complete"
+    assert after.report.verdict_class == VerdictClass.PASS
+
+
+def test_a_role_dying_mid_run_is_an_infra_result_with_a_run_dir(tmp_path: Path) -> None:
+    import signal
+
+    with Stack.start(artifacts_root=tmp_path) as s:
+        os.killpg(s.backend.pid("collector"), signal.SIGKILL)
+        result = s.run_scenario(Scenario(name="dead-collector", plan=Plan()), timeout_s=10)
+    assert result.exit_code == 3
+    assert result.report.verdict_class == VerdictClass.INFRA
+    (err,) = result.record.infra_errors
+    assert "collector" in err and "exited" in err, err
+    assert (result.run_dir / "record.json").is_file() and (result.run_dir / "junit.xml").is_file()
+    assert "<error" in (result.run_dir / "junit.xml").read_text()

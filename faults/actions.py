@@ -30,6 +30,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import attrs
 from attrs import validators as v
 
+from dap.constants import ProblemType
+from faults import dapcodec
+from faults.classify import classify
+
 if TYPE_CHECKING:  # pragma: no cover
     import random
 
@@ -335,20 +339,13 @@ class CorruptField:
                 raise ValueError(f"value {self.value!r} is not hex") from None
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
-        from faults import dapcodec
-
         phase = _phase(flow)
         msg = _message(flow, phase)
-        from faults.classify import classify
-
         kind = classify(flow.request.method, flow.request.path).kind
         try:
             new_body, before, after = dapcodec.corrupt_field(
                 msg.raw_content or b"", kind, phase, self.field, self.op, self.value, ctx.rng
             )
-        except dapcodec.CodecUnavailable as exc:
-            ctx.record(skipped=str(exc))
-            return
         except Exception as exc:  # undecodable body or impossible value: record, leave the message alone
             ctx.record(skipped=f"{type(exc).__name__}: {exc}")
             return
@@ -437,15 +434,12 @@ class Respond:
 
     def __attrs_post_init__(self) -> None:
         if self.problem_type is not None and ":" not in self.problem_type:
-            from dap.constants import ProblemType
 
             if ProblemType.from_token(self.problem_type) is None:
                 raise ValueError(f"unknown DAP problem type {self.problem_type!r}")
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         from mitmproxy import http as mhttp
-
-        from faults.classify import classify
 
         real = flow.response.status_code if flow.response is not None else None
         headers: dict[str, str] = {}
@@ -501,8 +495,6 @@ class Synthesize:
 
 
 def _synth_continue(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
-    from faults import dapcodec
-
     body, report_ids = dapcodec.continue_from_init(flow.request.raw_content or b"", act.step, act.report_index)
     copy = flow.copy()
     copy.response = None
@@ -513,9 +505,6 @@ def _synth_continue(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) ->
 
 
 def _synth_reinit(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
-    from faults import dapcodec
-    from faults.classify import classify
-
     body, report_ids = dapcodec.subset_init(flow.request.raw_content or b"", act.report_index)
     old_job = classify(flow.request.method, flow.request.path).job_id
     if old_job is None:
@@ -533,8 +522,6 @@ def _synth_reinit(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> t
 
 
 def _synth_mutated(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
-    from faults import dapcodec
-
     body, report_ids, mutated = dapcodec.mutate_init(flow.request.raw_content or b"", act.report_index, ctx.rng)
     copy = flow.copy()
     copy.response = None

@@ -14,8 +14,10 @@ import json
 import random
 from typing import Any
 
+from dap import codec, messages
+from dap.constants import problem_type_from_uri
+
 __all__ = [
-    "CodecUnavailable",
     "BODY_CLASSES",
     "continue_from_init",
     "corrupt_field",
@@ -28,9 +30,6 @@ __all__ = [
     "validate_field",
 ]
 
-
-class CodecUnavailable(RuntimeError):
-    """The DAP codec (``dap.messages``) cannot be imported."""
 
 
 #: (kind, phase) -> message class name of the body (absent: no DAP body).
@@ -50,28 +49,14 @@ BODY_CLASSES: dict[tuple[str, str], str] = {
 LIST_OPS = frozenset({"reverse", "shuffle", "drop_first", "duplicate_first"})
 
 
-def _messages() -> Any:
-    try:
-        from dap import messages
-    except ImportError as exc:  # pragma: no cover - the codec is part of the repo
-        raise CodecUnavailable(f"DAP codec not importable: {exc}") from exc
-    return messages
-
-
-def _codec() -> Any:
-    from dap import codec
-
-    return codec
-
-
 def message_class(kind: str | None, phase: str) -> type | None:
     """The message class a (kind, phase) body is, or None if it carries no DAP message."""
     name = BODY_CLASSES.get((kind or "", phase))
-    return None if name is None else _messages().MESSAGE_TYPES[name]
+    return None if name is None else messages.MESSAGE_TYPES[name]
 
 
 def media_type_of(class_name: str) -> str:
-    return _messages().MESSAGE_TYPES[class_name].MEDIA_TYPE
+    return messages.MESSAGE_TYPES[class_name].MEDIA_TYPE
 
 
 def validate_field(kind: str, phase: str, path: str, op: str | None = None) -> None:
@@ -79,7 +64,6 @@ def validate_field(kind: str, phase: str, path: str, op: str | None = None) -> N
     cls = message_class(kind, phase)
     if cls is None:
         raise ValueError(f"kind {kind!r} carries no DAP message in phase {phase!r}")
-    codec = _codec()
     wire = codec.validate_path(cls, path)
     is_list = isinstance(wire, codec.ListWire)
     is_struct = isinstance(wire, codec.StructWire)
@@ -99,11 +83,10 @@ def decode_body(kind: str | None, phase: str, body: bytes) -> Any:
 
 
 def _wire_at(cls: type, path: str) -> Any:
-    return _codec().validate_path(cls, path)
+    return codec.validate_path(cls, path)
 
 
 def _new_leaf(wire: Any, old: Any, op: str, value: Any, rng: random.Random) -> Any:
-    codec = _codec()
     if isinstance(wire, codec.EnumWire):
         members = list(wire.enum_cls) if hasattr(wire, "enum_cls") else list(type(old))
         if op == "set":
@@ -180,7 +163,6 @@ def corrupt_field(
     ``path`` may use ``[*]``: every match changes (each with its own draw). Returns
     ``(new body, before, after)`` with ``before``/``after`` JSON-ready (one value or a list).
     """
-    codec = _codec()
     msg = decode_body(kind, phase, body)
     wire = _wire_at(type(msg), path)
     paths = codec.expand_path(msg, path)
@@ -212,7 +194,7 @@ def _summ_item(item: Any) -> Any:
 
 def continue_from_init(init_body: bytes, step: int, report_index: int | None) -> tuple[bytes, list[str]]:
     """An AggregationJobContinueReq at ``step`` for the reports of an init request."""
-    m = _messages()
+    m = messages
     init = m.AggregationJobInitReq.decode(init_body)
     inits = init.prepare_inits if report_index is None else (init.prepare_inits[report_index],)
     conts = tuple(
@@ -226,7 +208,7 @@ def subset_init(init_body: bytes, report_index: int | None) -> tuple[bytes, list
     """The init request again, optionally with only report ``report_index``."""
     import attrs
 
-    m = _messages()
+    m = messages
     init = m.AggregationJobInitReq.decode(init_body)
     if report_index is not None:
         init = attrs.evolve(init, prepare_inits=(init.prepare_inits[report_index],))
@@ -241,7 +223,7 @@ def mutate_init(init_body: bytes, report_index: int | None, rng: random.Random) 
     """
     import attrs
 
-    m = _messages()
+    m = messages
     init = m.AggregationJobInitReq.decode(init_body)
     i = 0 if report_index is None else report_index
     pi = init.prepare_inits[i]
@@ -270,7 +252,6 @@ def _problem(body: bytes) -> dict[str, Any]:
         return {"decode_error": "problem+json: not an object"}
     out: dict[str, Any] = {"problem_type": doc.get("type")}
     if isinstance(doc.get("type"), str):
-        from dap.constants import problem_type_from_uri
 
         pt = problem_type_from_uri(doc["type"])
         out["problem_token"] = pt.token if pt else None
@@ -293,13 +274,10 @@ def summarize(kind: str | None, phase: str, media_type: str | None, body: bytes)
     try:
         cls = message_class(kind, phase)
         if cls is None:
-            m = _messages()
-            cls = m.message_class_for_media_type(mt) if mt else None
+            cls = messages.message_class_for_media_type(mt) if mt else None
         if cls is None or (not body and phase == "response"):
             return {}
         msg = cls.decode(body)
-    except CodecUnavailable as exc:
-        return {"decode_error": str(exc)}
     except Exception as exc:  # DecodeError, or anything odd: recorded, never raised
         return {"decode_error": " ".join(str(exc).split())[:300]}
     try:

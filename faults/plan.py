@@ -39,6 +39,8 @@ import attrs
 import tomli_w
 from attrs import validators as v
 
+from dap.constants import ProblemType
+from faults import dapcodec
 from faults.actions import ACTIONS, action_name
 from faults.classify import KINDS, LINKS, PHASES
 from faults.errors import PlanError
@@ -238,8 +240,6 @@ def _check_rule(rule: Rule) -> None:
         if m.job_id is not None and m.kind not in _JOB_KINDS:
             raise PlanError(f"job_id does not apply to kind {m.kind!r}", rule_id=rid)
     if m.problem_type is not None and ":" not in m.problem_type:
-        from dap.constants import ProblemType
-
         if ProblemType.from_token(m.problem_type) is None:
             raise PlanError(f"unknown DAP problem type {m.problem_type!r}", rule_id=rid)
     name = rule.action_name
@@ -247,8 +247,6 @@ def _check_rule(rule: Rule) -> None:
         if m.kind is None:
             raise PlanError("corrupt-field needs a matcher kind (the field path is checked against its message)",
                             rule_id=rid)
-        from faults import dapcodec
-
         try:
             dapcodec.validate_field(m.kind, phase, act.field, act.op)
         except Exception as exc:

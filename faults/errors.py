@@ -48,7 +48,8 @@ class ProxyStartError(ProxyError):
 
     def __init__(self, message: str, *, log_tail: str = "") -> None:
         self.log_tail = log_tail
-        super().__init__(message if not log_tail else f"{message}\n--- mitmdump output ---\n{log_tail}")
+        # One line for the user; the tail of mitmdump's log stays available (``-v`` prints it).
+        super().__init__(message)
 
 
 class ControlError(ProxyError):

@@ -480,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except HarnessError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
+        tail = getattr(exc, "log_tail", "") or getattr(exc.__cause__, "log_tail", "")
+        if tail:
+            sys.stderr.write(tail if verbose else f"{PROG}: (-v shows the failing process's log)\n")
         return exc.exit_code
     except (VdafError, FaultError) as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")

@@ -155,7 +155,7 @@ class Stack:
               images: Path | str | Images | None = None, backend: str | Backend = "local",
               *, ready_timeout_s: float = 30.0, save_flows: bool = True) -> Stack:
         t0 = time.monotonic()
-        root = Path(artifacts_root)
+        root = Path(artifacts_root).resolve()  # child processes run elsewhere: never hand them a relative path
         imgs = images if isinstance(images, Images) else load_images(images)
         entries = resolve_impl(imgs, impl)
         stack_dir = root / "_stack"

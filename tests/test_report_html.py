@@ -459,6 +459,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CDP]:
          "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
          "--remote-debugging-port=0", "--window-size=1400,900", "about:blank"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # Chromium's own scratch dirs (org.chromium.Chromium.*) go under the test's tmp, not /tmp,
+        # so a killed browser leaves nothing behind.
+        env={**os.environ, "TMPDIR": str(profile.parent)},
     )
     cdp = None
     try:

@@ -86,12 +86,16 @@ def _impl(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Fault-injection runs against DAP-09 aggregators (docs/cli.md).",
-                epilog="Subcommand: faultrun analyze DIR  (re-check a stored run directory)")
+                epilog="Subcommands: faultrun analyze DIR  (re-check a stored run directory); "
+                       "faultrun campaign --examples N --seed S  (hypothesis campaign, docs/campaigns.md)")
     sel = p.add_argument_group("what to run")
     sel.add_argument("--fault", action="append", default=[], metavar="NAME",
                      help="a catalogue fault (repeatable; --list shows them)")
     sel.add_argument("--plan", type=Path, action="append", default=[], metavar="FILE",
                      help="a plan file (TOML or JSON, docs/plans.md) run under the default workload (repeatable)")
+    sel.add_argument("--scenario", type=Path, action="append", default=[], metavar="FILE",
+                     help="a scenario.json (workload + plan + expectation, e.g. from a run dir or a campaign "
+                          "failure) (repeatable)")
     sel.add_argument("--all", action="store_true", help="every catalogue fault, as a matrix")
     sel.add_argument("--list", action="store_true", help="list faults and implementations, then exit")
     wl = p.add_argument_group("workload")
@@ -172,6 +176,19 @@ def _plan_scenario(path: Path) -> Any:
     return Scenario(name=path.stem, plan=plan, doc=f"plan file {path}")
 
 
+def _scenario_file(path: Path) -> Any:
+    from harness.errors import UsageError
+    from harness.model import scenario_from_dict
+    if not path.is_file():
+        raise UsageError(f"--scenario {path}: file not found")
+    try:
+        return scenario_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise UsageError(f"--scenario {path}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # JSON, shape, plan or VDAF errors: the file is wrong
+        raise UsageError(f"--scenario {path}: {' '.join(str(exc).split())}") from exc
+
+
 def apply_overrides(scenario: Any, *, vdaf: str | None, reports: int | None, query_type: str | None) -> Any:
     """--vdaf / --reports / --query-type applied to one scenario's workload."""
     from harness.workload import parse_vdaf, upload_count, vdaf_for, with_reports
@@ -196,16 +213,17 @@ def apply_overrides(scenario: Any, *, vdaf: str | None, reports: int | None, que
 
 def _select(args: argparse.Namespace) -> list[Any]:
     from harness.errors import UsageError
-    if args.list and (args.fault or args.plan or args.all):
-        raise UsageError("--list cannot be combined with --fault, --plan or --all")
-    if args.all and (args.fault or args.plan):
+    if args.list and (args.fault or args.plan or args.scenario or args.all):
+        raise UsageError("--list cannot be combined with --fault, --plan, --scenario or --all")
+    if args.all and (args.fault or args.plan or args.scenario):
         raise UsageError("--all runs the whole catalogue; drop --fault / --plan (or drop --all)")
     if args.all:
         scenarios = list(_catalogue().values())
     else:
         scenarios = [_fault(n) for n in args.fault] + [_plan_scenario(p) for p in args.plan]
+        scenarios += [_scenario_file(p) for p in args.scenario]
     if not scenarios:
-        raise UsageError("nothing to run: give --fault NAME, --plan FILE, --all or --list")
+        raise UsageError("nothing to run: give --fault NAME, --plan FILE, --scenario FILE, --all or --list")
     from harness.run import check_scenario
     out = []
     for s in scenarios:
@@ -467,12 +485,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "analyze":
             return _analyze(argv[1:])
+        if argv and argv[0] == "campaign":
+            from harness.campaign import campaign_command
+            return campaign_command(argv[1:])
         args = build_parser().parse_args(argv)
         _logging(args.verbose)
         if args.list:
-            if args.fault or args.plan or args.all:
+            if args.fault or args.plan or args.scenario or args.all:
                 from harness.errors import UsageError
-                raise UsageError("--list cannot be combined with --fault, --plan or --all")
+                raise UsageError("--list cannot be combined with --fault, --plan, --scenario or --all")
             return _list(args)
         return _run(args)
     except _Usage as exc:

@@ -60,6 +60,7 @@ from dap.messages import (
     PrepareResp,
     Report,
 )
+from dap.roles import bugs
 from dap.roles.http import Plain, Problem, check_auth, check_media_type
 from dap.roles.storage import Store
 from dap.roles.task import AggregatorTask, TaskConfigError
@@ -256,7 +257,7 @@ class Aggregator:
         report = _decode(Report, body, tid)
         md = report.report_metadata
         err = self._time_check(task, md.time)
-        if err is PrepareError.REPORT_TOO_EARLY:
+        if err is PrepareError.REPORT_TOO_EARLY and not bugs.active("leader-accept-future"):
             raise Problem(ProblemType.REPORT_TOO_EARLY, f"report time {md.time} is in the future",
                           task_id=tid)
         if err is PrepareError.TASK_EXPIRED:
@@ -285,7 +286,7 @@ class Aggregator:
                           task_id=tid)
         with self.store.tx() as c:
             if task.query_type == QueryType.TIME_INTERVAL:
-                if self.is_collected(c, task, md.time, None):
+                if self.is_collected(c, task, md.time, None) and not bugs.active("accept-late-reports"):
                     exists = c.execute(
                         "SELECT 1 FROM reports WHERE task_id=? AND report_id=?",
                         (tid, bytes(md.report_id)),
@@ -503,14 +504,17 @@ class Aggregator:
             for ord_, (rid, t, out_share, err, outbound) in enumerate(results):
                 bucket = bucket_key(task, t, batch_id)
                 if err is not PrepareError.REPORT_TOO_EARLY:
-                    seen = c.execute("SELECT 1 FROM seen_reports WHERE task_id=? AND report_id=?",
+                    seen = c.execute("SELECT job_id FROM seen_reports WHERE task_id=? AND report_id=?",
                                      (tid, rid)).fetchone()
-                    if seen is not None:
+                    if seen is not None and bugs.not_a_replay(bytes(seen[0]), job_id):
+                        pass  # TEST-ONLY BUGS (dap/roles/bugs.py): the replay goes unnoticed
+                    elif seen is not None:
                         err = PrepareError.REPORT_REPLAYED
                     else:
                         c.execute("INSERT INTO seen_reports(task_id, report_id, job_id)"
                                   " VALUES(?,?,?)", (tid, rid, job_id))
-                if err is None and self.is_collected(c, task, t, batch_id):
+                if (err is None and self.is_collected(c, task, t, batch_id)
+                        and not bugs.active("accept-late-reports")):
                     err = PrepareError.BATCH_COLLECTED
                 if err is None:
                     resps.append(PrepareResp(rid, PrepareRespState.CONTINUE, payload=outbound))
@@ -521,6 +525,9 @@ class Aggregator:
                     rows.append((tid, job_id, ord_, rid, t, "failed", int(err), bucket))
             self.accumulate(c, task, ops, items)
             response = AggregationJobResp(tuple(resps)).encode()
+            if bugs.reprocesses_jobs():  # TEST-ONLY BUGS: the job is overwritten (upsert)
+                c.execute("DELETE FROM report_aggs WHERE task_id=? AND job_id=?", (tid, job_id))
+                c.execute("DELETE FROM agg_jobs WHERE task_id=? AND job_id=?", (tid, job_id))
             c.executemany(
                 "INSERT INTO report_aggs(task_id, job_id, ord, report_id, time, state, error, bucket)"
                 " VALUES(?,?,?,?,?,?,?,?)", rows)
@@ -541,9 +548,13 @@ class Aggregator:
         if state == "deleted":
             raise Plain(410, "aggregation job was deleted")
         if init_hash != digest:
+            if bugs.active("helper-reinit-no-conflict"):
+                return None  # TEST-ONLY BUG: processed as a new job, no 409
             raise Plain(409, "aggregation job exists with a different request")
         if step != 0:
             raise Plain(409, "aggregation job was already continued")
+        if bugs.active("helper-reinit-reaccumulate"):
+            return None  # TEST-ONLY BUG: prepared again instead of replaying the stored response
         return Reply(201, response, AggregationJobResp.MEDIA_TYPE)
 
     def helper_continue(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
@@ -604,7 +615,7 @@ class Aggregator:
         digest = _sha256(body)
         row = self.store.one("SELECT response FROM agg_share_resps WHERE task_id=? AND req_hash=?",
                              (tid, digest))
-        if row is not None:
+        if row is not None and not bugs.active("helper-share-recompute"):
             return Reply(200, row[0], AggregateShare.MEDIA_TYPE)
         sel = req.batch_selector
         if sel.query_type != task.query_type:
@@ -616,7 +627,7 @@ class Aggregator:
         with self.store.tx() as c:
             row = c.execute("SELECT response FROM agg_share_resps WHERE task_id=? AND req_hash=?",
                             (tid, digest)).fetchone()
-            if row is not None:
+            if row is not None and not bugs.active("helper-share-recompute"):
                 return Reply(200, row[0], AggregateShare.MEDIA_TYPE)
             self.check_batch_boundary(task, sel, c)
             rows = self.batch_buckets(c, task, sel)
@@ -638,7 +649,8 @@ class Aggregator:
             response = AggregateShare(ct).encode()
             self.record_query(c, task, sel, req.agg_param)
             self.mark_collected(c, task, sel, rows)
-            c.execute("INSERT INTO agg_share_resps(task_id, req_hash, response) VALUES(?,?,?)",
+            c.execute(("INSERT OR REPLACE" if bugs.active("helper-share-recompute") else "INSERT")
+                      + " INTO agg_share_resps(task_id, req_hash, response) VALUES(?,?,?)",
                       (tid, digest, response))
         return Reply(200, response, AggregateShare.MEDIA_TYPE)
 
@@ -649,7 +661,8 @@ class Aggregator:
 
         task, ops = self._task_for(task_id_text, "leader")
         tid = task.task_id
-        check_auth(request, task.collector_token, task_id=tid)
+        if not bugs.active("leader-collect-no-auth"):
+            check_auth(request, task.collector_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_COLLECT_REQ, task_id=tid)
         job_id = bytes(_path_id(CollectionJobId, job_id_text, "collection job ID", tid))
         digest = _sha256(body)

@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from dap.roles import bugs  # test-only bug switches (docs/self-validation.md)
+
+    try:
+        on = bugs.configure()
+    except bugs.BugConfigError as exc:
+        sys.stderr.write(f"python -m dap.roles: error: {exc}\n")
+        return 2
+    if on:
+        sys.stderr.write(f"python -m dap.roles: TEST MODE: bug switches on: {', '.join(sorted(on))}\n")
     try:
         args.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -72,6 +72,7 @@ from dap.messages import (
     ReportMetadata,
     ReportShare,
 )
+from dap.roles import bugs
 from dap.roles.aggregator import Aggregator, bucket_key, interval_of
 from dap.roles.http import Problem
 from dap.roles.task import AggregatorTask, b64e
@@ -223,7 +224,7 @@ class LeaderDriver:
                 return True
             if task.query_type == QueryType.TIME_INTERVAL:
                 for rid, t in good:
-                    if self.agg.is_collected(c, task, t, None):
+                    if self.agg.is_collected(c, task, t, None) and not bugs.active("accept-late-reports"):
                         c.execute("UPDATE reports SET state='failed', error=? WHERE task_id=? AND"
                                   " report_id=?", (int(PrepareError.BATCH_COLLECTED), tid, rid))
                         return True
@@ -341,6 +342,16 @@ class LeaderDriver:
         now = time.time()
         if now - first > self.retry_budget:
             await self._abandon(task, tid, jid, f"retry budget exhausted; last error: {why}")
+            return
+        if bugs.active("leader-rebuild-retry"):  # TEST-ONLY BUG: re-build, do not re-send
+            with self.store.tx() as c:
+                n = c.execute("UPDATE reports SET state='pending', job_id=NULL WHERE task_id=? AND"
+                              " job_id=? AND state='in_job'", (tid, jid)).rowcount
+                c.execute("UPDATE fs_batches SET assigned=assigned-? WHERE task_id=? AND batch_id=(SELECT"
+                          " batch_id FROM agg_jobs WHERE task_id=? AND job_id=?)", (n, tid, tid, jid))
+                c.execute("UPDATE agg_jobs SET state='abandoned', detail=? WHERE task_id=? AND job_id=?",
+                          (f"re-built after: {why}", tid, jid))
+            self._states.pop((tid, jid), None)
             return
         delay = self._backoff(attempts)
         with self.store.tx() as c:

@@ -1,0 +1,799 @@
+"""Hypothesis fault campaigns: generate scenarios, run them on a warm stack, shrink, freeze.
+
+Generating, executing and checking stay separate: :mod:`faults.strategies` generates
+:class:`~harness.model.Scenario` values, :meth:`harness.run.Stack.run_scenario` executes one
+(a fresh task each time) and :mod:`harness.checker` judges it. This module only drives
+hypothesis over them::
+
+    from harness.campaign import run_campaign
+    with Stack.start(artifacts_root=root) as stack:
+        result = run_campaign(stack, seed=7, examples=50, artifacts=root / "campaign")
+    for f in result.failures:
+        print(f.command)          # faultrun --scenario .../scenario.json --seed 123
+
+**What is a failure.** A run whose verdict class is ``violation`` (an invariant is False:
+wrong aggregate, double count, auth bypass, unexpected 5xx, inconsistent replays, a lost
+acknowledged report when completeness is demanded). Only those are shrunk and reported.
+
+**What explicitly is not:**
+
+- ``clean_failure``: a random fault may legitimately end a collection (the spec allows an
+  Aggregator to refuse or give up); generated scenarios expect ``pass_or_clean_failure``;
+- ``infra``: the harness or a role failed, there is no verdict on the target. Such runs are
+  counted and listed (:attr:`CampaignResult.infra_runs`), never shrunk (hypothesis sees a
+  pass), so a flaky machine cannot shrink into noise. Three infra runs in a row, or a dead
+  role, end the campaign (:attr:`CampaignResult.infra_aborted`, exit 3);
+- lost reports under faults that may lose them: completeness is demanded only of plans made
+  of recoverable faults (:func:`faults.strategies.expectation_for`).
+
+**Known nondeterminism.** Real processes and timing: a violation found once may not repeat
+when hypothesis replays it (job batching, retry timing). Then the smallest violating run
+seen is reported with ``reproduced=False`` instead of hypothesis' final replay.
+
+**Determinism and replay.** ``seed`` fixes hypothesis' generation (same seed, same stack
+behaviour -> same examples). The example database lives in ``<artifacts>/hypothesis-db``:
+a later campaign with the same artifacts directory replays stored failures first.
+
+Each failure writes ``<artifacts>/failures/<name>/{scenario.json, plan.toml}`` and a
+one-line reproduction: ``faultrun --plan FILE --seed S --reports N --vdaf V --query-type Q``
+when flags express the workload, else ``faultrun --scenario FILE --seed S``.
+:func:`freeze` turns one into a regression case under ``tests/regressions/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import multiprocessing
+import queue as queue_mod
+import shlex
+import shutil
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from faults.actions import action_name
+from faults.plan import dump_plan
+from harness.model import CheckReport, Scenario, VerdictClass, scenario_from_dict, to_dict
+
+__all__ = [
+    "REGRESSIONS_DIR",
+    "CampaignFailure",
+    "CampaignProgress",
+    "CampaignResult",
+    "InfraRun",
+    "campaign_command",
+    "derive_seed",
+    "freeze",
+    "reproduction_command",
+    "run_campaign",
+    "run_campaign_workers",
+]
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REGRESSIONS_DIR = REPO_ROOT / "tests" / "regressions"
+#: Consecutive infra runs that end a campaign (the stack is probably broken).
+MAX_INFRA_IN_A_ROW = 3
+#: Kept in the result; the count in ``verdicts`` is complete.
+MAX_INFRA_LISTED = 20
+
+
+# --- values ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class CampaignFailure:
+    """One shrunk violation: the scenario, its report, where it ran and how to rerun it."""
+
+    scenario: Scenario
+    report: CheckReport
+    run_dir: Path
+    plan_file: Path
+    scenario_file: Path
+    command: str
+    seed: int
+    #: violated invariants + actions of the plan: failures with the same one are one bug
+    signature: tuple[str, ...]
+    #: hypothesis' final replay of the shrunk example failed again (False: seen once)
+    reproduced: bool = True
+    frozen: Path | None = None
+
+
+@attrs.frozen
+class InfraRun:
+    run_dir: Path
+    summary: str
+
+
+@attrs.frozen
+class CampaignResult:
+    seed: int
+    #: generated examples run (not counting shrink and replay runs)
+    examples_run: int
+    #: every scenario run, shrinking included
+    runs: int
+    failures: tuple[CampaignFailure, ...]
+    #: verdict class -> runs
+    verdicts: Mapping[str, int]
+    elapsed_s: float
+    artifacts: Path
+    infra_runs: tuple[InfraRun, ...] = ()
+    infra_aborted: bool = False
+
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed_s
+
+    @property
+    def verdict_counts(self) -> Mapping[str, int]:
+        return self.verdicts
+
+    @property
+    def exit_code(self) -> int:
+        """faultrun's: 1 any violation, 3 infra stopped the campaign (or every run was infra), else 0."""
+        if self.failures:
+            return 1
+        infra = self.verdicts.get(VerdictClass.INFRA.value, 0)
+        if self.infra_aborted or (self.runs and infra == self.runs):
+            return 3
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed, "examples_run": self.examples_run, "runs": self.runs,
+            "verdicts": dict(self.verdicts), "elapsed_s": round(self.elapsed_s, 3),
+            "artifacts": str(self.artifacts), "infra_aborted": self.infra_aborted, "exit_code": self.exit_code,
+            "infra_runs": [{"run_dir": str(r.run_dir), "summary": r.summary} for r in self.infra_runs],
+            "failures": [{
+                "command": f.command, "seed": f.seed, "signature": list(f.signature), "reproduced": f.reproduced,
+                "run_dir": str(f.run_dir), "plan_file": str(f.plan_file), "scenario_file": str(f.scenario_file),
+                "summary": f.report.summary, "frozen": None if f.frozen is None else str(f.frozen),
+                "scenario": to_dict(f.scenario), "report": to_dict(f.report),
+            } for f in self.failures],
+        }
+
+
+@attrs.frozen
+class CampaignProgress:
+    """Passed to ``progress`` after every run."""
+
+    examples_run: int
+    runs: int
+    failures: int
+    verdicts: Mapping[str, int]
+    phase: str  # "generate" | "shrink"
+    elapsed_s: float
+    last: str = ""
+    worker: int = 0
+
+
+def derive_seed(seed: int, index: int) -> int:
+    """Worker ``index``'s seed: a stable 32-bit hash of (seed, index)."""
+    return int.from_bytes(hashlib.sha256(f"faultrun-campaign:{seed}:{index}".encode()).digest()[:4], "big")
+
+
+# --- reproduction ---------------------------------------------------------------------------------
+
+
+def _vdaf_flag(scenario: Scenario) -> str:
+    v = scenario.workload.task.vdaf.to_interop()
+    params = ",".join(f"{k}={x}" for k, x in v.items() if k != "type")
+    return v["type"] + (f":{params}" if params else "")
+
+
+def _flags_workload(scenario: Scenario) -> list[str] | None:
+    """The ``--reports/--vdaf/--query-type`` flags that rebuild this scenario's workload and
+    verdict semantics under ``faultrun --plan``, or None if flags cannot express it."""
+    from harness.cli import apply_overrides
+    from harness.workload import upload_count
+    if not scenario.expect.complete:
+        return None  # --plan demands completeness; the campaign did not
+    n = upload_count(scenario.workload)
+    flags = ["--reports", str(n), "--vdaf", _vdaf_flag(scenario), "--query-type", scenario.workload.task.query_type]
+    try:
+        rebuilt = apply_overrides(Scenario(name=scenario.name, plan=scenario.plan), vdaf=flags[3], reports=n,
+                                  query_type=flags[5])
+    except Exception:
+        return None
+    return flags if rebuilt.workload == scenario.workload else None
+
+
+def _impl_flags(impl: Mapping[str, str] | None, images: Path | None) -> list[str]:
+    out: list[str] = []
+    for role, name in (impl or {}).items():
+        out += ["--impl", f"{role}={name}"]
+    if images is not None:
+        out += ["--images", str(images)]
+    return out
+
+
+def reproduction_command(scenario: Scenario, plan_file: Path, scenario_file: Path, *,
+                         impl: Mapping[str, str] | None = None, images: Path | None = None) -> str:
+    """The one-line ``faultrun`` command that reruns a failure (see the module docs)."""
+    flags = _flags_workload(scenario)
+    if flags is not None:
+        argv = ["faultrun", "--plan", str(plan_file), "--seed", str(scenario.plan.seed), *flags]
+    else:
+        argv = ["faultrun", "--scenario", str(scenario_file), "--seed", str(scenario.plan.seed)]
+    return shlex.join([*argv, *_impl_flags(impl, images)])
+
+
+def _signature(scenario: Scenario, report: CheckReport) -> tuple[str, ...]:
+    bad = sorted(v.invariant for v in report.verdicts if v.valid is False)
+    acts = sorted({action_name(r.action) for r in scenario.plan.rules})
+    return (*bad, "|", *acts)
+
+
+def _size(item: tuple[Scenario, Any]) -> tuple[int, ...]:
+    """Our own simplicity order (used when hypothesis' final replay did not fail again)."""
+    from faults.strategies import ACTION_ORDER
+    from harness.workload import upload_count
+    s = item[0]
+    return (len(s.plan.rules), sum(ACTION_ORDER.index(action_name(r.action)) for r in s.plan.rules),
+            upload_count(s.workload), len(s.workload.steps), len(json.dumps(to_dict(s))))
+
+
+# --- the campaign -----------------------------------------------------------------------------------
+
+
+class _Violation(Exception):
+    """Raised inside the hypothesis test for a violating run (what hypothesis shrinks)."""
+
+
+class _Stop(BaseException):
+    """Ends a hypothesis run at once (budget spent, stack broken): hypothesis lets a
+    BaseException through without shrinking it or storing it as a failure."""
+
+
+@attrs.define
+class _State:
+    stack: Any
+    artifacts: Path
+    timeout_s: float
+    deadline: float | None
+    shrink_budget_s: float
+    progress: Callable[[CampaignProgress], None] | None
+    worker: int
+    t0: float
+    keep_runs: bool
+    runs_root: Path = Path()
+    runs: int = 0
+    examples: int = 0
+    verdicts: Counter[str] = attrs.field(factory=Counter)
+    infra: list[InfraRun] = attrs.field(factory=list)
+    infra_in_a_row: int = 0
+    infra_aborted: bool = False
+    stop: bool = False
+    failures: int = 0
+    max_examples_left: int | None = None
+    #: violating runs of the current round (scenario, result)
+    violations: list[tuple[Scenario, Any]] = attrs.field(factory=list)
+    shrink_started: float | None = None
+    #: signatures already reported (keep_going): not failures in later rounds
+    known: set[tuple[str, ...]] = attrs.field(factory=set)
+
+    def one(self, scenario: Scenario) -> None:
+        from harness.errors import BackendError, HarnessError
+        now = time.monotonic()
+        shrinking = bool(self.violations)
+        if not shrinking and self.deadline is not None and now >= self.deadline:
+            self.stop = True
+        if not shrinking and self.max_examples_left is not None and self.max_examples_left <= 0:
+            self.stop = True
+        if shrinking and self.shrink_started is not None and now - self.shrink_started > self.shrink_budget_s:
+            self.stop = True
+        if self.stop:
+            raise _Stop
+        self.runs += 1
+        if not shrinking:
+            self.examples += 1
+            if self.max_examples_left is not None:
+                self.max_examples_left -= 1
+        run_dir = self.runs_root / f"{self.runs:05d}"
+        try:
+            result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir)
+        except HarnessError as exc:
+            self._infra(run_dir, f"{type(exc).__name__}: {exc}")
+            return
+        vc = result.report.verdict_class
+        self.verdicts[vc.value] += 1
+        if vc == VerdictClass.INFRA:
+            self._infra(result.run_dir, result.report.summary)
+            for role in ("leader", "helper", "client", "collector"):
+                try:
+                    self.stack.backend.check(role)
+                except BackendError as dead:
+                    self.infra_aborted = self.stop = True
+                    self._infra(result.run_dir, f"stack broken: {dead}")
+                    break
+        else:
+            self.infra_in_a_row = 0
+        self._progress(f"{vc.value} {result.run_dir.name} {getattr(result, 'seconds', 0.0):.1f}s")
+        if vc == VerdictClass.VIOLATION and _signature(scenario, result.report) in self.known:
+            return  # keep_going: a bug already reported; not shrunk into again
+        if vc == VerdictClass.VIOLATION:
+            if not self.violations:
+                self.shrink_started = time.monotonic()
+            self.violations.append((scenario, result))
+            raise _Violation(result.report.summary)
+        if not self.keep_runs and vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE):
+            shutil.rmtree(result.run_dir, ignore_errors=True)
+
+    def _infra(self, run_dir: Path, summary: str) -> None:
+        if len(self.infra) < MAX_INFRA_LISTED:
+            self.infra.append(InfraRun(run_dir=run_dir, summary=summary))
+        if not summary.startswith("stack broken"):
+            self.infra_in_a_row += 1
+        if self.infra_in_a_row >= MAX_INFRA_IN_A_ROW:
+            self.infra_aborted = self.stop = True
+
+    def _progress(self, last: str) -> None:
+        if self.progress is None:
+            return
+        try:
+            self.progress(CampaignProgress(
+                examples_run=self.examples, runs=self.runs, failures=self.failures + (1 if self.violations else 0),
+                verdicts=dict(self.verdicts), phase="shrink" if self.violations else "generate",
+                elapsed_s=time.monotonic() - self.t0, last=last, worker=self.worker))
+        except Exception:
+            log.exception("progress callback")
+
+
+def _round(state: _State, strategy: Any, *, seed: int, max_examples: int, db: Any, reuse: bool,
+           digest: bytes) -> tuple[Scenario, Any, bool] | None:
+    """One hypothesis run; the shrunk violation (scenario, result, reproduced) or None."""
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    phases = [Phase.explicit, Phase.generate, Phase.shrink]
+    if reuse:
+        phases.insert(1, Phase.reuse)
+
+    @settings(database=db, deadline=None, max_examples=max_examples, phases=phases, report_multiple_bugs=False,
+              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)
+    @given(strategy)
+    def campaign_example(scenario: Scenario) -> None:
+        state.one(scenario)
+
+    campaign_example.hypothesis.inner_test._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
+    campaign_example._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]  # as @seed, keeping the db
+    state.violations = []
+    state.shrink_started = None
+    reproduced = False
+    try:
+        campaign_example()
+    except _Violation:
+        reproduced = True
+    except _Stop:
+        pass
+    except Exception as exc:  # Flaky (not reproduced), a rejected replay after the shrink budget, ...
+        if not state.violations:
+            raise
+        log.info("campaign: final replay did not fail again (%s: %s)", type(exc).__name__, exc)
+    if not state.violations:
+        return None
+    if reproduced:
+        scenario, result = state.violations[-1]
+    else:
+        scenario, result = min(state.violations, key=_size)
+    return scenario, result, reproduced
+
+
+def _write_failure(artifacts: Path, index: int, scenario: Scenario, result: Any, reproduced: bool, *,
+                   impl: Mapping[str, str] | None, images: Path | None) -> CampaignFailure:
+    from harness.artifacts import unique_dir
+    name = f"failure-{index}-" + "-".join(sorted({action_name(r.action) for r in scenario.plan.rules}))
+    d = unique_dir(artifacts / "failures", name)
+    scenario = attrs.evolve(scenario, name=d.name)
+    plan_file = d / "plan.toml"
+    scenario_file = d / "scenario.json"
+    dump_plan(scenario.plan, plan_file)
+    scenario_file.write_text(json.dumps(to_dict(scenario), indent=2) + "\n", encoding="utf-8")
+    (d / "report.json").write_text(json.dumps(to_dict(result.report), indent=2) + "\n", encoding="utf-8")
+    cmd = reproduction_command(scenario, plan_file, scenario_file, impl=impl, images=images)
+    (d / "reproduce.sh").write_text(cmd + "\n", encoding="utf-8")
+    return CampaignFailure(scenario=scenario, report=result.report, run_dir=result.run_dir, plan_file=plan_file,
+                           scenario_file=scenario_file, command=cmd, seed=scenario.plan.seed,
+                           signature=_signature(scenario, result.report), reproduced=reproduced)
+
+
+def _impl_of(stack: Any) -> tuple[dict[str, str] | None, Path | None]:
+    impl = getattr(stack, "impl", None) or {}
+    images = getattr(stack, "images", None)
+    names = {}
+    for role, entry in impl.items():
+        default = images.default(role).name if images is not None else None
+        if entry.name != default:
+            names[role] = entry.name
+    path = getattr(images, "path", None)
+    default_path = REPO_ROOT / "images.toml"
+    if path is not None and Path(path).resolve() == default_path.resolve():
+        path = None
+    return (names or None), (Path(path).resolve() if path is not None else None)  # runnable from any cwd
+
+
+def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_budget_s: float | None = None,
+                 vdaf: str | None = None, artifacts: Path, keep_going: bool = False, database: bool = True,
+                 progress: Callable[[CampaignProgress], None] | None = None, timeout_s: float = 30.0,
+                 max_rules: int | None = None, max_reports: int | None = None, shrink_budget_s: float = 300.0,
+                 keep_runs: bool = False, worker: int = 0) -> CampaignResult:
+    """Run a campaign on a warm :class:`~harness.run.Stack` (a new task per example).
+
+    Stops after ``examples`` generated examples or ``time_budget_s`` (whichever first; one
+    is required), or at the first violation (shrunk for at most ``shrink_budget_s``) unless
+    ``keep_going``: then generation restarts with a derived seed (no replay) until the
+    budget is spent, and a violation with an already reported signature (violated
+    invariants + actions) counts as seen, not as a new failure, so shrinking cannot slide
+    back into a known bug. ``vdaf``
+    fixes the VDAF (a ``--vdaf`` spec); ``timeout_s`` bounds one scenario. Run dirs of
+    passing runs are deleted unless ``keep_runs``.
+    """
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    from faults.strategies import MAX_REPORTS, MAX_RULES, scenarios
+    if examples is None and time_budget_s is None:
+        raise ValueError("give examples or time_budget_s")
+    if examples is not None and examples < 1:
+        raise ValueError(f"examples must be >= 1, got {examples}")
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise ValueError(f"time_budget_s must be > 0, got {time_budget_s}")
+    if vdaf is not None:
+        from harness.workload import parse_vdaf
+        parse_vdaf(vdaf, 1)  # fail early on a bad spec (WorkloadError)
+    max_rules = MAX_RULES if max_rules is None else max_rules
+    max_reports = MAX_REPORTS if max_reports is None else max_reports
+    artifacts = Path(artifacts).resolve()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    db = DirectoryBasedExampleDatabase(str(artifacts / "hypothesis-db")) if database else None
+    strategy = scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports)
+    digest = f"faultrun-campaign-v1:{vdaf}:{max_rules}:{max_reports}".encode()
+    state = _State(stack=stack, artifacts=artifacts, timeout_s=timeout_s,
+                   deadline=None if time_budget_s is None else t0 + time_budget_s, shrink_budget_s=shrink_budget_s,
+                   progress=progress, worker=worker, t0=t0, keep_runs=keep_runs, max_examples_left=examples)
+    from harness.artifacts import unique_dir
+    state.runs_root = unique_dir(artifacts / "runs", f"seed{seed}")
+    impl, images = _impl_of(stack)
+    failures: list[CampaignFailure] = []
+    round_no = 0
+    while not state.stop:
+        left = state.max_examples_left
+        if left is not None and left <= 0:
+            break
+        found = _round(state, strategy, seed=seed if round_no == 0 else derive_seed(seed, 1000 + round_no),
+                       max_examples=left if left is not None else 10**6, db=db, reuse=round_no == 0, digest=digest)
+        round_no += 1
+        if found is None:
+            break  # budget spent (or the stack broke)
+        scenario, result, reproduced = found
+        sig = _signature(scenario, result.report)
+        if sig not in state.known:
+            state.known.add(sig)
+            failures.append(_write_failure(artifacts, len(failures) + 1, scenario, result, reproduced,
+                                           impl=impl, images=images))
+            state.failures = len(failures)
+        if not keep_going:
+            break
+        state.stop = state.infra_aborted
+    state.violations = []
+    state._progress("done")
+    return CampaignResult(seed=seed, examples_run=state.examples, runs=state.runs, failures=tuple(failures),
+                          verdicts=dict(state.verdicts), elapsed_s=time.monotonic() - t0, artifacts=artifacts,
+                          infra_runs=tuple(state.infra), infra_aborted=state.infra_aborted)
+
+
+# --- freezing ----------------------------------------------------------------------------------------
+
+
+def freeze(failure: CampaignFailure, directory: Path = REGRESSIONS_DIR, *, impl: Mapping[str, str] | None = None,
+           images: Path | None = None, name: str | None = None,
+           expected_verdict: str = VerdictClass.VIOLATION.value) -> Path:
+    """Write ``failure`` as a regression case ``<directory>/<name>.json`` (literal scenario,
+    the implementation it ran against, the expected verdict class); return the path.
+
+    ``tests/regressions/test_regressions.py`` runs every such file. The default expected
+    verdict ``violation`` pins that the harness keeps detecting this bug in that
+    implementation; for an open bug in an implementation that should be fixed, edit it to
+    ``"expected_verdicts": ["pass", "clean_failure"]`` with ``"xfail": "<why>"``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = name or f"campaign-seed{failure.seed}-" + "-".join(x for x in failure.signature if x != "|")
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:100]
+    path = directory / f"{stem}.json"
+    n = 2
+    while path.exists():
+        path = directory / f"{stem}-{n}.json"
+        n += 1
+    img = None
+    if images is not None:
+        p = Path(images).resolve()
+        img = str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
+    data = {
+        "name": path.stem,
+        "expected_verdicts": [expected_verdict],
+        "impl": dict(impl or {}),
+        "images": img,
+        "seed": failure.seed,
+        "found_by": failure.command,
+        "summary": failure.report.summary,
+        "scenario": to_dict(attrs.evolve(failure.scenario, name=path.stem)),
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_regression(path: Path) -> dict[str, Any]:
+    """A regression file as data, with ``scenario`` built (ValueError on a bad file)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "scenario" not in data or "expected_verdicts" not in data:
+        raise ValueError(f"{path}: needs 'scenario' and 'expected_verdicts'")
+    expected = [VerdictClass(v).value for v in data["expected_verdicts"]]
+    return {**data, "expected_verdicts": expected, "scenario": scenario_from_dict(data["scenario"])}
+
+
+# --- workers -------------------------------------------------------------------------------------------
+
+
+def _result_from_dict(data: Mapping[str, Any]) -> CampaignResult:
+    from harness.model import check_report_from_dict
+    failures = tuple(CampaignFailure(
+        scenario=scenario_from_dict(f["scenario"]), report=check_report_from_dict(f["report"]),
+        run_dir=Path(f["run_dir"]), plan_file=Path(f["plan_file"]), scenario_file=Path(f["scenario_file"]),
+        command=f["command"], seed=f["seed"], signature=tuple(f["signature"]), reproduced=f["reproduced"],
+        frozen=None if f["frozen"] is None else Path(f["frozen"])) for f in data["failures"])
+    return CampaignResult(seed=data["seed"], examples_run=data["examples_run"], runs=data["runs"], failures=failures,
+                          verdicts=data["verdicts"], elapsed_s=data["elapsed_s"], artifacts=Path(data["artifacts"]),
+                          infra_runs=tuple(InfraRun(Path(r["run_dir"]), r["summary"]) for r in data["infra_runs"]),
+                          infra_aborted=data["infra_aborted"])
+
+
+def _worker_main(index: int, params: dict[str, Any], events: Any) -> None:
+    """One worker process: its own Stack (own ports, own state dirs) and campaign."""
+    from harness.run import Stack
+
+    def sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, sigterm)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        root = Path(params["artifacts"])
+        with Stack.start(artifacts_root=root / "stack", impl=params["impl"], images=params["images"],
+                         backend=params["backend"]) as stack:
+            result = run_campaign(
+                stack, seed=params["seed"], examples=params["examples"], time_budget_s=params["time_budget_s"],
+                vdaf=params["vdaf"], artifacts=root, keep_going=params["keep_going"], database=params["database"],
+                timeout_s=params["timeout_s"], shrink_budget_s=params["shrink_budget_s"], worker=index,
+                progress=lambda p: events.put(("progress", index, attrs.asdict(p))))
+        events.put(("done", index, result.to_dict()))
+    except KeyboardInterrupt:
+        events.put(("error", index, "interrupted"))
+    except Exception as exc:
+        from harness.errors import HarnessError
+        code = exc.exit_code if isinstance(exc, HarnessError) else 3
+        events.put(("error", index, f"{type(exc).__name__}: {exc}", code))
+
+
+def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapping[str, str] | None = None,
+                         images: Path | None = None, backend: str = "local", examples: int | None = None,
+                         time_budget_s: float | None = None, vdaf: str | None = None, keep_going: bool = False,
+                         database: bool = True, timeout_s: float = 30.0, shrink_budget_s: float = 300.0,
+                         progress: Callable[[CampaignProgress], None] | None = None) -> CampaignResult:
+    """``workers`` independent stacks in spawned processes, one campaign each (seed
+    :func:`derive_seed` ``(seed, i)``, artifacts ``<artifacts>/worker-<i>``, examples split),
+    merged into one result. Every process is stopped on return, error or Ctrl-C."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    artifacts = Path(artifacts).resolve()
+    ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue()
+    procs = []
+    t0 = time.monotonic()
+    for i in range(workers):
+        n = None if examples is None else examples // workers + (1 if i < examples % workers else 0)
+        if n == 0:
+            continue
+        params = {"artifacts": str(artifacts / f"worker-{i}"), "impl": dict(impl or {}),
+                  "images": None if images is None else str(images), "backend": backend, "seed": derive_seed(seed, i),
+                  "examples": n, "time_budget_s": time_budget_s, "vdaf": vdaf, "keep_going": keep_going,
+                  "database": database, "timeout_s": timeout_s, "shrink_budget_s": shrink_budget_s}
+        p = ctx.Process(target=_worker_main, args=(i, params, events), name=f"faultrun-campaign-{i}")
+        p.start()
+        procs.append(p)
+    results: dict[int, CampaignResult] = {}
+    errors: dict[int, tuple[str, int]] = {}
+    latest: dict[int, dict[str, Any]] = {}
+    try:
+        while len(results) + len(errors) < len(procs):
+            try:
+                msg = events.get(timeout=0.5)
+            except queue_mod.Empty:
+                for i, p in enumerate(procs):
+                    if not p.is_alive() and i not in results and i not in errors:
+                        with contextlib.suppress(queue_mod.Empty):  # its last message may be in flight
+                            msg = events.get(timeout=2.0)
+                            break
+                        errors[i] = (f"worker {i} exited with code {p.exitcode}", 3)
+                else:
+                    continue
+            kind, i = msg[0], msg[1]
+            if kind == "progress":
+                latest[i] = msg[2]
+                if progress is not None:
+                    progress(_merge_progress(latest, t0))
+            elif kind == "done":
+                results[i] = _result_from_dict(msg[2])
+            else:
+                errors[i] = (msg[2], msg[3] if len(msg) > 3 else 130)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.join(timeout=5.0 if (results or errors) else 0.1)
+            if p.is_alive():
+                p.terminate()  # SIGTERM -> KeyboardInterrupt in the worker: its Stack closes
+                p.join(timeout=15.0)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        events.close()
+    if errors and not results:
+        from harness.errors import InfraError
+        raise InfraError("; ".join(f"worker {i}: {e}" for i, (e, _) in sorted(errors.items())))
+    merged_verdicts: Counter[str] = Counter()
+    for r in results.values():
+        merged_verdicts.update(r.verdicts)
+    ordered = [results[i] for i in sorted(results)]
+    infra = tuple(x for r in ordered for x in r.infra_runs)
+    infra += tuple(InfraRun(artifacts / f"worker-{i}", e) for i, (e, _) in sorted(errors.items()))
+    return CampaignResult(
+        seed=seed, examples_run=sum(r.examples_run for r in ordered), runs=sum(r.runs for r in ordered),
+        failures=tuple(f for r in ordered for f in r.failures), verdicts=dict(merged_verdicts),
+        elapsed_s=time.monotonic() - t0, artifacts=artifacts, infra_runs=infra,
+        infra_aborted=bool(errors) or any(r.infra_aborted for r in ordered))
+
+
+def _merge_progress(latest: Mapping[int, Mapping[str, Any]], t0: float) -> CampaignProgress:
+    verdicts: Counter[str] = Counter()
+    for p in latest.values():
+        verdicts.update(p["verdicts"])
+    phases = {p["phase"] for p in latest.values()}
+    return CampaignProgress(
+        examples_run=sum(p["examples_run"] for p in latest.values()), runs=sum(p["runs"] for p in latest.values()),
+        failures=sum(p["failures"] for p in latest.values()), verdicts=dict(verdicts),
+        phase="shrink" if "shrink" in phases else "generate", elapsed_s=time.monotonic() - t0,
+        last=next(reversed(latest.values()))["last"] if latest else "", worker=-1)
+
+
+# --- CLI: faultrun campaign -----------------------------------------------------------------------------
+
+
+def _duration(text: str) -> float:
+    t = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        x = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90, 90s, 10m, 1h)") from None
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return x
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as :class:`~harness.errors.UsageError` (one line, exit 2 via faultrun's main)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        from harness.errors import UsageError
+        raise UsageError(message)
+
+
+def build_campaign_parser() -> Any:
+    from harness.cli import PROG, _impl, _nonneg_int, _positive_float, _positive_int
+    p = _Parser(prog=f"{PROG} campaign",
+                description="Hypothesis fault campaign: random plans and workloads on warm roles; "
+                            "violations are shrunk, written and printed as a faultrun command (docs/campaigns.md).")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--examples", type=_positive_int, metavar="N", help="generated examples to run")
+    size.add_argument("--time-budget", type=_duration, metavar="T", help="run until T (e.g. 600, 10m, 1h) is spent")
+    p.add_argument("--seed", type=_nonneg_int, required=True, help="hypothesis seed (workers derive theirs)")
+    p.add_argument("--vdaf", metavar="SPEC", help="fix the VDAF (as faultrun --vdaf); default: every type")
+    p.add_argument("--impl", type=_impl, action="append", default=[], metavar="ROLE=NAME")
+    p.add_argument("--images", type=Path, metavar="FILE")
+    p.add_argument("--backend", default="local", choices=["local", "docker"])
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="K", help="K independent stacks in parallel")
+    p.add_argument("--keep-going", action="store_true", help="after a failure, keep generating until the budget")
+    p.add_argument("--freeze", action="store_true", help="write each failure as a tests/regressions/ case")
+    p.add_argument("--regressions-dir", type=Path, default=REGRESSIONS_DIR, help=argparse.SUPPRESS)
+    p.add_argument("--artifacts", type=Path, metavar="DIR", help="output root (default ./artifacts/campaign-<ts>)")
+    p.add_argument("--timeout", type=_positive_float, default=30.0, metavar="S", help="per-scenario timeout")
+    p.add_argument("--shrink-budget", type=_duration, default=300.0, metavar="T", help="time allowed for shrinking")
+    p.add_argument("--no-database", action="store_true", help="do not use or write <artifacts>/hypothesis-db")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def _progress_ui(console: Any, total: int | None) -> tuple[Any, Callable[[CampaignProgress], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    prog = Progress(TextColumn("[bold]campaign[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[stats]}"), console=console, transient=False)
+    task = prog.add_task("campaign", total=total, stats="")
+
+    def update(p: CampaignProgress) -> None:
+        rate = p.examples_run / p.elapsed_s if p.elapsed_s > 0 else 0.0
+        vc = " ".join(f"{k}={n}" for k, n in sorted(p.verdicts.items()))
+        fails = f"[red]failures={p.failures}[/]" if p.failures else "failures=0"
+        prog.update(task, completed=p.examples_run,
+                    stats=f"{rate:.2f} ex/s {fails} {vc}" + (" [yellow]shrinking[/]" if p.phase == "shrink" else ""))
+
+    return prog, update
+
+
+def campaign_command(argv: Sequence[str]) -> int:
+    """``faultrun campaign ...``; errors propagate to :func:`harness.cli.main` (one line)."""
+    from rich.console import Console
+
+    from harness.cli import _logging
+    from harness.errors import UsageError
+    args = build_campaign_parser().parse_args(list(argv))
+    _logging(args.verbose)
+    impl: dict[str, str] = {}
+    for role, name in args.impl:
+        if role in impl:
+            raise UsageError(f"--impl {role}= given twice")
+        impl[role] = name
+    if args.vdaf is not None:
+        from harness.workload import parse_vdaf
+        parse_vdaf(args.vdaf, 1)
+    root = args.artifacts or Path("artifacts") / time.strftime("campaign-%Y%m%dT%H%M%SZ", time.gmtime())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--artifacts {root}: {exc.strerror or exc}") from exc
+    root = root.resolve()
+    console = Console(stderr=True, highlight=False)
+    ui, update = _progress_ui(console, args.examples)
+    common = dict(seed=args.seed, examples=args.examples, time_budget_s=args.time_budget, vdaf=args.vdaf,
+                  keep_going=args.keep_going, database=not args.no_database, timeout_s=args.timeout,
+                  shrink_budget_s=args.shrink_budget, progress=update)
+    with ui:
+        if args.workers > 1:
+            result = run_campaign_workers(args.workers, artifacts=root, impl=impl, images=args.images,
+                                          backend=args.backend, **common)
+        else:
+            from harness.run import Stack
+            with Stack.start(artifacts_root=root / "stack", impl=impl, images=args.images,
+                             backend=args.backend) as stack:
+                result = run_campaign(stack, artifacts=root, **common)
+    if args.freeze and result.failures:
+        images = args.images.resolve() if args.images else None
+        frozen = [attrs.evolve(f, frozen=freeze(f, args.regressions_dir, impl=impl, images=images))
+                  for f in result.failures]
+        result = attrs.evolve(result, failures=tuple(frozen))
+    (root / "campaign.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return result.exit_code
+    out = Console(highlight=False)
+    vc = ", ".join(f"{k} {n}" for k, n in sorted(result.verdicts.items())) or "no runs"
+    out.print(f"campaign seed {result.seed}: {result.examples_run} examples ({result.runs} runs incl. shrinking) "
+              f"in {result.elapsed_s:.1f} s; {vc}; {len(result.failures)} failure(s)")
+    for r in result.infra_runs[:5]:
+        out.print(f"  [magenta]infra[/] {r.run_dir}: {r.summary}")
+    if result.infra_aborted:
+        out.print("  [magenta]campaign stopped: the stack is broken (infrastructure errors)[/]")
+    for f in result.failures:
+        out.print(f"[bold red]VIOLATION[/] {f.report.summary}" + ("" if f.reproduced else " (seen once; not reproduced on replay)"))
+        out.print(f"  run dir: {f.run_dir}")
+        if f.frozen is not None:
+            out.print(f"  frozen: {f.frozen}")
+        out.print(f.command, markup=False, soft_wrap=True)
+    out.print(f"summary: {root / 'campaign.json'}")
+    return result.exit_code

@@ -1,0 +1,238 @@
+"""harness.campaign's driver logic: shrinking, what counts as a failure, the example
+database, budgets, reproduction commands and freezing.
+
+The stack here is a stand-in for :class:`harness.run.Stack` whose *target* has a known
+bug: any plan that duplicates a request on ``leader->helper`` while the workload uploads
+at least 3 reports is a violation. That makes the shrink result predictable; the real
+stack runs in ``tests/test_campaign_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from faults.actions import action_name
+from faults.plan import load_plan
+from harness.campaign import (
+    CampaignFailure,
+    derive_seed,
+    freeze,
+    load_regression,
+    reproduction_command,
+    run_campaign,
+)
+from harness.cli import _select, build_parser
+from harness.model import CheckReport, Collect, Scenario, Upload, Verdict, VerdictClass, WorkloadSpec
+from harness.workload import upload_count, vdaf_for
+
+
+@attrs.define
+class _Result:
+    run_dir: Path
+    report: CheckReport
+    seconds: float = 0.0
+
+
+def _buggy(s: Scenario) -> bool:
+    return upload_count(s.workload) >= 3 and any(
+        action_name(r.action) == "duplicate" and r.match.link == "leader->helper" for r in s.plan.rules)
+
+
+@attrs.define
+class FakeStack:
+    verdict: Any = None  # callable(scenario) -> VerdictClass; default: the bug above
+    runs: list[Scenario] = attrs.field(factory=list)
+    dead: bool = False
+    impl: dict = attrs.field(factory=dict)
+    images: Any = None
+
+    @property
+    def backend(self) -> Any:
+        stack = self
+
+        class _B:
+            def check(self, role: str) -> None:
+                if stack.dead:
+                    from harness.errors import BackendError
+                    raise BackendError(f"{role} exited", role=role)
+        return _B()
+
+    def run_scenario(self, scenario: Scenario, timeout_s: float = 60.0, run_dir: Path | None = None) -> _Result:
+        assert run_dir is not None
+        run_dir.mkdir(parents=True)
+        self.runs.append(scenario)
+        vc = self.verdict(scenario) if self.verdict else (VerdictClass.VIOLATION if _buggy(scenario) else VerdictClass.PASS)
+        verdicts = (Verdict("idempotency", vc != VerdictClass.VIOLATION, "fake"),)
+        return _Result(run_dir, CheckReport(scenario.name, vc, verdicts, f"{vc.value}: fake"))
+
+
+def test_a_violation_is_shrunk_to_the_minimal_scenario_and_written(tmp_path: Path) -> None:
+    stack = FakeStack()
+    res = run_campaign(stack, seed=1, examples=300, artifacts=tmp_path / "c", shrink_budget_s=120)
+    assert len(res.failures) == 1 and res.exit_code == 1
+    f = res.failures[0]
+    assert _buggy(f.scenario) and f.reproduced
+    # shrunk: one rule, the fewest reports that still fail, one upload step
+    assert len(f.scenario.plan.rules) == 1
+    assert upload_count(f.scenario.workload) == 3
+    assert f.report.verdict_class == VerdictClass.VIOLATION
+    assert load_plan(f.plan_file) == f.scenario.plan
+    assert json.loads(f.scenario_file.read_text())["plan"]["rules"][0]["action"]["type"] == "duplicate"
+    assert f"--seed {f.seed}" in f.command and f.seed == f.scenario.plan.seed
+    assert res.runs > res.examples_run  # shrinking ran more scenarios
+    assert sum(res.verdicts.values()) == res.runs
+    assert (tmp_path / "c" / "hypothesis-db").is_dir()
+    # passing runs' directories are removed, the failure's stays
+    assert f.run_dir.is_dir()
+    assert len(list((tmp_path / "c" / "runs").glob("*/*"))) == res.verdicts["violation"]
+
+
+def test_the_example_database_replays_a_known_failure_first(tmp_path: Path) -> None:
+    first = run_campaign(FakeStack(), seed=1, examples=300, artifacts=tmp_path / "c")
+    assert first.failures
+    stack = FakeStack()
+    again = run_campaign(stack, seed=99, examples=300, artifacts=tmp_path / "c")
+    assert again.failures
+    assert _buggy(stack.runs[0])  # the very first run replays the stored failure
+    assert again.examples_run == 1
+    # without the database, the same seed has to search again
+    stack3 = FakeStack()
+    run_campaign(stack3, seed=99, examples=300, artifacts=tmp_path / "c", database=False)
+    assert not _buggy(stack3.runs[0])
+
+
+def test_clean_failures_and_passes_are_not_failures(tmp_path: Path) -> None:
+    res = run_campaign(FakeStack(verdict=lambda s: VerdictClass.CLEAN_FAILURE if s.plan.seed % 2 else VerdictClass.PASS),
+                       seed=3, examples=20, artifacts=tmp_path)
+    assert res.failures == () and res.exit_code == 0
+    assert res.examples_run == res.runs == 20
+    assert set(res.verdicts) <= {"pass", "clean_failure"}
+
+
+def test_infra_is_reported_not_shrunk_and_three_in_a_row_abort(tmp_path: Path) -> None:
+    res = run_campaign(FakeStack(verdict=lambda s: VerdictClass.INFRA), seed=3, examples=20, artifacts=tmp_path)
+    assert res.failures == ()
+    assert res.infra_aborted and res.exit_code == 3
+    assert res.runs == 3 and len(res.infra_runs) == 3
+
+
+def test_a_dead_role_stops_the_campaign(tmp_path: Path) -> None:
+    stack = FakeStack(verdict=lambda s: VerdictClass.INFRA, dead=True)
+    res = run_campaign(stack, seed=3, examples=20, artifacts=tmp_path)
+    assert res.runs == 1 and res.infra_aborted
+    assert any("stack broken" in r.summary for r in res.infra_runs)
+
+
+def test_time_budget_ends_the_campaign(tmp_path: Path) -> None:
+    import time
+
+    def slow(s: Scenario) -> VerdictClass:
+        time.sleep(0.05)
+        return VerdictClass.PASS
+
+    t0 = time.monotonic()
+    res = run_campaign(FakeStack(verdict=slow), seed=3, time_budget_s=1.0, artifacts=tmp_path)
+    assert 5 <= res.examples_run <= 25
+    assert time.monotonic() - t0 < 10
+
+
+def test_same_seed_same_examples(tmp_path: Path) -> None:
+    a, b = FakeStack(verdict=lambda s: VerdictClass.PASS), FakeStack(verdict=lambda s: VerdictClass.PASS)
+    run_campaign(a, seed=5, examples=10, artifacts=tmp_path / "a", database=False)
+    run_campaign(b, seed=5, examples=10, artifacts=tmp_path / "b", database=False)
+    assert a.runs == b.runs
+    c = FakeStack(verdict=lambda s: VerdictClass.PASS)
+    run_campaign(c, seed=6, examples=10, artifacts=tmp_path / "c", database=False)
+    assert c.runs != a.runs
+
+
+def test_keep_going_collects_distinct_failures(tmp_path: Path) -> None:
+    def two_bugs(s: Scenario) -> VerdictClass:
+        names = {action_name(r.action) for r in s.plan.rules}
+        return VerdictClass.VIOLATION if names & {"truncate", "auth"} else VerdictClass.PASS
+
+    res = run_campaign(FakeStack(verdict=two_bugs), seed=2, examples=40, artifacts=tmp_path, keep_going=True)
+    sigs = [f.signature for f in res.failures]
+    assert len(set(sigs)) == len(sigs)
+    assert {("idempotency", "|", "auth"), ("idempotency", "|", "truncate")} <= set(sigs)
+    assert res.examples_run == 40
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="examples or time_budget_s"):
+        run_campaign(FakeStack(), seed=1, artifacts=tmp_path)
+    with pytest.raises(ValueError, match="examples"):
+        run_campaign(FakeStack(), seed=1, examples=0, artifacts=tmp_path)
+
+
+def test_derive_seed_is_stable_and_distinct() -> None:
+    assert derive_seed(7, 0) == derive_seed(7, 0)
+    assert len({derive_seed(7, i) for i in range(8)}) == 8
+
+
+# --- reproduction commands ---------------------------------------------------------------------
+
+
+def _plan_scenario(tmp_path: Path, steps: tuple, complete: bool = True) -> tuple[Scenario, Path, Path]:
+    from faults.actions import Duplicate
+    from faults.plan import Matcher, Plan, Rule, dump_plan
+    from faults.strategies import expectation_for
+    from harness.model import TaskSpec, to_dict
+    plan = Plan(seed=11, rules=(Rule("r0", Matcher(link="leader->helper"), Duplicate()),))
+    n = sum(s.count for s in steps if isinstance(s, Upload))
+    wl = WorkloadSpec(task=TaskSpec(vdaf=vdaf_for("Prio3Sum", n), query_type="fixed_size"), steps=steps)
+    exp = attrs.evolve(expectation_for(plan), complete=complete)
+    s = Scenario(name="failure-1", plan=plan, workload=wl, expect=exp)
+    pf, sf = tmp_path / "plan.toml", tmp_path / "scenario.json"
+    dump_plan(plan, pf)
+    sf.write_text(json.dumps(to_dict(s)))
+    return s, pf, sf
+
+
+def test_flag_expressible_workloads_reproduce_with_faultrun_plan(tmp_path: Path) -> None:
+    s, pf, sf = _plan_scenario(tmp_path, (Upload(count=5), Collect()))
+    cmd = reproduction_command(s, pf, sf, impl={"leader": "reference"})
+    argv = shlex.split(cmd)
+    assert argv[:3] == ["faultrun", "--plan", str(pf)] and "--scenario" not in argv
+    args = build_parser().parse_args(argv[1:])
+    (rebuilt,) = _select(args)
+    assert rebuilt.workload == s.workload and rebuilt.plan == s.plan
+    assert args.seed == 11 and args.impl == [("leader", "reference")]
+
+
+def test_other_workloads_reproduce_with_faultrun_scenario(tmp_path: Path) -> None:
+    s, pf, sf = _plan_scenario(tmp_path, (Upload(count=2, time_offset_s=3600), Collect()))
+    argv = shlex.split(reproduction_command(s, pf, sf))
+    assert argv[:3] == ["faultrun", "--scenario", str(sf)]
+    (rebuilt,) = _select(build_parser().parse_args(argv[1:]))
+    assert rebuilt == s
+    # completeness not demanded by the campaign: --plan (which demands it) is not used
+    s2, pf2, sf2 = _plan_scenario(tmp_path, (Upload(count=5), Collect()), complete=False)
+    assert shlex.split(reproduction_command(s2, pf2, sf2))[1] == "--scenario"
+
+
+def test_faultrun_scenario_flag_errors_are_one_line_usage_errors(tmp_path: Path, capsys: Any) -> None:
+    from harness.cli import main
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "x"}')
+    assert main(["--scenario", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("faultrun: error: --scenario") and err.count("\n") == 1
+    assert main(["--scenario", str(tmp_path / "missing.json")]) == 2
+
+
+def test_freeze_writes_a_loadable_regression_case(tmp_path: Path) -> None:
+    res = run_campaign(FakeStack(), seed=1, examples=300, artifacts=tmp_path / "c")
+    f: CampaignFailure = res.failures[0]
+    path = freeze(f, tmp_path / "regressions", impl={"leader": "reference"})
+    case = load_regression(path)
+    assert case["scenario"].plan == f.scenario.plan and case["scenario"].workload == f.scenario.workload
+    assert case["expected_verdicts"] == ["violation"] and case["impl"] == {"leader": "reference"}
+    assert case["scenario"].name == path.stem
+    assert freeze(f, tmp_path / "regressions") != path  # never overwrites

@@ -1,0 +1,67 @@
+"""harness.pytest_plugin, run in a separate pytest process (pytester) against the reference
+implementation on a two-fault subset."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_own="def test_own():\n    assert True\n")
+    return pytester.runpytest_subprocess("-p", "harness.pytest_plugin", "-p", "no:cacheprovider", "-p", "no:xdist",
+                                         "-p", "no:randomly", *args, timeout=240)
+
+
+def test_catalogue_subset_runs_as_tests_with_junit(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    junit = tmp_path / "out.xml"
+    arts = tmp_path / "arts"
+    res = _run(pytester, "--dap-images", str(REPO / "images.toml"), "--dap-impl", "leader=reference,helper=reference",
+               "--dap-faults", "duplicate-report,bad-leader-token", "--dap-artifacts", str(arts),
+               f"--junitxml={junit}", "-v")
+    res.assert_outcomes(passed=3)
+    res.stdout.fnmatch_lines(["*dap-catalogue::duplicate-report PASSED*", "*dap-catalogue::bad-leader-token PASSED*"])
+    cases = {c.get("name") for c in ET.parse(junit).getroot().iter("testcase")}
+    assert {"duplicate-report", "bad-leader-token", "test_own"} <= cases  # junit keeps the last "::" part
+    # each fault wrote a run directory into the session's stack artifacts
+    assert (arts / "duplicate-report" / "report.json").is_file()
+    assert (arts / "bad-leader-token" / "report.json").is_file()
+
+
+def test_a_buggy_implementation_fails_its_item_and_junit_says_why(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    # the reference Leader with a test-only bug switch: collection-job PUT skips the token check
+    junit = tmp_path / "out.xml"
+    res = _run(pytester, "--dap-images", str(REPO / "tests" / "data" / "bug_images.toml"),
+               "--dap-impl", "leader=bug-leader-collect-no-auth", "--dap-faults", "bad-collector-token",
+               "--dap-artifacts", str(tmp_path / "arts"), f"--junitxml={junit}")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*bad-collector-token: VIOLATION*", "*VIOLATED*auth*"])
+    (case,) = [c for c in ET.parse(junit).getroot().iter("testcase") if c.get("name") == "bad-collector-token"]
+    assert "VIOLATION" in case.find("failure").get("message", "") + (case.find("failure").text or "")
+
+
+def test_a_one_example_campaign_item_passes_on_the_reference(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    res = _run(pytester, "--dap-faults", "duplicate-report", "--dap-campaign", "1", "--dap-seed", "0",
+               "--dap-timeout", "15", "--dap-artifacts", str(tmp_path / "arts"), "-v")
+    res.assert_outcomes(passed=3)
+    res.stdout.fnmatch_lines(["*dap-campaign::seed0 PASSED*"])
+    assert list((tmp_path / "arts" / "campaign-seed0" / "runs").iterdir())  # the campaign ran there
+
+
+def test_without_dap_options_the_plugin_adds_nothing(pytester: pytest.Pytester) -> None:
+    res = _run(pytester)
+    res.assert_outcomes(passed=1)
+
+
+def test_usage_errors_are_reported_before_anything_starts(pytester: pytest.Pytester) -> None:
+    res = _run(pytester, "--dap-faults", "no-such-fault")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*--dap-faults: no such fault 'no-such-fault'*"])
+    res = _run(pytester, "--dap-impl", "leader")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR

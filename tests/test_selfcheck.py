@@ -1,0 +1,163 @@
+"""Self-validation: the harness catches realistic aggregator bugs (docs/self-validation.md).
+
+The reference roles carry test-only bug switches (:mod:`dap.roles.bugs`), selected through
+``tests/data/bug_images.toml`` (the reference command plus ``DAP_FAULTRUN_TEST_MODE=1`` and
+``DAP_FAULTRUN_BUGS=NAME``). For each bug one warm :class:`~harness.run.Stack` runs the
+catalogue entries that exercise the buggy code path (:data:`DETECTED_BY`; the other entries
+never reach it, e.g. a Helper bug in the aggregate-share replay cannot show in an upload
+fault) and the ordinary checker must flag every one of them: the verdict is ``violation`` or
+the entry's expected outcome is not met. The same entries run on a correct stack and meet
+their expectation (as the full catalogue does in ``tests/test_catalogue_e2e.py``): the
+detection is the bug's, not the scenario's.
+
+The bounded hypothesis campaign against some switches is in ``tests/test_selfcheck_campaign.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dap.roles import bugs
+from faults.catalogue import CATALOGUE
+from harness.checker import expectation_met
+from harness.model import VerdictClass
+from harness.run import RunResult, Stack
+
+REPO = Path(__file__).resolve().parent.parent
+BUG_IMAGES = REPO / "tests" / "data" / "bug_images.toml"
+TIMEOUT_S = 20
+
+#: bug -> the catalogue entries that catch it (each of them must), and what the checker says.
+DETECTED_BY: dict[str, tuple[str, ...]] = {
+    # batchMismatch (clean failure, pass expected): the Helper counted the first job twice;
+    # the late identical replay gets different PrepareResps (idempotency violation)
+    "helper-reinit-reaccumulate": ("drop-agg-init-response", "duplicate-agg-init", "delay-beyond-timeout",
+                                   "replay-agg-init-after-collection"),
+    # batchMismatch: the Helper counted the report of the new job again
+    "helper-replay-per-job": ("replay-report-in-new-job",),
+    # idempotency violation: the same AggregateShareReq answered with another ciphertext
+    "helper-share-recompute": ("drop-agg-share-response", "duplicate-agg-share-request"),
+    # batchMismatch: the mutated re-init was prepared and its 7 intact reports counted again
+    "helper-reinit-no-conflict": ("mutate-agg-init",),
+    # auth violation: the tampered collection-job PUT answered 201
+    "leader-collect-no-auth": ("bad-collector-token",),
+    # rejected-uploads violation: the far-future report acknowledged
+    "leader-accept-future": ("future-report",),
+    # batchMismatch: the re-built job's reports answered report_replayed and dropped by the Leader
+    "leader-rebuild-retry": ("drop-agg-init-response", "delay-beyond-timeout"),
+    # safety + idempotency + rejected-uploads: the late report acknowledged and the second
+    # collection of the same interval recomputed with it
+    "accept-late-reports": ("late-report-after-collection",),
+}
+
+
+def impl_for(bug: str) -> dict[str, str]:
+    """Stack.start impl for one bug: its role(s) run the ``bug-NAME`` entry."""
+    roles, _ = bugs.BUGS[bug]
+    return {role: f"bug-{bug}" for role in roles}
+
+
+def detected(result: RunResult, expect: object) -> bool:
+    """What the ordinary checker says, nothing more: a violation or an unmet expectation."""
+    vc = result.report.verdict_class
+    return vc == VerdictClass.VIOLATION or not expectation_met(vc, expect)  # type: ignore[arg-type]
+
+
+def _explain(result: RunResult) -> str:
+    lines = [f"run dir: {result.run_dir}", result.report.summary]
+    lines += [f"  {v.invariant}: {v.valid} {v.detail}" for v in result.report.verdicts if v.valid is not True]
+    return "\n".join(lines)
+
+
+def test_every_bug_has_images_entries_and_scenarios() -> None:
+    from harness.images import load_images
+
+    images = load_images(BUG_IMAGES)
+    assert set(DETECTED_BY) == set(bugs.BUGS)
+    for bug, (roles, _) in bugs.BUGS.items():
+        for role in roles:
+            entry = images.select(role, f"bug-{bug}")
+            assert entry.env == {bugs.TEST_MODE_VAR: "1", bugs.BUGS_VAR: bug}
+            assert entry.command == images.select(role, "reference").command
+        assert all(n in CATALOGUE for n in DETECTED_BY[bug])
+    for role in ("leader", "helper", "client", "collector"):
+        assert images.default(role).name == "reference" and not images.default(role).env
+
+
+@pytest.mark.parametrize("bug", list(DETECTED_BY))
+def test_catalogue_detects_bug(bug: str, tmp_path: Path) -> None:
+    with Stack.start(tmp_path, impl=impl_for(bug), images=BUG_IMAGES) as stack:
+        for role in bugs.BUGS[bug][0]:  # the switch is really on in that process
+            logs = "".join(p.read_text(errors="replace") for p in stack.backend.logs(role) if p.exists())
+            assert f"bug switches on: {bug}" in logs, logs[-2000:]
+        for name in DETECTED_BY[bug]:
+            scenario = CATALOGUE[name]
+            result = stack.run_scenario(scenario, timeout_s=TIMEOUT_S)
+            assert result.report.verdict_class != VerdictClass.INFRA, _explain(result)
+            assert detected(result, scenario.expect), f"{bug} not detected by {name}:\n{_explain(result)}"
+
+
+def test_same_entries_pass_without_bugs(tmp_path: Path) -> None:
+    names = sorted({n for ns in DETECTED_BY.values() for n in ns})
+    with Stack.start(tmp_path, images=BUG_IMAGES) as stack:
+        for name in names:
+            scenario = CATALOGUE[name]
+            result = stack.run_scenario(scenario, timeout_s=TIMEOUT_S)
+            assert not detected(result, scenario.expect), f"{name} fails without a bug:\n{_explain(result)}"
+
+
+# --- the switch is refused outside test mode ---------------------------------------------------
+
+
+def _role(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in (bugs.TEST_MODE_VAR, bugs.BUGS_VAR)}
+    return subprocess.run(
+        [sys.executable, "-m", "dap.roles", "--role", "helper", "--port", "0", "--state-dir", str(tmp_path / "h")],
+        env={**clean, **env}, cwd=REPO, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("test_mode", [None, "0", "yes"])
+def test_bug_refused_without_test_mode(tmp_path: Path, test_mode: str | None) -> None:
+    env = {bugs.BUGS_VAR: "helper-replay-per-job"}
+    if test_mode is not None:
+        env[bugs.TEST_MODE_VAR] = test_mode
+    proc = _role(tmp_path, env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "helper-replay-per-job" in lines[0] and f"{bugs.TEST_MODE_VAR}=1" in lines[0]
+    assert not (tmp_path / "h").exists()  # refused before touching any state
+
+
+def test_unknown_bug_refused(tmp_path: Path) -> None:
+    proc = _role(tmp_path, {bugs.TEST_MODE_VAR: "1", bugs.BUGS_VAR: "helper-replay-per-jobs"})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown bug 'helper-replay-per-jobs'" in lines[0], proc.stderr
+
+
+def test_configure_in_process() -> None:
+    try:
+        assert bugs.configure({}) == frozenset()
+        assert bugs.configure({bugs.BUGS_VAR: " , "}) == frozenset()
+        with pytest.raises(bugs.BugConfigError):
+            bugs.configure({bugs.BUGS_VAR: "leader-accept-future"})
+        on = bugs.configure({bugs.TEST_MODE_VAR: "1", bugs.BUGS_VAR: "leader-accept-future, helper-replay-per-job"})
+        assert on == {"leader-accept-future", "helper-replay-per-job"}
+        assert bugs.active("leader-accept-future") and not bugs.active("accept-late-reports")
+        assert bugs.not_a_replay(b"a", b"b") and not bugs.not_a_replay(b"a", b"a")
+    finally:
+        bugs.configure({})
+    assert not bugs.active("leader-accept-future")
+
+
+@pytest.fixture(autouse=True)
+def _no_bugs_leak() -> Iterator[None]:
+    yield
+    assert bugs.enabled() == frozenset()

@@ -695,24 +695,25 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_campaign_parser() -> Any:
-    from harness.cli import PROG, _impl, _nonneg_int, _positive_float, _positive_int
+    from dap.argtypes import nonneg_int, positive_float, positive_int
+    from harness.cli import PROG, _impl
     p = _Parser(prog=f"{PROG} campaign",
                 description="Hypothesis fault campaign: random plans and workloads on warm roles; "
                             "violations are shrunk, written and printed as a faultrun command (docs/campaigns.md).")
     size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--examples", type=_positive_int, metavar="N", help="generated examples to run")
+    size.add_argument("--examples", type=positive_int, metavar="N", help="generated examples to run")
     size.add_argument("--time-budget", type=_duration, metavar="T", help="run until T (e.g. 600, 10m, 1h) is spent")
-    p.add_argument("--seed", type=_nonneg_int, required=True, help="hypothesis seed (workers derive theirs)")
+    p.add_argument("--seed", type=nonneg_int, required=True, help="hypothesis seed (workers derive theirs)")
     p.add_argument("--vdaf", metavar="SPEC", help="fix the VDAF (as faultrun --vdaf); default: every type")
     p.add_argument("--impl", type=_impl, action="append", default=[], metavar="ROLE=NAME")
     p.add_argument("--images", type=Path, metavar="FILE")
     p.add_argument("--backend", default="local", choices=["local", "docker"])
-    p.add_argument("--workers", type=_positive_int, default=1, metavar="K", help="K independent stacks in parallel")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="K", help="K independent stacks in parallel")
     p.add_argument("--keep-going", action="store_true", help="after a failure, keep generating until the budget")
     p.add_argument("--freeze", action="store_true", help="write each failure as a tests/regressions/ case")
     p.add_argument("--regressions-dir", type=Path, default=REGRESSIONS_DIR, help=argparse.SUPPRESS)
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="output root (default ./artifacts/campaign-<ts>)")
-    p.add_argument("--timeout", type=_positive_float, default=30.0, metavar="S", help="per-scenario timeout")
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S", help="per-scenario timeout")
     p.add_argument("--shrink-budget", type=_duration, default=300.0, metavar="T", help="time allowed for shrinking")
     p.add_argument("--no-database", action="store_true", help="do not use or write <artifacts>/hypothesis-db")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import attrs
+from dap.argtypes import nonneg_int, positive_float, positive_int
 
 __all__ = ["build_parser", "main"]
 
@@ -45,36 +46,6 @@ class _Usage(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
         raise _Usage(message)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return n
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return n
-
-
-def _positive_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return x
 
 
 def _impl(text: str) -> tuple[str, str]:
@@ -102,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     wl.add_argument("--vdaf", metavar="SPEC",
                     help="TYPE[:key=value,...] (e.g. Prio3Histogram:length=16,chunk_length=4, sum, count) or "
                          "an interop JSON object; sizes not given follow --reports")
-    wl.add_argument("--reports", type=_positive_int, metavar="N", help="reports to upload (rescales the workload)")
+    wl.add_argument("--reports", type=positive_int, metavar="N", help="reports to upload (rescales the workload)")
     wl.add_argument("--query-type", choices=["time_interval", "fixed_size"])
     env = p.add_argument_group("implementations")
     env.add_argument("--impl", type=_impl, action="append", default=[], metavar="ROLE=NAME",
@@ -110,11 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--images", type=Path, metavar="FILE", help="images.toml to use (default: the repository's)")
     env.add_argument("--backend", default="local", choices=["local", "docker"], help="how roles run (default local)")
     out = p.add_argument_group("run and output")
-    out.add_argument("--seed", type=_nonneg_int, help="replace every plan's seed")
+    out.add_argument("--seed", type=nonneg_int, help="replace every plan's seed")
     out.add_argument("--artifacts", type=Path, metavar="DIR", help="output root (default ./artifacts/<timestamp>)")
     out.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     out.add_argument("--junit", type=Path, metavar="FILE", help="also write one JUnit XML for every scenario run")
-    out.add_argument("--timeout", type=_positive_float, default=60.0, metavar="S",
+    out.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
                      help="per-scenario timeout in seconds (default 60)")
     out.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     return p

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from dap.argtypes import nonneg_int, port, positive_float, positive_int
 
 __all__ = ["main", "build_parser"]
 
@@ -30,43 +31,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _nonneg_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m dap.roles",
@@ -75,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--role", required=True, choices=["leader", "helper", "client", "collector"])
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080)")
+    p.add_argument("--port", type=port, default=8080, help="TCP port (default 8080)")
     p.add_argument(
         "--state-dir", required=True, type=Path,
         help="directory for the SQLite database and requests.log (created if missing)",
@@ -85,20 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLite synchronous mode (WAL): normal survives process kills, full also power loss",
     )
     g = p.add_argument_group("aggregator")
-    g.add_argument("--clock-skew", type=_nonneg_int, default=60, metavar="S",
+    g.add_argument("--clock-skew", type=nonneg_int, default=60, metavar="S",
                    help="accepted future skew of report timestamps in seconds (default 60)")
-    g.add_argument("--job-size", type=_positive_int, default=100, metavar="N",
+    g.add_argument("--job-size", type=positive_int, default=100, metavar="N",
                    help="Leader: max reports per aggregation job (default 100)")
-    g.add_argument("--min-job-size", type=_positive_int, default=1, metavar="N",
+    g.add_argument("--min-job-size", type=positive_int, default=1, metavar="N",
                    help="Leader: min reports before a job is created (default 1)")
-    g.add_argument("--job-interval", type=_positive_float, default=0.2, metavar="S",
+    g.add_argument("--job-interval", type=positive_float, default=0.2, metavar="S",
                    help="Leader: seconds between aggregation-job creation passes (default 0.2)")
-    g.add_argument("--collect-interval", type=_positive_float, default=0.2, metavar="S",
+    g.add_argument("--collect-interval", type=positive_float, default=0.2, metavar="S",
                    help="Leader: seconds between collection-job driver passes (default 0.2)")
-    g.add_argument("--retry-budget", type=_positive_float, default=30.0, metavar="S",
+    g.add_argument("--retry-budget", type=positive_float, default=30.0, metavar="S",
                    help="Leader: seconds of retries against the Helper before a job is "
                         "abandoned (default 30)")
-    g.add_argument("--request-timeout", type=_positive_float, default=10.0, metavar="S",
+    g.add_argument("--request-timeout", type=positive_float, default=10.0, metavar="S",
                    help="Leader: timeout of one request to the Helper (default 10)")
     return p
 

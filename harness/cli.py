@@ -448,9 +448,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = sum(a.count("v") for a in argv if a.startswith("-") and not a.startswith("--") and set(a[1:]) == {"v"})
     verbose += argv.count("--verbose")
-    previous = None
+    previous = previous_int = None
     try:
         previous = signal.signal(signal.SIGTERM, _sigterm)
+        # A shell starts background jobs with SIGINT ignored and Python then installs no
+        # KeyboardInterrupt handler: faultrun must still stop its processes on SIGINT.
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread
         pass
     try:
@@ -496,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -170,8 +170,11 @@ def test_sigint_stops_every_process(tmp_path: Path) -> None:
     plan.write_text('version = 1\nseed = 1\n[[rules]]\nid = "down"\n[rules.match]\nlink = "leader->helper"\n'
                     '[rules.action]\ntype = "respond"\nstatus = 503\n')
     art = tmp_path / "art"
+    # SIGINT ignored in the child, as for a background job of a non-interactive shell (CI):
+    # faultrun must still install its own handler.
     p = subprocess.Popen([str(FAULTRUN), "--plan", str(plan), "--artifacts", str(art), "--timeout", "60"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (art / "slow").exists():  # the scenario has started

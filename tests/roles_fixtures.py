@@ -152,8 +152,11 @@ class Deployment:
     def add_task(self, vdaf: dict, query_type: int = 1, *, min_batch_size: int = 1,
                  max_batch_size: int | None = None, max_batch_query_count: int = 1,
                  time_precision: int = TIME_PRECISION,
-                 task_expiration: int = 32503680000) -> dict:
-        """The runner sequence up to add_task (harness.interop.provision_task); returns the task."""
+                 task_expiration: int = 32503680000, helper_for_leader: str = "") -> dict:
+        """The runner sequence up to add_task (harness.interop.provision_task); returns the task.
+
+        ``helper_for_leader``: the Helper URL the Leader is given (e.g. a fault proxy's).
+        """
         from dap.vdaf.params import VdafParams
         from harness.interop import provision_task
         from harness.model import TaskSpec
@@ -165,7 +168,8 @@ class Deployment:
                         max_batch_query_count=max_batch_query_count, time_precision_s=time_precision,
                         expiration_after_s=task_expiration - now)
         pt = provision_task(spec, leader=self.leader.api, helper=self.helper.api,
-                            collector=self.collector.api, base_time=now)
+                            collector=self.collector.api, base_time=now,
+                            helper_base_for_leader=helper_for_leader)
         return {"task_id": pt.task_id, "vdaf": vdaf, "query_type": query_type,
                 "leader_token": pt.leader_token, "collector_token": pt.collector_token,
                 "time_precision": time_precision, "leader": pt.leader_url_client,

@@ -80,25 +80,9 @@ def setup(tmp_path: Path) -> Iterator[tuple[Deployment, Proxied]]:
 
 def test_retries_and_lost_responses_count_once(setup: tuple[Deployment, Proxied]) -> None:
     d, proxy = setup
-    import secrets
-
-    from roles_fixtures import b64
-
-    task_id = b64(secrets.token_bytes(32))
-    coll = d.collector.call("add_task", {"task_id": task_id, "leader": d.leader.url, "vdaf": COUNT,
-                                         "collector_authentication_token": "c-tok",
-                                         "query_type": 1})
-    common = {"task_id": task_id, "leader": d.leader.url, "helper": proxy.url, "vdaf": COUNT,
-              "vdaf_verify_key": b64(secrets.token_bytes(16)), "max_batch_query_count": 1,
-              "query_type": 1, "min_batch_size": 10, "time_precision": 3600,
-              "collector_hpke_config": coll["collector_hpke_config"],
-              "leader_authentication_token": "l-tok", "task_expiration": 32503680000}
-    assert d.leader.call("add_task", {**common, "role": "leader",
-                                      "collector_authentication_token": "c-tok"})["status"] == "success"
-    assert d.helper.call("add_task", {**common, "role": "helper"})["status"] == "success"
-    t = {"task_id": task_id, "leader": d.leader.url, "helper": d.helper.url, "vdaf": COUNT,
-         "time_precision": 3600, "query_type": 1}
-    # The Client reaches the real Helper (upload's helper URL); the Leader's traffic is scripted:
+    # The Leader reaches the Helper through the proxy; the Client reaches the real Helper.
+    t = d.add_task(COUNT, min_batch_size=10, helper_for_leader=proxy.url)
+    # The Leader's traffic to the Helper is scripted:
     proxy.proxy.control.load_plan(SCRIPT)
     for _ in range(10):
         assert d.upload(t, "1")["status"] == "success"
@@ -119,27 +103,11 @@ def test_retries_and_lost_responses_count_once(setup: tuple[Deployment, Proxied]
 
 def test_budget_exhausted_abandons_and_deletes(setup: tuple[Deployment, Proxied]) -> None:
     d, proxy = setup
-    import secrets
     import sqlite3
     import time
 
-    from roles_fixtures import b64
-
-    task_id = b64(secrets.token_bytes(32))
-    coll = d.collector.call("add_task", {"task_id": task_id, "leader": d.leader.url, "vdaf": COUNT,
-                                         "collector_authentication_token": "c-tok",
-                                         "query_type": 1})
-    common = {"task_id": task_id, "leader": d.leader.url, "helper": proxy.url, "vdaf": COUNT,
-              "vdaf_verify_key": b64(secrets.token_bytes(16)), "max_batch_query_count": 1,
-              "query_type": 1, "min_batch_size": 1, "time_precision": 3600,
-              "collector_hpke_config": coll["collector_hpke_config"],
-              "leader_authentication_token": "l-tok", "task_expiration": 32503680000}
-    assert d.leader.call("add_task", {**common, "role": "leader",
-                                      "collector_authentication_token": "c-tok"})["status"] == "success"
-    assert d.helper.call("add_task", {**common, "role": "helper"})["status"] == "success"
+    t = d.add_task(COUNT, helper_for_leader=proxy.url)
     proxy.proxy.control.load_plan(ALWAYS_503)
-    t = {"task_id": task_id, "leader": d.leader.url, "helper": d.helper.url, "vdaf": COUNT,
-         "time_precision": 3600}
     assert d.upload(t, "1")["status"] == "success"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -157,7 +157,25 @@ class Sum(Valid):
         return sum(map(mul, powers, gadget_outputs[0]))
 
 
-class SumVec(Valid):
+class _ChunkedRangeCheck(Valid):
+    """Circuits whose one gadget is ParallelSum(Mul, chunk_length) over a 0/1 range check of
+    the whole encoded measurement (SumVec, Histogram, MultiHotHistogram); each adds its own
+    ``combine``. Their outputs are vectors of counts."""
+
+    chunk_length: int
+
+    def decode(self, output: list[int], num_measurements: int) -> list[int]:
+        return list(output)
+
+    def wires(self, meas: list[int], joint_rand: list[int], num_shares: int) -> list[list[list[int]]]:
+        p = self.field.MODULUS
+        shares_inv = _shares_inv(p, num_shares)
+        return [
+            _range_check_wires(p, meas, joint_rand[0], self.GADGET_CALLS[0], self.chunk_length, shares_inv)
+        ]
+
+
+class SumVec(_ChunkedRangeCheck):
     """Prio3SumVec(length, bits, chunk_length): ``length`` integers in [0, 2^bits)."""
 
     NAME = "SumVec"
@@ -203,23 +221,13 @@ class SumVec(Valid):
         w = self._weights
         return [sum(map(mul, w, meas[i : i + bits])) % p for i in range(0, len(meas), bits)]
 
-    def decode(self, output: list[int], num_measurements: int) -> list[int]:
-        return list(output)
-
-    def wires(self, meas: list[int], joint_rand: list[int], num_shares: int) -> list[list[list[int]]]:
-        p = self.field.MODULUS
-        shares_inv = _shares_inv(p, num_shares)
-        return [
-            _range_check_wires(p, meas, joint_rand[0], self.GADGET_CALLS[0], self.chunk_length, shares_inv)
-        ]
-
     def combine(
         self, meas: list[int], joint_rand: list[int], num_shares: int, gadget_outputs: list[list[int]]
     ) -> int:
         return sum(gadget_outputs[0])
 
 
-class Histogram(Valid):
+class Histogram(_ChunkedRangeCheck):
     """Prio3Histogram(length, chunk_length): a bucket index, encoded one-hot."""
 
     NAME = "Histogram"
@@ -250,16 +258,6 @@ class Histogram(Valid):
     def truncate(self, meas: list[int]) -> list[int]:
         return meas
 
-    def decode(self, output: list[int], num_measurements: int) -> list[int]:
-        return list(output)
-
-    def wires(self, meas: list[int], joint_rand: list[int], num_shares: int) -> list[list[list[int]]]:
-        p = self.field.MODULUS
-        shares_inv = _shares_inv(p, num_shares)
-        return [
-            _range_check_wires(p, meas, joint_rand[0], self.GADGET_CALLS[0], self.chunk_length, shares_inv)
-        ]
-
     def combine(
         self, meas: list[int], joint_rand: list[int], num_shares: int, gadget_outputs: list[list[int]]
     ) -> int:
@@ -271,7 +269,7 @@ class Histogram(Valid):
         return r * range_check + r * r % p * sum_check
 
 
-class MultiHotHistogram(Valid):
+class MultiHotHistogram(_ChunkedRangeCheck):
     """Experimental Prio3MultiHotHistogram(length, max_count, chunk_length) of the VDAF-08 poc.
 
     The measurement is ``length`` bits with at most ``max_count`` ones; the
@@ -320,16 +318,6 @@ class MultiHotHistogram(Valid):
 
     def truncate(self, meas: list[int]) -> list[int]:
         return meas[: self.length]
-
-    def decode(self, output: list[int], num_measurements: int) -> list[int]:
-        return list(output)
-
-    def wires(self, meas: list[int], joint_rand: list[int], num_shares: int) -> list[list[list[int]]]:
-        p = self.field.MODULUS
-        shares_inv = _shares_inv(p, num_shares)
-        return [
-            _range_check_wires(p, meas, joint_rand[0], self.GADGET_CALLS[0], self.chunk_length, shares_inv)
-        ]
 
     def combine(
         self, meas: list[int], joint_rand: list[int], num_shares: int, gadget_outputs: list[list[int]]

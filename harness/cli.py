@@ -23,6 +23,7 @@ import difflib
 import json
 import logging
 import signal
+import os
 import sys
 import time
 from collections import Counter
@@ -207,9 +208,17 @@ def _select(args: argparse.Namespace) -> list[Any]:
 # --- output ------------------------------------------------------------------------------------
 
 
-def _console(args: argparse.Namespace) -> Any:
+def _console(args: argparse.Namespace | None = None) -> Any:
     from rich.console import Console
-    return Console(stderr=bool(getattr(args, "json", False)), highlight=False)
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich exits with status 1 here; a reader that stopped early (`| head`) must
+            # neither abort the run nor change its exit status: go quiet and carry on.
+            self.quiet = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    return _Console(stderr=bool(getattr(args, "json", False)), highlight=False)
 
 
 _MARK = {True: "[green]✓ holds[/]", False: "[red]✗ violated[/]", None: "[yellow]? unknown[/]"}
@@ -413,9 +422,8 @@ def _analyze(argv: list[str]) -> int:
     if args.json:
         print(json.dumps({**to_dict(report), "exit_code": code}, indent=2))
         return code
-    from rich.console import Console
     from rich.table import Table
-    console = Console(highlight=False)
+    console = _console()
     vc = report.verdict_class.value
     console.print(f"[bold]{report.scenario}[/]  [{_CLASS_STYLE.get(vc, 'white')}]{vc.upper()}[/]  (exit {code})")
     if report.summary:

@@ -200,3 +200,21 @@ def test_sigint_stops_every_process(tmp_path: Path) -> None:
     assert p.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert not leftovers
+
+
+def test_a_reader_that_stops_early_changes_neither_the_run_nor_its_exit_status(tmp_path: Path) -> None:
+    # `faultrun ... | head -1`: rich's default would exit 1 on the broken pipe, mid-run.
+    p = subprocess.Popen([str(FAULTRUN), "--fault", "duplicate-report", "--artifacts", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = p.stdout.readline()
+        p.stdout.close()
+        err = p.stderr.read()
+        p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert "duplicate-report" in first
+    assert p.returncode == 0, err
+    assert (tmp_path / "duplicate-report" / "report.json").is_file()

@@ -19,6 +19,7 @@ from typing import Any
 from faults.history import Event, event_to_dict
 from faults.plan import dump_plan
 from harness.model import CheckReport, Outcome, RunRecord, Scenario, VerdictClass, to_dict
+from harness.provenance import code_identity
 
 __all__ = ["exit_code_for", "junit_matrix", "junit_run", "unique_dir", "write_json", "write_run_dir"]
 
@@ -129,6 +130,7 @@ def write_run_dir(run_dir: Path, *, scenario: Scenario, record: RunRecord, histo
     write_json(run_dir / "scenario.json", scenario)
     dump_plan(scenario.plan, run_dir / "plan.toml")
     write_json(run_dir / "record.json", record)
+    (run_dir / "code.json").write_text(json.dumps(code_identity(), indent=2) + "\n", encoding="utf-8")
     with open(run_dir / "history.jsonl", "w", encoding="utf-8") as fh:
         for ev in history:
             fh.write(json.dumps(event_to_dict(ev), default=str) + "\n")

@@ -152,3 +152,59 @@ def test_public_api_fallback_gives_the_same_stream(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(xof_module, "_oneshot", None)
     assert XofTurboShake128.derive_seed(seed, dst, binder) == fast_seed
     assert XofTurboShake128.expand_into_vec(Field128, seed, dst, binder, 33) == fast_vec
+
+
+# --- Field255 (Poplar1's leaf level) ------------------------------------------------
+
+
+def test_field255_constants_and_strict_decoding() -> None:
+    import pickle
+
+    from dap.vdaf.field import Field255
+
+    p = Field255.MODULUS
+    assert p == 2**255 - 19 == 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED
+    assert Field255.ENCODED_SIZE == 32
+    # No FFT subgroup beyond the trivial one: Poplar1 runs no FLP.
+    assert (Field255.GEN, Field255.GEN_ORDER) == (1, 1)
+    with pytest.raises(VdafError):
+        Field255.root_of_unity(2)
+    assert Field255.encode_vec([1, p - 1]) == b"\x01" + bytes(31) + (p - 1).to_bytes(32, "little")
+    assert Field255.decode_vec(Field255.encode_vec([1, p - 1])) == [1, p - 1]
+    with pytest.raises(VdafError, match="multiple"):
+        Field255.decode_vec(bytes(33))
+    for bad in (p, 2**255 - 1, 2**255, 2**256 - 1):  # >= p, including every value with bit 255 set
+        with pytest.raises(VdafError, match="modulus"):
+            Field255.decode_vec(bytes(32) + bad.to_bytes(32, "little"))
+    assert Field255.vec_add([p - 1], [5]) == [4]
+    assert Field255.vec_neg([1]) == [p - 1]
+    assert pickle.loads(pickle.dumps(Field255)) is Field255
+
+
+def test_field255_sampling_masks_the_top_bit() -> None:
+    """VDAF-08 next_vec: clear bit 255, then reject only values in [p, 2^255)."""
+    from dap.vdaf.field import Field255
+
+    p = Field255.MODULUS
+    top = 1 << 255
+    chunks = [top | 5, p, top | (p - 1), 2**255 - 1, 7, top | p]
+    stream = b"".join(x.to_bytes(32, "little") for x in chunks)
+    xof = _ScriptedXof(stream, b"", b"")
+    # top|5 -> 5 (masked, kept); p and 2^255-1 and top|p rejected; top|(p-1) -> p-1.
+    assert xof.next_vec(Field255, 3) == [5, p - 1, 7]
+    with pytest.raises(AssertionError, match="exhausted"):
+        xof.next_vec(Field255, 1)  # only top|p is left, and it is rejected
+
+
+def test_xof_fixed_key_aes128_streams_are_consistent() -> None:
+    from dap.vdaf.field import Field255
+    from dap.vdaf.xof import FixedKeyAes128, XofFixedKeyAes128
+
+    seed, dst, binder = bytes(range(16)), b"\x08\x01\x00\x00\x00\x00\x00\x01", b"nonce"
+    whole = XofFixedKeyAes128(seed, dst, binder).next(200)
+    stream = XofFixedKeyAes128(seed, dst, binder)
+    assert stream.next(1) + stream.next(16) + stream.next(0) + stream.next(183) == whole
+    assert XofFixedKeyAes128.derive_seed(seed, dst, binder) == whole[:16]
+    assert FixedKeyAes128(dst, binder).stream(seed, 0, 13)[:200] == whole
+    vec = XofFixedKeyAes128.expand_into_vec(Field255, seed, dst, binder, 3)
+    assert vec == [int.from_bytes(whole[i : i + 32], "little") & (2**255 - 1) for i in (0, 32, 64)]

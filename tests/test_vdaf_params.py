@@ -40,7 +40,7 @@ def test_to_interop_shape() -> None:
     ("obj", "message"),
     [
         ({"type": "Prio3Bogus"}, "unsupported VDAF type"),
-        ({"type": "Poplar1", "bits": "4"}, "unsupported VDAF type"),
+        ({"type": "Poplar2", "bits": "4"}, "unsupported VDAF type"),
         ({}, "vdaf.type"),
         ("Prio3Count", "JSON object"),
         ({"type": "Prio3Histogram", "length": "12"}, "vdaf.chunk_length: required"),

@@ -1,4 +1,4 @@
-"""Prime fields of VDAF-08 (Field64, Field128; Field255 is left to Poplar1).
+"""Prime fields of VDAF-08: Field64, Field128 (Prio3) and Field255 (Poplar1's leaf level).
 
 Elements are plain Python ``int`` in ``[0, MODULUS)``; vectors are ``list[int]``.
 A :class:`Field` instance holds the constants and the vector helpers, so the
@@ -19,7 +19,7 @@ from typing import Final
 
 from dap.errors import VdafError
 
-__all__ = ["Field", "Field64", "Field128", "next_power_of_2"]
+__all__ = ["Field", "Field64", "Field128", "Field255", "next_power_of_2"]
 
 def next_power_of_2(n: int) -> int:
     """The smallest power of two ``>= n`` (``n >= 1``)."""
@@ -32,9 +32,11 @@ class Field:
     """One prime field: its constants and vector operations on ``list[int]``.
 
     ``GEN`` generates the multiplicative subgroup of order ``GEN_ORDER`` (a power
-    of two) that the FLP takes its evaluation points from. ``SAMPLE_MASK`` is
-    applied to each little-endian chunk before the rejection test in
-    ``Xof.next_vec`` (all ones for Field64 / Field128).
+    of two) that the FLP takes its evaluation points from; a field the FLP never
+    uses (Field255) has ``GEN = 1``, ``GEN_ORDER = 1``: only the trivial subgroup.
+    ``SAMPLE_MASK`` is applied to each little-endian chunk before the rejection
+    test in ``Xof.next_vec`` (all ones for Field64 / Field128; the low 255 bits
+    for Field255, whose top encoded bit is cleared, not rejected).
     """
 
     __slots__ = ("NAME", "MODULUS", "ENCODED_SIZE", "GEN", "GEN_ORDER", "SAMPLE_MASK", "FULL_MASK", "decode_raw")
@@ -58,7 +60,7 @@ class Field:
         self.GEN_ORDER = gen_order
         self.SAMPLE_MASK = (1 << (modulus - 1).bit_length()) - 1
         self.FULL_MASK = self.SAMPLE_MASK == (1 << (8 * encoded_size)) - 1
-        if pow(gen, gen_order, modulus) != 1 or pow(gen, gen_order // 2, modulus) == 1:
+        if pow(gen, gen_order, modulus) != 1 or (gen_order > 1 and pow(gen, gen_order // 2, modulus) == 1):
             raise ValueError(f"{name}: generator does not have order {gen_order}")
         if encoded_size == 8:
             self.decode_raw = _decode_u64
@@ -186,6 +188,15 @@ Field128: Final = Field(
     encoded_size=16,
     gen=0x6D278FBF4F60228B1F9B2759C5109F06,
     gen_order=2**66,
+)
+
+#: p = 2^255 - 19 (Poplar1's IDPF leaf level). No FFT subgroup: Poplar1 runs no FLP.
+Field255: Final = Field(
+    "Field255",
+    modulus=2**255 - 19,
+    encoded_size=32,
+    gen=1,
+    gen_order=1,
 )
 
 assert Field64.GEN == pow(7, 4294967295, Field64.MODULUS)

@@ -8,11 +8,15 @@ aggregate results travel as decimal strings or arrays of them (section 3.1 and
 
 :class:`VdafParams` is the parsed, immutable, printable form (it can sit in a
 plan or a task definition); :meth:`VdafParams.build` returns the (cached)
-:class:`dap.vdaf.prio3.Prio3` instance. Everything type-specific lives in
-:data:`_KINDS`: which parameters a type takes, how to build it, how its
-measurements and results are written. Poplar1 goes there as one more entry
-(parameter ``bits``; measurement = array of booleans; result = array of
-decimal strings; it also needs an aggregation parameter, which Prio3 does not).
+:class:`dap.vdaf.prio3.Prio3` or :class:`dap.vdaf.poplar1.Poplar1` instance.
+Everything type-specific lives in :data:`_KINDS`: which parameters a type
+takes (and their bounds), how to build it, how its measurements and results
+are written and checked. Poplar1 (``{"type": "Poplar1", "bits": "<n>"}``)
+takes an array of ``bits`` booleans as measurement (element 0 = most
+significant bit = tree level 0), gives an array of decimal strings (one count
+per candidate prefix), and needs an aggregation parameter: the interop API
+carries it as base64url of its VDAF encoding (``""`` for Prio3), see
+:meth:`VdafParams.agg_param_from_interop`.
 
 Errors are :class:`dap.errors.VdafError` with a one-line message naming the
 offending key.
@@ -20,16 +24,23 @@ offending key.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 
 from dap.errors import VdafError
+from dap.vdaf.poplar1 import MAX_BITS as POPLAR1_MAX_BITS
+from dap.vdaf.poplar1 import Poplar1
 from dap.vdaf.prio3 import Prio3, Prio3Count, Prio3Histogram, Prio3Sum, Prio3SumVec
 
-__all__ = ["VdafParams", "vdaf_from_interop"]
+__all__ = ["Vdaf", "VdafParams", "vdaf_from_interop"]
+
+#: Every VDAF instance :meth:`VdafParams.build` can return.
+Vdaf: TypeAlias = Prio3 | Poplar1
 
 #: Upper bound on lengths, chunk lengths and the encoded measurement length
 #: (``length * bits`` for SumVec): the FLP precomputes tables of that order.
@@ -58,15 +69,27 @@ def _parse_uint_list(value: Any, what: str) -> list[int]:
     return [_parse_uint(v, f"{what}[{i}]") for i, v in enumerate(value)]
 
 
+def _flp_check(vdaf: Any, measurement: Any) -> None:
+    """Prio3: the circuit's encoder range-checks the measurement (VdafError if out of range)."""
+    vdaf.flp.encode(measurement)
+
+
 @attrs.frozen
 class _Kind:
-    """How one interop VDAF type is parameterised, built and written."""
+    """How one interop VDAF type is parameterised, built and written.
+
+    ``check_measurement(vdaf, measurement)`` raises VdafError for a parsed
+    measurement the instance cannot shard; ``bounds`` overrides
+    :data:`_BOUNDS` for this type.
+    """
 
     params: tuple[str, ...]
-    build: Callable[[VdafParams], Prio3]
+    build: Callable[[VdafParams], Vdaf]
     parse_measurement: Callable[[Any], Any]
     format_measurement: Callable[[Any], Any]
     vector_result: bool
+    check_measurement: Callable[[Any, Any], None] = _flp_check
+    bounds: Mapping[str, tuple[int, int]] = attrs.field(factory=dict)
 
 
 def _scalar_in(value: Any) -> int:
@@ -83,6 +106,23 @@ def _vector_in(value: Any) -> list[int]:
 
 def _vector_out(value: Sequence[Any]) -> list[str]:
     return [str(int(v)) for v in value]
+
+
+def _bools_in(value: Any) -> tuple[bool, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise VdafError(f"measurement: expected an array of booleans, got {value!r}")
+    for i, bit in enumerate(value):
+        if not isinstance(bit, bool):
+            raise VdafError(f"measurement[{i}]: expected a boolean, got {bit!r}")
+    return tuple(value)
+
+
+def _bools_out(value: Sequence[bool]) -> list[bool]:
+    return [bool(bit) for bit in value]
+
+
+def _poplar1_check(vdaf: Any, measurement: Any) -> None:
+    vdaf.measurement_to_int(measurement)  # VdafError unless exactly BITS booleans (or an int in range)
 
 
 def _count_in(value: Any) -> int:
@@ -120,11 +160,18 @@ _KINDS: dict[str, _Kind] = {
         format_measurement=_scalar_out,
         vector_result=True,
     ),
-    # "Poplar1": _Kind(params=("bits",), build=..., parse_measurement=<array of booleans>,
-    #                  format_measurement=..., vector_result=True),
+    "Poplar1": _Kind(
+        params=("bits",),
+        build=lambda p: Poplar1.with_bits(p.bits),
+        parse_measurement=_bools_in,
+        format_measurement=_bools_out,
+        vector_result=True,
+        check_measurement=_poplar1_check,
+        bounds={"bits": (1, POPLAR1_MAX_BITS)},
+    ),
 }
 
-#: Per parameter: (smallest, largest) accepted value.
+#: Per parameter: (smallest, largest) accepted value, unless the type's ``bounds`` say otherwise.
 _BOUNDS: dict[str, tuple[int, int]] = {
     "bits": (1, 127),
     "length": (1, MAX_PARAM),
@@ -145,7 +192,8 @@ class VdafParams:
         kind = _KINDS.get(self.type)
         if kind is None:
             raise VdafError(f"vdaf.type: unsupported VDAF type {self.type!r}; known: {', '.join(_KINDS)}")
-        for name, (low, high) in _BOUNDS.items():
+        for name, default_bounds in _BOUNDS.items():
+            low, high = kind.bounds.get(name, default_bounds)
             value = getattr(self, name)
             if name not in kind.params:
                 if value is not None:
@@ -186,7 +234,7 @@ class VdafParams:
             out[name] = str(getattr(self, name))
         return out
 
-    def build(self) -> Prio3:
+    def build(self) -> Vdaf:
         """The VDAF instance (cached: equal parameters give the same object)."""
         try:
             return _KINDS[self.type].build(self)
@@ -196,9 +244,10 @@ class VdafParams:
     # Measurements and results in the interop encodings --------------------
 
     def measurement_from_interop(self, value: Any) -> Any:
-        """Interop measurement -> what :meth:`Prio3.shard` takes (range-checked)."""
-        measurement = _KINDS[self.type].parse_measurement(value)
-        self.build().flp.encode(measurement)  # raises VdafError if out of range
+        """Interop measurement -> what the instance's ``shard`` takes (range-checked)."""
+        kind = _KINDS[self.type]
+        measurement = kind.parse_measurement(value)
+        kind.check_measurement(self.build(), measurement)
         return measurement
 
     def measurement_to_interop(self, measurement: Any) -> Any:
@@ -215,7 +264,29 @@ class VdafParams:
             return _parse_uint_list(value, "result")
         return _parse_uint(value, "result")
 
+    # Aggregation parameters in the interop encoding -------------------------
 
-def vdaf_from_interop(obj: Mapping[str, Any]) -> Prio3:
+    def agg_param_from_interop(self, value: Any) -> Any:
+        """Interop ``agg_param`` (base64url of the VDAF encoding, padded or not) -> the decoded parameter.
+
+        Prio3: ``""`` -> ``None``. Poplar1: a
+        :class:`dap.vdaf.poplar1.Poplar1AggParam`, strictly decoded.
+        """
+        if not isinstance(value, str) or any(c in value for c in "+/"):
+            raise VdafError(f"agg_param: expected a base64url string, got {value!r}")
+        stripped = value.rstrip("=")
+        try:
+            encoded = base64.b64decode(stripped + "=" * (-len(stripped) % 4), altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise VdafError(f"agg_param: not base64url ({exc})") from None
+        return self.build().decode_agg_param(encoded)
+
+    def agg_param_to_interop(self, agg_param: Any) -> str:
+        """A decoded aggregation parameter -> unpadded base64url of its encoding (``""`` for Prio3)."""
+        encoded = self.build().encode_agg_param(agg_param)
+        return base64.urlsafe_b64encode(encoded).rstrip(b"=").decode("ascii")
+
+
+def vdaf_from_interop(obj: Mapping[str, Any]) -> Vdaf:
     """Shortcut: the VDAF instance for an interop VDAF object."""
     return VdafParams.from_interop(obj).build()

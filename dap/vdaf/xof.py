@@ -3,25 +3,29 @@
 :class:`Xof` is the interface every XOF implements (``SEED_SIZE``, a stream
 opened from ``(seed, dst, binder)`` and read with :meth:`Xof.next`); the
 derived operations ``next_vec``, ``derive_seed`` and ``expand_into_vec`` are
-written once on the base class. Prio3 uses :class:`XofTurboShake128`;
-XofFixedKeyAes128 (Poplar1's IDPF) is another subclass to add here.
+written once on the base class. Prio3 and Poplar1 use :class:`XofTurboShake128`;
+Poplar1's IDPF uses :class:`XofFixedKeyAes128`, whose keyed block hash
+:class:`FixedKeyAes128` is also exposed so the IDPF can hash the seeds of many
+tree nodes in one AES call.
 
-TurboSHAKE128 comes from PyCryptodome (``Crypto.Hash.TurboSHAKE128``); there is
-no Keccak code in this project.
+TurboSHAKE128 comes from PyCryptodome (``Crypto.Hash.TurboSHAKE128``), AES-128
+from ``cryptography``; there is no Keccak or AES code in this project.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, ClassVar, Final
 
 from Crypto.Hash import TurboSHAKE128
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from dap.errors import VdafError
 from dap.vdaf.field import Field
 
-__all__ = ["VERSION", "Xof", "XofTurboShake128", "format_dst"]
+__all__ = ["VERSION", "FixedKeyAes128", "Xof", "XofFixedKeyAes128", "XofTurboShake128", "format_dst"]
 
 #: VDAF draft version that goes into every domain separation tag.
 VERSION: Final = 8
@@ -120,6 +124,98 @@ class XofTurboShake128(Xof):
         if max(vec) < field.MODULUS:
             return vec
         return cls(seed, dst, binder).next_vec(field, length)
+
+
+class FixedKeyAes128:
+    """The keyed block hash of XofFixedKeyAes128 for one ``(dst, binder)`` (VDAF-08 section 6.2.2).
+
+    The AES-128 key is ``TurboSHAKE128(byte(len(dst)) || dst || binder, D = 0x02)``
+    (16 bytes; the seed is not absorbed), so it is shared by every seed used
+    with the same DST and binder. Block ``i`` of a seed's stream is
+    ``H(seed XOR le128(i))`` with ``H(B) = AES_K(sigma(B)) XOR sigma(B)`` and
+    ``sigma(lo || hi) = hi || (hi XOR lo)`` (8-byte halves).
+
+    ECB keeps no state between blocks, so one ``update`` call hashes any number
+    of concatenated blocks; sigma and the final XOR are done on one big integer
+    per batch, so the per-block cost stays in C. An instance holds an OpenSSL
+    context: do not share one between threads.
+    """
+
+    __slots__ = ("_encrypt",)
+
+    def __init__(self, dst: bytes, binder: bytes) -> None:
+        if len(dst) > 255:
+            raise VdafError(f"XofFixedKeyAes128 dst must be at most 255 bytes, got {len(dst)}")
+        key = TurboSHAKE128.new(domain=2, data=b"".join((bytes((len(dst),)), dst, binder))).read(16)
+        self._encrypt = Cipher(algorithms.AES128(key), modes.ECB()).encryptor().update
+
+    def hash_blocks(self, blocks: bytes) -> bytes:
+        """``H`` applied to each 16-byte block of ``blocks`` (length a multiple of 16)."""
+        size = len(blocks)
+        if size % 16:
+            raise VdafError(f"FixedKeyAes128: {size} bytes is not a whole number of blocks")
+        x = int.from_bytes(blocks, "little")
+        # Little-endian: bytes 0..7 of block j are bits [128j, 128j + 64) of x.
+        lo = x & _low_halves_mask(size // 16)
+        hi = x ^ lo
+        sigma = (hi >> 64) | (hi ^ (lo << 64))
+        encrypted = int.from_bytes(self._encrypt(sigma.to_bytes(size, "little")), "little")
+        return (encrypted ^ sigma).to_bytes(size, "little")
+
+    def stream(self, seed: bytes, start: int, count: int) -> bytes:
+        """Blocks ``start .. start + count - 1`` of ``seed``'s stream."""
+        base = int.from_bytes(seed, "little")
+        return self.hash_blocks(b"".join([(base ^ i).to_bytes(16, "little") for i in range(start, start + count)]))
+
+    def streams(self, seeds: bytes, count: int) -> bytes:
+        """The first ``count`` blocks of the stream of each of the concatenated 16-byte ``seeds``, seed after seed."""
+        if count == 1:
+            return self.hash_blocks(seeds)
+        repeated = b"".join([seeds[i : i + 16] * count for i in range(0, len(seeds), 16)])
+        counters = int.from_bytes(_counter_blocks(count) * (len(seeds) // 16), "little")
+        return self.hash_blocks((int.from_bytes(repeated, "little") ^ counters).to_bytes(len(repeated), "little"))
+
+
+@lru_cache(maxsize=64)
+def _low_halves_mask(blocks: int) -> int:
+    """Ones in the low 8 bytes of each of ``blocks`` little-endian 16-byte blocks."""
+    return int.from_bytes((b"\xff" * 8 + bytes(8)) * blocks, "little")
+
+
+@lru_cache(maxsize=16)
+def _counter_blocks(count: int) -> bytes:
+    """``le128(0) || le128(1) || ... || le128(count - 1)``."""
+    return b"".join([i.to_bytes(16, "little") for i in range(count)])
+
+
+class XofFixedKeyAes128(Xof):
+    """The fixed-key AES-128 XOF of VDAF-08 (Poplar1's IDPF): ``H(seed ^ 0) || H(seed ^ 1) || ...``.
+
+    The block counter starts at 0 (the draft's security section sketches a PRG
+    starting at 1; the algorithm and the official vectors start at 0).
+    """
+
+    SEED_SIZE: ClassVar[int] = 16
+
+    __slots__ = ("_hash", "_seed", "_buffer", "_next_block")
+
+    def __init__(self, seed: bytes, dst: bytes, binder: bytes) -> None:
+        if len(seed) != 16:
+            raise VdafError(f"XofFixedKeyAes128 seed must be 16 bytes, got {len(seed)}")
+        self._hash = FixedKeyAes128(dst, binder)
+        self._seed = bytes(seed)
+        self._buffer = b""
+        self._next_block = 0
+
+    def next(self, length: int) -> bytes:
+        missing = length - len(self._buffer)
+        if missing > 0:
+            blocks = (missing + 15) // 16
+            self._buffer += self._hash.stream(self._seed, self._next_block, blocks)
+            self._next_block += blocks
+        out = self._buffer[:length]
+        self._buffer = self._buffer[length:]
+        return out
 
 
 def _turboshake_message(seed: bytes, dst: bytes, binder: bytes) -> bytes:

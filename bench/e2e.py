@@ -10,9 +10,12 @@ Run: ``.venv/bin/python bench/e2e.py [--reports N] [--vdaf count|hist100|both]
 
 Prints reports/s per phase and where the time goes: client-side report building (not part
 of the end-to-end figure, which runs from the first upload to the finished collection),
-the Leader's upload handling (from its request log), the Helper's aggregation-job
-handling (its request log: HPKE open + Prio3 prep + SQLite per job) and the rest of the
-aggregation phase (mostly the Leader's own Prio3 preparation and accumulation).
+the CPU seconds per 1,000 reports of the Leader, Helper, Collector (with any child
+processes) and of the uploading client over that same window, from /proc (the figure to
+compare across runs on a machine shared with other work), the seconds each waited for a
+CPU during the upload phase and how the Leader's event-loop thread spent it (/proc
+schedstat), and the summed request / job times from the request logs (wall time: it
+includes waiting for a CPU, the GIL and the group commit).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import concurrent.futures
 import http.client
 import json
+import os
 import random
 import secrets
 import sqlite3
@@ -58,6 +62,44 @@ def _log_ms(path: Path, method: str, fragment: str) -> tuple[int, float]:
             n += 1
             total += rec["ms"]
     return n, total / 1000
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds so far of a process (all its threads) and of its live
+    descendants (e.g. a preparation worker), plus those it has reaped, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    # utime, stime, cutime, cstime (proc(5) fields 14-17)
+    total = sum(int(f) for f in fields[11:15]) / _CLK_TCK
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children = task.read_text().split()
+        except FileNotFoundError:
+            continue
+        total += sum(_cpu_s(int(child)) for child in children)
+    return total
+
+
+def _sched_s(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for a CPU) of a process's threads
+    (or of one thread), from /proc/.../schedstat; the rest of the wall time the thread was
+    blocked (I/O, a lock, the GIL) or idle."""
+    paths = ([Path(f"/proc/{pid}/task/{tid}/schedstat")] if tid is not None
+             else list(Path(f"/proc/{pid}/task").glob("*/schedstat")))
+    run = wait = 0
+    for path in paths:
+        try:
+            fields = path.read_text().split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        run += int(fields[0])
+        wait += int(fields[1])
+    return run / 1e9, wait / 1e9
 
 
 def _upload(url: str, bodies: list[bytes], concurrency: int) -> list[int]:
@@ -116,9 +158,24 @@ def run(name: str, n: int, concurrency: int, job_size: int, base: Path) -> dict:
                                        secrets.token_bytes(16), now, lc, hc) for m in ms]
         t_build = time.perf_counter() - t0
 
+        pids = {"leader": leader.proc.pid, "helper": helper.proc.pid,
+                 "collector": collector.proc.pid}
+
+        def cpu_now() -> dict[str, float]:
+            snap = {role: _cpu_s(pid) for role, pid in pids.items()}
+            snap["client"] = time.process_time()  # this process: the upload threads
+            return snap
+
+        sched_pids = {**pids, "client": os.getpid()}
+        sched0 = {role: _sched_s(pid) for role, pid in sched_pids.items()}
+        loop0 = _sched_s(leader.proc.pid, leader.proc.pid)
+        cpu0 = cpu_now()
         t1 = time.perf_counter()
         codes = _upload(leader.url + f"tasks/{task_id}/reports", bodies, concurrency)
         t_upload = time.perf_counter() - t1
+        cpu_upload = cpu_now()
+        sched1 = {role: _sched_s(pid) for role, pid in sched_pids.items()}
+        loop1 = _sched_s(leader.proc.pid, leader.proc.pid)
         assert codes == [201] * n, {c: codes.count(c) for c in set(codes)}
 
         db = leader.state_dir / "leader.sqlite3"
@@ -143,6 +200,7 @@ def run(name: str, n: int, concurrency: int, job_size: int, base: Path) -> dict:
             time.sleep(0.05)
         t_collect = time.perf_counter() - t3
         total = time.perf_counter() - t1
+        cpu_end = cpu_now()
         if name == "count":
             expected = str(sum(int(m) for m in ms))
         else:
@@ -159,7 +217,11 @@ def run(name: str, n: int, concurrency: int, job_size: int, base: Path) -> dict:
                 "vdaf": name, "reports": n, "build_s": t_build, "upload_s": t_upload,
                 "aggregate_s": t_agg, "collect_s": t_collect, "total_s": total,
                 "leader_upload_handler_s": leader_up[1], "helper_jobs": helper_agg[0],
-                "helper_job_handler_s": helper_agg[1]}
+                "helper_job_handler_s": helper_agg[1],
+                "cpu_s": {role: cpu_end[role] - cpu0[role] for role in cpu0},
+                "cpu_upload_s": {role: cpu_upload[role] - cpu0[role] for role in cpu0},
+                "runq_wait_upload_s": {role: sched1[role][1] - sched0[role][1] for role in sched0},
+                "leader_loop_upload_s": (loop1[0] - loop0[0], loop1[1] - loop0[1])}
     finally:
         for p in procs:
             p.close()
@@ -189,8 +251,25 @@ def main() -> int:
         print(f"  collection                                 : {s['collect_s']:7.2f} s")
         print(f"  END TO END (first upload -> result)        : {s['total_s']:7.2f} s"
               f"  {n / s['total_s']:8.0f} reports/s")
-        print("  where the time goes (CPU-bound; summed handler times, 2 cores shared by all):")
-        print(f"    Leader upload handlers (HPKE open, checks, SQLite): "
+        cpu, cpu_up = s["cpu_s"], s["cpu_upload_s"]
+        print("  CPU seconds per 1,000 reports, first upload -> result (less sensitive to"
+              " other load than wall time):")
+        for role in ("leader", "helper", "client", "collector"):
+            print(f"    {role:9s}: {cpu[role] * 1000 / n:6.3f} s"
+                  f"   (during the upload phase: {cpu_up[role] * 1000 / n:6.3f} s)")
+        servers = cpu["leader"] + cpu["helper"] + cpu["collector"]
+        print(f"    Leader + Helper + Collector: {servers * 1000 / n:6.3f} s;"
+              f" with the uploading client: {(servers + cpu['client']) * 1000 / n:6.3f} s"
+              f"  -> at most {n / (servers + cpu['client']) * 2:6.0f} reports/s on 2 free cores")
+        wait = s["runq_wait_upload_s"]
+        print(f"  upload phase ({s['upload_s']:.2f} s): seconds runnable but waiting for a CPU"
+              " (contention, from our processes and any other load):")
+        print("    " + ", ".join(f"{role} {wait[role]:.2f}" for role in ("leader", "helper", "client")))
+        on_cpu, queued = s["leader_loop_upload_s"]
+        print(f"    Leader event-loop thread: on a CPU {on_cpu:.2f} s, waiting for one {queued:.2f} s,"
+              f" blocked {s['upload_s'] - on_cpu - queued:.2f} s (GIL, SQLite lock, no request)")
+        print("  summed wall times from the request logs (include waiting for a CPU or the GIL):")
+        print(f"    Leader upload requests (HPKE open, checks, commit): "
               f"{s['leader_upload_handler_s']:7.2f} s")
         print(f"    Leader job creation (Prio3 prep_init, encode):      "
               f"{s['leader_job_prep_s']:7.2f} s")

@@ -469,12 +469,18 @@ class Synthesize:
     - ``reinit_mutated``: the matched AggregationJobInitReq PUT again under the *same* job ID
       with one seeded bit of one Leader ping-pong payload flipped (report ``report_index``,
       default the first): a re-sent init whose body changed (dap-09.md section 10.3).
+    - ``continue_mutated``: the matched AggregationJobContinueReq (kind ``agg_continue``)
+      POSTed again to the same job at the same step with one seeded bit of report
+      ``report_index``'s payload flipped (default the first): a re-sent continuation whose
+      body changed (dap-09.md section 10.6). At phase response (the default) it goes out
+      after the Helper answered the genuine one.
 
     The synthesized request goes upstream ``delay_ms`` after the match; it is marked and
     recorded like a duplicate. The matched flow itself is untouched.
     """
 
-    message: str = attrs.field(validator=v.in_(("continue_step", "reinit_new_job", "reinit_mutated")))
+    message: str = attrs.field(validator=v.in_(("continue_step", "reinit_new_job", "reinit_mutated",
+                                                "continue_mutated")))
     step: int = attrs.field(default=1, validator=_int(v.ge(0), v.le(0xFFFF)))
     report_index: int | None = attrs.field(default=None, validator=v.optional(_int(v.ge(0))))
     delay_ms: int = attrs.field(default=0, validator=_int(v.ge(0)))
@@ -531,11 +537,23 @@ def _synth_mutated(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> 
     return copy, {"report_ids": report_ids, "mutated_report_id": mutated, "path": copy.request.path}
 
 
+def _synth_mutated_continue(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
+    body, report_ids, mutated, step = dapcodec.mutate_continue(flow.request.raw_content or b"", act.report_index,
+                                                               ctx.rng)
+    copy = flow.copy()
+    copy.response = None
+    copy.request.method = "POST"
+    set_body(copy.request, body)
+    copy.request.headers["Content-Type"] = dapcodec.media_type_of("AggregationJobContinueReq")
+    return copy, {"step": step, "report_ids": report_ids, "mutated_report_id": mutated, "path": copy.request.path}
+
+
 #: Synthesizer name -> builder(flow, action, ctx) -> (request copy to send, what changed).
 SYNTHESIZERS = {
     "continue_step": _synth_continue,
     "reinit_new_job": _synth_reinit,
     "reinit_mutated": _synth_mutated,
+    "continue_mutated": _synth_mutated_continue,
 }
 
 #: The one name -> class table.

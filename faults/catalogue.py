@@ -25,6 +25,7 @@ checks the entries statically, ``tests/test_catalogue_e2e.py`` runs all of them.
 from __future__ import annotations
 
 import difflib
+import json
 
 from faults.actions import (
     Auth,
@@ -39,6 +40,7 @@ from faults.actions import (
     Synthesize,
 )
 from faults.plan import Limits, Matcher, Plan, Rule
+from harness.heavy_hitters import heavy_hitters_workload
 from harness.model import Collect, Expectation, Outcome, Pause, Scenario, Upload, WorkloadSpec
 
 __all__ = ["CATALOGUE", "UnknownScenario", "get_scenario", "names"]
@@ -351,6 +353,121 @@ _ENTRIES = [
     ),
 ]
 
+#: Poplar1 entries: BITS 4, 8 reports from a fixed seed (two heavy hitters), a walk down the
+#: prefix tree (:mod:`harness.heavy_hitters`). The reference Leader creates one aggregation
+#: job per collection (level): the init (step 0) and one continuation (step 1), so a fault
+#: with ``Limits(nth=1)`` on a continuation hits level 0's job.
+POPLAR1_BITS = 4
+POPLAR1_REPORTS = 8
+#: The full walk (4 levels) for the baseline; two levels for the step-skew faults.
+HH_WALK = heavy_hitters_workload(POPLAR1_BITS, POPLAR1_REPORTS)
+HH_TWO = heavy_hitters_workload(POPLAR1_BITS, POPLAR1_REPORTS, levels=2)
+#: Step-skew faults: besides the VDAF's own rules, the Helper must never accept a wrong step.
+SKEW = Expectation(allowed_problem_types=("stepMismatch", "invalidMessage"))
+
+_ENTRIES += [
+    # --- Poplar1: real continuations (Leader -> Helper) ---------------------------------------
+    _scenario(
+        "poplar1-heavy-hitters", "10.5 Continuation (multi-round VDAFs)",
+        """No fault: a Poplar1 heavy-hitters walk. Eight 4-bit reports (two heavy hitters) are
+        collected once per tree level, each level's candidates being the children of the
+        previous level's prefixes counted at least twice; every aggregation job runs the init
+        and one real continuation (step 1). Every level's counts are exact, each parent's
+        count is the sum of its children's, and the batch is queried under four distinct
+        aggregation parameters (max_batch_query_count 4).""",
+        _plan(),
+        HH_WALK,
+    ),
+    _scenario(
+        "drop-agg-continue-response", "10.6 The `step` field and recovering from step skew",
+        """The Helper's answer to the first continuation (step 1) is lost after the Helper
+        committed the step. The Leader re-sends the same step byte for byte; the Helper must
+        recognise the identical request and replay its stored AggregationJobResp, byte for
+        byte, without running the VDAF again. The counts of both levels are exact and
+        complete. Unlike the synthesized Prio3 continuations of inject-continue-step-skew,
+        this is real step skew.""",
+        _plan(Rule("lose-continue-reply", Matcher(link=L2H, kind="agg_continue"), DropResponse(), Limits(nth=1))),
+        HH_TWO, SKEW,
+    ),
+    _scenario(
+        "duplicate-agg-continue", "10.6 The `step` field and recovering from step skew",
+        """Every continuation (step 1) reaches the Helper twice, concurrently. The Helper
+        processes one and answers the identical other with its stored response (byte for
+        byte), or refuses it with stepMismatch (the replay is a MAY); nothing is
+        aggregated twice, and the counts of both levels are exact and complete.""",
+        _plan(Rule("dup-continue", Matcher(link=L2H, kind="agg_continue"), Duplicate(copies=1))),
+        HH_TWO, SKEW,
+    ),
+    _scenario(
+        "mutate-agg-continue", "10.6 The `step` field and recovering from step skew",
+        """After the Helper answered the first continuation (step 1), the same step is POSTed
+        again with one bit of a report's ping-pong message flipped. A different body at the
+        step just processed is not a retry: the Helper MUST answer stepMismatch (Janus
+        answers 409, also accepted) and change nothing, so the counts of both levels stay
+        exact and complete.""",
+        _plan(Rule("mutated-continue", Matcher(link=L2H, kind="agg_continue"),
+                   Synthesize(message="continue_mutated"), Limits(nth=1))),
+        HH_TWO, SKEW,
+    ),
+    _scenario(
+        "skip-step", "10.6 The `step` field and recovering from step skew",
+        """As soon as the Helper has answered the first aggregation job's init, it receives a
+        continuation for step 2 (built from the init), while the Leader's genuine step 1 is
+        held back 300 ms. The Helper expects step 1, so it MUST answer stepMismatch and keep
+        the job waiting; the genuine step 1 then succeeds and the counts of both levels are
+        exact and complete.""",
+        _plan(Rule("step-2-first", Matcher(link=L2H, kind="agg_init"),
+                   Synthesize(message="continue_step", step=2), Limits(nth=1)),
+              Rule("hold-step-1", Matcher(link=L2H, kind="agg_continue"), Delay(delay_ms=300), Limits(nth=1))),
+        HH_TWO, SKEW,
+    ),
+    _scenario(
+        "replay-old-step", "10.3 Re-sent init requests",
+        """After the first aggregation job was continued (step 1 answered), its init PUT (step
+        0) is replayed byte for byte. Once a job has been continued, any init PUT for it MUST
+        fail with a 4xx (no rewinding; the reference Helper, like Janus, answers 409) and leave
+        the job unchanged, so the counts of both levels are exact and complete. With Prio3
+        (replay-agg-init-after-collection) the same replay is answered from storage.""",
+        _plan(Rule("replay-init", Matcher(link=L2H, kind="agg_init"),
+                   ReplayLater(after_event="agg_continue_done"), Limits(nth=1))),
+        HH_TWO, SKEW,
+    ),
+    _scenario(
+        "delay-agg-continue-beyond-timeout", "10.6 The `step` field and recovering from step skew",
+        """The Helper's answer to the first continuation is held longer than the Leader's
+        request timeout. The Leader gives up on that attempt and re-sends step 1; the Helper,
+        which committed the step already, replays its stored response byte for byte and the
+        late original answer is discarded. The counts of both levels are exact and
+        complete.""",
+        _plan(Rule("slow-continue-reply", Matcher(link=L2H, kind="agg_continue", phase="response"),
+                   Delay(delay_ms=LEADER_REQUEST_TIMEOUT_MS + 300), Limits(nth=1))),
+        HH_TWO, SKEW,
+    ),
+    # --- Poplar1: aggregation parameters (Collector -> Leader) -------------------------------
+    _scenario(
+        "poplar1-level-not-allowed", "12. Anti-replay",
+        """After levels 0 and 1 were collected, the Collector asks for level 1 again with other
+        prefixes. VDAF-08 allows one aggregation parameter per tree level, so every report
+        is report_replayed for it and the collection MUST fail, a clean failure (the reference
+        Leader fails it with invalidBatchSize); the two earlier levels stay exact and
+        consistent. The fault is in the workload (the queries), so the plan has no rules.""",
+        _plan(),
+        heavy_hitters_workload(POPLAR1_BITS, POPLAR1_REPORTS, levels=2, extra=((1, ("01", "11")),)),
+        Expectation(outcome=Outcome.CLEAN_FAILURE, allowed_problem_types=("invalidBatchSize", "invalidMessage")),
+    ),
+    _scenario(
+        "poplar1-too-many-queries", "14. Batch validation",
+        """The Collector walks three levels of the prefix tree, but the task allows only two
+        queries per batch (max_batch_query_count 2, counted in distinct aggregation
+        parameters). The third collection MUST be refused with batchQueriedTooManyTimes; the
+        first two levels are exact and complete. The fault is in the workload (the task and
+        the queries), so the plan has no rules.""",
+        _plan(),
+        heavy_hitters_workload(POPLAR1_BITS, POPLAR1_REPORTS, levels=3, max_batch_query_count=2),
+        Expectation(outcome=Outcome.CLEAN_FAILURE, allowed_problem_types=("batchQueriedTooManyTimes",)),
+    ),
+]
+
 #: name -> Scenario, in catalogue order.
 CATALOGUE: dict[str, Scenario] = dict(_ENTRIES)
 assert len(CATALOGUE) == len(_ENTRIES), "duplicate catalogue name"
@@ -411,7 +528,15 @@ docs/faults.md` (a test keeps the two equal).
 
 Every scenario provisions a fresh Prio3Histogram(16) task (time_interval, `time_precision` 3600 s,
 `min_batch_size` 1, `max_batch_query_count` 1) and uploads 6-8 reports, report *i* measuring bucket
-*i*, so the aggregate itself names which reports were counted.
+*i*, so the aggregate itself names which reports were counted — except the Poplar1 entries (the
+last ones): a Poplar1 task with 4 bits, 8 reports with known bit strings (two heavy hitters, from a
+fixed seed; `harness/heavy_hitters.py`) and one collection per level of the prefix tree, each with
+its aggregation parameter, checked prefix by prefix (docs/poplar1.md). Prio3 finishes in the init
+round, so the Prio3 entries can only emulate step skew with synthesized continuations
+(`inject-continue-step-skew`); the Poplar1 entries (`drop-agg-continue-response`,
+`duplicate-agg-continue`, `mutate-agg-continue`, `skip-step`, `replay-old-step`,
+`delay-agg-continue-beyond-timeout`) are the real thing: each job has a genuine step-1
+continuation.
 
 Expected outcomes:
 
@@ -436,6 +561,8 @@ def _step_text(s: object) -> str:
         return f"upload {s.count}" + (f" (time +{s.time_offset_s} s)" if s.time_offset_s else "")
     if isinstance(s, Collect):
         extra = f", interval widened by {s.interval_extra_s} s" if s.interval_extra_s else ""
+        if s.agg_level is not None:
+            extra += f" at level {s.agg_level}, prefixes {', '.join(s.agg_prefixes)}"
         return f"collect `{s.label}`{extra}"
     if isinstance(s, Pause):
         return f"pause {s.ms} ms"
@@ -461,6 +588,12 @@ def markdown() -> str:
             lines.append("- **Refused uploads**: "
                          + ", ".join(f"report {i} with `{p}`" for i, p in ex.rejected_uploads.items()))
         lines.append("- **Workload**: " + "; ".join(_step_text(x) for x in s.workload.steps))
+        if s.workload.task.vdaf.type != "Prio3Histogram" or s.workload.measurements is not None:
+            t = s.workload.task
+            lines.append(f"- **Task**: `{json.dumps(t.vdaf.to_interop())}`, max_batch_query_count "
+                         f"{t.max_batch_query_count}"
+                         + (f"; measurements {', '.join(s.workload.measurements)}"
+                            if s.workload.measurements is not None else ""))
         lines += ["", "```sh", f".venv/bin/faultrun --fault {n}", "```", ""]
         if s.plan.rules:
             lines += ["Plan:", "", "```toml", dumps_plan(s.plan).rstrip(), "```", ""]

@@ -24,6 +24,7 @@ __all__ = [
     "decode_body",
     "media_type_of",
     "message_class",
+    "mutate_continue",
     "mutate_init",
     "subset_init",
     "summarize",
@@ -238,6 +239,33 @@ def mutate_init(init_body: bytes, report_index: int | None, rng: random.Random) 
     init = attrs.evolve(init, prepare_inits=tuple(inits))
     ids = [bytes(p.report_share.report_metadata.report_id).hex() for p in init.prepare_inits]
     return init.encode(), ids, ids[i]
+
+
+def mutate_continue(continue_body: bytes, report_index: int | None,
+                    rng: random.Random) -> tuple[bytes, list[str], str, int]:
+    """The AggregationJobContinueReq with one seeded bit of one ping-pong payload flipped.
+
+    Same job, same ``step``: a re-sent continuation whose body changed (dap-09.md section
+    10.6). The report is ``report_index`` (default the first). Returns ``(body, report IDs,
+    the mutated report's ID, step)``; the body always differs from ``continue_body``.
+    """
+    import attrs
+
+    m = messages
+    req = m.AggregationJobContinueReq.decode(continue_body)
+    i = 0 if report_index is None else report_index
+    pc = req.prepare_continues[i]
+    payload = bytearray(bytes(pc.payload))
+    if payload:
+        bit = rng.randrange(len(payload) * 8)
+        payload[bit // 8] ^= 0x80 >> (bit % 8)
+    else:
+        payload = bytearray(b"\x00")
+    conts = list(req.prepare_continues)
+    conts[i] = attrs.evolve(pc, payload=bytes(payload))
+    req = attrs.evolve(req, prepare_continues=tuple(conts))
+    ids = [bytes(c.report_id).hex() for c in req.prepare_continues]
+    return req.encode(), ids, ids[i], req.step
 
 
 # --- summaries ---------------------------------------------------------------------------------

@@ -252,9 +252,11 @@ def _check_rule(rule: Rule) -> None:
         except Exception as exc:
             why = _one_line(exc).removeprefix(f"{act.field!r}: ")
             raise PlanError(f"field {act.field!r}: {why}", rule_id=rid) from exc
-    if name == "synthesize" and m.kind != "agg_init":
-        raise PlanError(f"synthesize {act.message!r} is built from an agg_init flow: set kind = 'agg_init'",
-                        rule_id=rid)
+    if name == "synthesize":
+        base = "agg_continue" if act.message == "continue_mutated" else "agg_init"
+        if m.kind != base:
+            raise PlanError(f"synthesize {act.message!r} is built from an {base} flow: set kind = '{base}'",
+                            rule_id=rid)
 
 
 def plan_from_dict(data: Any) -> Plan:

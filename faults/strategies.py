@@ -14,7 +14,13 @@ Shrinking goes toward "no fault" and the smallest workload:
   defaults (``delay`` 0 ms, one duplicate copy, status 500), simpler matchers (every
   predicate toward ``None``: "any"), ``Limits()`` (no limit) and seed 0;
 - :func:`workloads` -> one ``Upload`` of one report at the run's base time, one ``Collect``,
-  Prio3Histogram, time_interval.
+  Prio3Histogram, time_interval, ``min_batch_size`` 1.
+
+Generated workloads always upload into the batch they query (so it fills unless a fault
+loses reports), optionally add far-future reports (which must be refused) and late reports
+between two collections of one batch (which must not change it). :func:`expectation_for`
+says what a run must show: ``pass`` for plans a correct implementation MUST recover from
+(:func:`must_recover`), else ``pass_or_clean_failure``.
 
 As in hypothesis' own attrs inference (``st.builds`` over attrs classes): a parameter's
 default is its minimal shrink, then ``None`` where allowed, then the sampled values; the
@@ -55,16 +61,22 @@ from faults.plan import Limits, Matcher, Plan, Rule
 
 __all__ = [
     "ACTION_ORDER",
+    "FUTURE_OFFSET_S",
     "LINK_KINDS",
+    "MAX_COLLECTION_RETRIED",
     "MAX_DELAY_MS",
-    "RECOVERABLE",
     "MAX_REPORTS",
+    "MAX_RETRIED_FIRES",
     "MAX_RULES",
+    "SHORT_DELAY_MS",
     "actions_and_matchers",
     "corrupt_field_targets",
     "expectation_for",
     "limits",
+    "must_recover",
     "plans",
+    "recoverable_rules",
+    "recovery",
     "rules",
     "scenarios",
     "workloads",
@@ -82,6 +94,7 @@ LINK_KINDS: dict[str, tuple[str, ...]] = {
 }
 _KIND_LINK = {k: link for link, kinds in LINK_KINDS.items() for k in kinds}
 _REPORT_KINDS = ("upload", "agg_init", "agg_continue")
+_AUTH_LINKS = ("collector->leader", "leader->helper")
 
 #: Actions, simplest first: the order ``one_of`` shrinks toward. Hypothesis orders examples
 #: shortlex (fewer choices first, then smaller ones), so parameterless actions come first,
@@ -94,6 +107,8 @@ ACTION_ORDER: tuple[str, ...] = (
 #: Bounds that keep one example inside a scenario timeout (the reference Leader's
 #: per-request timeout is 1 s; a longer delay is a timeout fault, still allowed).
 MAX_DELAY_MS = 1_500
+#: The reference Leader's request timeout toward the Helper in the harness's images.
+LEADER_TIMEOUT_MS = 1_000
 MAX_HOLD_MS = 2_000
 _RESPOND_STATUSES = (500, 503, 400, 404, 429, 200)
 _PROBLEM_TOKENS = tuple(p.token for p in ProblemType)
@@ -150,24 +165,30 @@ def _phase_choice(cls: type) -> st.SearchStrategy[str | None]:
 
 
 @st.composite
-def _matcher_for(draw: Any, cls: type, *, kinds: Sequence[str] | None = None, max_reports: int = MAX_REPORTS) -> Matcher:
-    """A matcher valid for action class ``cls``: link, then a kind carried on that link
-    (``None`` = any, first), phase (``None`` = default, first), then DAP predicates that
-    apply to that kind and phase (each ``None`` first). Shrinks toward ``client->leader``,
+def _matcher_for(draw: Any, cls: type, *, kinds: Sequence[str] | None = None, max_reports: int = MAX_REPORTS,
+                 link: str | None = None, links: Sequence[str] = LINKS, default_phase_only: bool = False,
+                 predicates: bool = True) -> Matcher:
+    """A matcher valid for action class ``cls``: link (``link`` fixes it, else one of
+    ``links``), then a kind carried on that link (``None`` = any, first), phase (``None`` = default, first;
+    ``default_phase_only``: always), then DAP predicates that apply to that kind and phase
+    (each ``None`` first; ``predicates=False``: none). Shrinks toward ``client->leader``,
     any kind, default phase, no predicates."""
     if kinds is not None:  # the action needs one of these kinds
         kind = draw(st.sampled_from(tuple(kinds)))
         link = _KIND_LINK[kind]
     else:
-        link = draw(st.sampled_from(LINKS))
+        if link is None:
+            link = draw(st.sampled_from(tuple(links)))
         kind = draw(st.sampled_from((None, *LINK_KINDS[link])))
-    phase = draw(_phase_choice(cls))
+    phase = None if default_phase_only else draw(_phase_choice(cls))
     effective = phase or cls.default_phase
-    report_index = None
-    if kind in _REPORT_KINDS:
-        report_index = draw(_none_or(st.integers(0, max(max_reports - 1, 0))))
-    step = draw(_none_or(st.integers(1, 2))) if kind == "agg_continue" else None
-    status = draw(_none_or(st.sampled_from(_MATCH_STATUSES))) if effective == "response" else None
+    report_index = step = status = None
+    if predicates:
+        if kind in _REPORT_KINDS:
+            report_index = draw(_none_or(st.integers(0, max(max_reports - 1, 0))))
+        step = draw(_none_or(st.integers(1, 2))) if kind == "agg_continue" else None
+        if effective == "response" and not default_phase_only:
+            status = draw(_none_or(st.sampled_from(_MATCH_STATUSES)))
     return Matcher(link=link, kind=kind, phase=phase, report_index=report_index, step=step, status=status)
 
 
@@ -206,7 +227,9 @@ def actions_and_matchers(max_reports: int = MAX_REPORTS) -> st.SearchStrategy[tu
                                                 spacing_ms=st.just(0) | st.integers(0, 300)), **mr),
         "respond": _pair(Respond, st.builds(Respond, status=st.sampled_from(_RESPOND_STATUSES),
                                             problem_type=_none_or(st.sampled_from(_PROBLEM_TOKENS))), **mr),
-        "auth": _pair(Auth, st.builds(Auth, mode=st.sampled_from(AUTH_MODES)), **mr),
+        # only the links with authenticated endpoints: a credential on an upload or HPKE
+        # config request is ignored by design (the checker does not judge it)
+        "auth": _pair(Auth, st.builds(Auth, mode=st.sampled_from(AUTH_MODES)), links=_AUTH_LINKS, **mr),
         "truncate": _pair(Truncate, st.builds(Truncate, drop_bytes=st.integers(1, 64)), **mr),
         "corrupt-bytes": _pair(CorruptBytes, st.builds(CorruptBytes, flips=st.integers(1, 8)), **mr),
         "corrupt-field": _corrupt_field_pair(max_reports),
@@ -243,46 +266,126 @@ def rules(rule_id: str = "r0", max_reports: int = MAX_REPORTS) -> st.SearchStrat
                      actions_and_matchers(max_reports), limits())
 
 
-def plans(min_rules: int = 1, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS) -> st.SearchStrategy[Plan]:
+def _fires_once() -> st.SearchStrategy[Limits]:
+    """Limits under which a rule fires at most once (``nth`` first: the simplest)."""
+    return st.one_of(
+        st.builds(Limits, nth=st.integers(1, 4)),
+        st.builds(Limits, first=st.just(1)),
+        st.builds(Limits, every=st.integers(2, 4), max_fires=st.just(1)),
+        st.builds(Limits, probability=st.sampled_from((0.5, 0.25, 0.75, 1.0)), max_fires=st.just(1)),
+    )
+
+
+def recoverable_rules(max_reports: int = MAX_REPORTS) -> st.SearchStrategy[tuple[Matcher, Any, Limits]]:
+    """One ``(matcher, action, limits)`` a correct pair of Aggregators MUST recover from
+    (:func:`recovery` is not None), in :data:`ACTION_ORDER`: Leader->Helper ``drop-request``
+    / ``drop-response`` / ``respond`` 429, 500, 503 / a delay beyond the Leader's timeout,
+    each firing at most once (so up to :data:`MAX_RULES` of them stay within
+    :data:`MAX_RETRIED_FIRES`); a ``delay`` of at most :data:`SHORT_DELAY_MS` anywhere;
+    ``duplicate`` and ``replay-later`` anywhere; ``auth`` on the first collection-job PUT;
+    ``synthesize`` after the Helper's answer."""
+    mr = {"max_reports": max_reports}
+    # a fault that fires once must hit a request the Leader retries: no predicate that may
+    # match nothing (a report index, a status) -- the rule's limits already pick the message
+    l2h = {"link": "leader->helper", "predicates": False, **mr}
+
+    def with_limits(pair: st.SearchStrategy[tuple[Matcher, Any]], lim: st.SearchStrategy[Limits]) -> Any:
+        return st.builds(lambda p, li: (p[0], p[1], li), pair, lim)
+
+    short_delay = st.builds(Delay, delay_ms=st.integers(0, SHORT_DELAY_MS - 200), jitter_ms=st.just(0) | st.integers(0, 200))
+    timeout_delay = st.builds(Delay, delay_ms=st.integers(LEADER_TIMEOUT_MS + 100, MAX_DELAY_MS),
+                              jitter_ms=st.just(0) | st.integers(0, 200))
+    by_name = {
+        "drop-request": with_limits(_pair(DropRequest, st.just(DropRequest()), **l2h), _fires_once()),
+        "drop-response": with_limits(_pair(DropResponse, st.just(DropResponse()), **l2h), _fires_once()),
+        "delay": st.one_of(with_limits(_pair(Delay, short_delay, **mr), limits()),
+                           with_limits(_pair(Delay, timeout_delay, **l2h), _fires_once())),
+        "duplicate": with_limits(_pair(Duplicate, st.builds(Duplicate, copies=st.integers(1, 3),
+                                                            spacing_ms=st.just(0) | st.integers(0, 300)), **mr),
+                                 limits()),
+        "respond": with_limits(_pair(Respond, st.builds(Respond, status=st.sampled_from(sorted(_RETRYABLE_STATUSES))),
+                                     **l2h), _fires_once()),
+        # the first collection-job PUT only (every auth rule here hits that one message)
+        "auth": st.builds(lambda mode: (Matcher(link="collector->leader", kind="collection_create"), Auth(mode=mode),
+                                        Limits(nth=1)), st.sampled_from(AUTH_MODES)),
+        "replay-later": with_limits(_pair(ReplayLater, st.one_of(
+            st.builds(ReplayLater, after_messages=st.integers(1, 3)),
+            st.builds(ReplayLater, after_event=st.sampled_from(sorted(EVENT_NAMES)))), **mr), limits()),
+        # one family per forged message: each tests another Helper rule (dap-09.md §10.3, §10.6, §12)
+        "synthesize": st.one_of(*(with_limits(_pair(Synthesize, st.builds(
+            Synthesize, message=st.just(message), step=st.integers(1, 3) | st.just(0),
+            report_index=_none_or(st.integers(0, max(max_reports - 1, 0)))),
+            kinds=("agg_init",), default_phase_only=True, **mr), limits())
+            for message in ("continue_step", "reinit_new_job", "reinit_mutated"))),
+    }
+    return st.one_of(*by_name.values())
+
+
+def plans(min_rules: int = 1, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS,
+          recoverable: bool = False) -> st.SearchStrategy[Plan]:
     """A plan of ``min_rules..max_rules`` rules (ids ``r0``, ``r1``, ... in order) and a seed.
 
-    Shrinks by deleting rules (toward ``min_rules``), then each rule as :func:`rules`, the
-    seed toward 0. Bad arguments raise ValueError here, not at draw time.
+    ``recoverable``: only rules of :func:`recoverable_rules`, so :func:`must_recover` holds
+    and a run must end in the exact, complete aggregate. Shrinks by deleting rules (toward
+    ``min_rules``), then each rule as :func:`rules`, the seed toward 0. Bad arguments raise
+    ValueError here, not at draw time.
     """
     if not 0 <= min_rules <= max_rules:
         raise ValueError(f"need 0 <= min_rules <= max_rules, got {min_rules}, {max_rules}")
     if max_reports < 1:
         raise ValueError(f"max_reports must be >= 1, got {max_reports}")
-    return _plans(min_rules, max_rules, max_reports)
+    if recoverable and max_rules > MAX_RETRIED_FIRES:
+        raise ValueError(f"recoverable plans have at most {MAX_RETRIED_FIRES} rules (MAX_RETRIED_FIRES)")
+    return _plans(min_rules, max_rules, max_reports, recoverable)
 
 
 @st.composite
-def _plans(draw: Any, min_rules: int, max_rules: int, max_reports: int) -> Plan:
-    pairs = draw(st.lists(st.tuples(actions_and_matchers(max_reports), limits()),
-                          min_size=min_rules, max_size=max_rules))
+def _plans(draw: Any, min_rules: int, max_rules: int, max_reports: int, recoverable: bool = False) -> Plan:
+    if recoverable:
+        triples = draw(st.lists(recoverable_rules(max_reports), min_size=min_rules, max_size=max_rules))
+    else:
+        pairs = draw(st.lists(st.tuples(actions_and_matchers(max_reports), limits()),
+                              min_size=min_rules, max_size=max_rules))
+        triples = [(m, a, lim) for (m, a), lim in pairs]
     seed = draw(st.integers(0, 2**16))
     return Plan(seed=seed, rules=tuple(Rule(id=f"r{i}", match=m, action=a, limits=lim)
-                                      for i, ((m, a), lim) in enumerate(pairs)))
+                                      for i, (m, a, lim) in enumerate(triples)))
 
 
 # --- workloads --------------------------------------------------------------------------------------
 
+#: A far-future report's time offset: beyond any Leader's clock-skew tolerance (the
+#: reference Leader allows 60 s), so a correct Leader refuses it with ``reportTooEarly``
+#: (dap-09.md §9.2, §11) and never counts it; as the catalogue's ``future-report``.
+FUTURE_OFFSET_S = 10 * 24 * 3600
+#: The generated tasks' time precision; the second upload group may land one batch earlier.
+TIME_PRECISION_S = 3600
+#: Largest generated ``min_batch_size`` (never above the reports uploaded into the queried batch).
+MAX_MIN_BATCH_SIZE = 3
+
 
 def workloads(vdaf: str | None = None, max_reports: int = MAX_REPORTS,
               query_types: Sequence[str] = ("time_interval", "fixed_size")) -> st.SearchStrategy[Any]:
-    """A workload the harness can run and judge.
+    """A workload the harness can run and judge, whose queried batch can fill.
 
-    - VDAF type (``vdaf`` fixes it: a ``--vdaf`` spec) Histogram first, sized to the reports;
-    - query type, time_interval first;
-    - one ``Upload`` (or two, split by a 500 ms pause so they land in different aggregation
-      jobs), 1..``max_reports`` reports in total, each group at time offset 0 (first), or one
-      time_precision before / after: the neighbouring batches (batch-boundary edges);
-    - one ``Collect``; time_interval may widen its interval to the neighbour batch
-      (``interval_offset_s=-tp`` / ``interval_extra_s=tp``); optionally a second ``Collect``
-      of the same batch (``max_batch_query_count`` 2) for the idempotency checks.
+    - query type, time_interval first; VDAF type (``vdaf`` fixes it: a ``--vdaf`` spec)
+      Histogram first, sized to the reports;
+    - ``Upload`` of 1.. reports at the run's base time: always inside the queried batch, so
+      the batch fills unless a fault loses reports; ``min_batch_size`` 1..3, never more
+      than these reports;
+    - optionally a far-future ``Upload`` (``FUTURE_OFFSET_S``) right after it: the
+      expectation then demands ``reportTooEarly`` for those indices (:func:`expectation_for`);
+    - optionally a second ``Upload`` after a 500 ms pause (another aggregation job), at the
+      base time or one time_precision earlier (the neighbouring batch: a batch-boundary
+      edge; time_interval may widen its query to cover it);
+    - one ``Collect``; then optionally a second ``Collect`` of the same batch
+      (``max_batch_query_count`` 2: the idempotency checks), either at once or after
+      late uploads into the collected batch (a correct Leader refuses or ignores them and
+      the second collection equals the first).
 
-    Shrinks toward one upload of one report at offset 0, one collection, Histogram,
-    time_interval. Bad arguments raise here (ValueError; a bad ``vdaf`` spec: WorkloadError).
+    At most ``max_reports`` reports in all. Shrinks toward one upload of one report at
+    offset 0, ``min_batch_size`` 1, one collection, Histogram, time_interval. Bad arguments
+    raise here (ValueError; a bad ``vdaf`` spec: WorkloadError).
     """
     from harness.model import QUERY_TYPES
     from harness.workload import parse_vdaf
@@ -301,69 +404,178 @@ def _workloads(draw: Any, vdaf: str | None, max_reports: int, query_types: tuple
     from harness.model import Collect, Pause, TaskSpec, Upload, WorkloadSpec
     from harness.workload import VDAF_TYPES, parse_vdaf, vdaf_for
 
+    # Every choice is drawn whatever the earlier ones were and then clamped to the report
+    # budget: hypothesis orders examples shortlex (fewer choices first), so a draw that
+    # happened only when reports were left would make *more* reports the simpler example.
+    tp = TIME_PRECISION_S
     query_type = draw(st.sampled_from(tuple(query_types)))
-    tp = 3600
-    offsets = st.sampled_from((0, -tp, tp))
-    total = draw(st.integers(1, max_reports))
-    two = total >= 2 and draw(st.booleans())
-    steps: list[Any] = []
-    if two:
-        first = draw(st.integers(1, total - 1))
-        steps += [Upload(count=first, time_offset_s=draw(offsets)), Pause(ms=500),
-                  Upload(count=total - first, time_offset_s=draw(offsets))]
-    else:
-        steps.append(Upload(count=total, time_offset_s=draw(offsets)))
-    widen = draw(st.sampled_from(((0, 0), (0, tp), (-tp, tp))))  # drawn for both: equal-length choices
-    if query_type == "time_interval":
-        steps.append(Collect(interval_offset_s=widen[0], interval_extra_s=widen[1]))
-    else:
-        steps.append(Collect())
-    again = draw(st.booleans())
-    if again:
+    main = draw(st.integers(1, max_reports))
+    left = max_reports - main
+    steps: list[Any] = [Upload(count=main)]
+    min_batch_size = min(draw(st.integers(1, MAX_MIN_BATCH_SIZE)), main)
+    if draw(st.booleans()):  # far-future reports
+        future = min(draw(st.integers(1, 2)), left)
+        if future:
+            left -= future
+            steps.append(Upload(count=future, time_offset_s=FUTURE_OFFSET_S))
+    if draw(st.booleans()):  # a second job, in this batch or the one before
+        second = min(draw(st.integers(1, max_reports)), left)
+        offset = draw(st.sampled_from((0, -tp)))
+        if second:
+            left -= second
+            steps += [Pause(ms=500), Upload(count=second, time_offset_s=offset)]
+    widen = draw(st.sampled_from(((0, 0), (-tp, tp))))  # drawn for both query types: equal-length choices
+    first = Collect(interval_offset_s=widen[0], interval_extra_s=widen[1]) if query_type == "time_interval" \
+        else Collect()
+    steps.append(first)
+    again = draw(st.sampled_from(("none", "at_once", "after_late_uploads")))
+    if again == "after_late_uploads":
+        late = min(draw(st.integers(1, 2)), left)
+        if late:
+            steps.append(Upload(count=late))
+    if again != "none":
         steps.append(Collect(label="again", batch_of="main" if query_type == "fixed_size" else None,
-                             interval_offset_s=steps[-1].interval_offset_s,
-                             interval_extra_s=steps[-1].interval_extra_s))
+                             interval_offset_s=first.interval_offset_s, interval_extra_s=first.interval_extra_s))
+    total = sum(s.count for s in steps if isinstance(s, Upload))
     if vdaf is not None:
         params = parse_vdaf(vdaf, total)
     else:
         params = vdaf_for(draw(st.sampled_from(VDAF_TYPES)), total)
-    task = TaskSpec(vdaf=params, query_type=query_type, time_precision_s=tp,
-                    max_batch_query_count=2 if again else 1)
+    task = TaskSpec(vdaf=params, query_type=query_type, time_precision_s=tp, min_batch_size=min_batch_size,
+                    max_batch_query_count=1 if again == "none" else 2)
     return WorkloadSpec(task=task, steps=tuple(steps))
 
 
-#: Actions whose faults the reference protocol recovers from completely (no report may be
-#: lost): a plan made only of these is checked with ``Expectation(complete=True)``.
-RECOVERABLE = ("delay", "duplicate")
+# --- what a generated scenario must show ---------------------------------------------------------------
+
+#: A delay (plus jitter) this short is harmless on every link: half the reference Leader's
+#: 1 s request timeout toward the Helper (room for the Helper's own processing time), and a
+#: small part of a scenario's time budget for the Client's and Collector's messages.
+SHORT_DELAY_MS = 500
+#: Leader->Helper faults the Leader's retries must outlast when they fire at most this
+#: often in all: its retry budget (8 s in the harness's images) covers three failed attempts
+#: of one request with backoff, each at most a timed-out 1 s attempt.
+MAX_RETRIED_FIRES = 3
+#: Collector->Leader requests refused before they change anything that the harness's own
+#: collection retries outlast (it starts a collection up to 3 times, tolerates 4 failed
+#: polls in a row): at most this many such messages in all.
+MAX_COLLECTION_RETRIED = 2
+_RETRYABLE_STATUSES = frozenset({429, 500, 503})
 
 
-def expectation_for(plan: Plan) -> Any:
+def _max_fires(limits: Limits) -> int | None:
+    """How often a rule can fire at most (None: unbounded)."""
+    caps = [c for c in (limits.max_fires, limits.first, 1 if limits.nth is not None else None) if c is not None]
+    return min(caps) if caps else None
+
+
+def recovery(rule: Rule) -> str | None:
+    """How a correct pair of Aggregators recovers from ``rule`` whatever else happens:
+
+    - ``always``: nothing is lost however often it fires: ``duplicate`` (an identical
+      request again: ignored / replayed, dap-09.md §10.3, §12, §16), ``replay-later`` (the
+      same, later), a ``delay`` of at most :data:`SHORT_DELAY_MS`, and the proxy's forged
+      ``synthesize`` messages sent after the genuine answer (phase response, answer 2xx
+      or any): a re-init under a new job ID is ``report_replayed``, a changed re-init a
+      4xx, a continuation of a finished Prio3 job a 4xx; the Leader never sees them;
+    - ``retried``: Leader->Helper ``drop-request``, ``drop-response``, ``respond`` 429 /
+      500 / 503 and a longer ``delay`` (a timeout): the Leader re-sends the identical
+      request and the Helper replays its answer, provided the faults fire few enough times
+      (:data:`MAX_RETRIED_FIRES` in all, see :func:`expectation_for`);
+    - ``collection_retried``: a tampered credential (``auth``) on Collector->Leader
+      requests: a correct Leader refuses it with ``unauthorizedRequest`` before changing
+      anything and the Collector's next attempt goes through (the catalogue's
+      ``bad-collector-token``), provided at most :data:`MAX_COLLECTION_RETRIED` messages
+      are tampered with;
+    - None: the fault may legitimately lose reports or end the collection (a Client that
+      does not retry an upload, a tampered or corrupted message, a 4xx, a held message...).
+    """
+    name = action_name(rule.action)
+    act = rule.action
+    if name in ("duplicate", "replay-later"):
+        return "always"
+    if name == "delay":
+        if act.delay_ms + act.jitter_ms <= SHORT_DELAY_MS:
+            return "always"
+        return "retried"  # a timeout toward the Helper, or a slow Client/Collector message
+    if name == "synthesize":
+        after_answer = rule.phase == "response" and rule.match.status in (None, 200, 201) and act.delay_ms == 0
+        return "always" if after_answer else None
+    if name == "auth" and rule.match.link == "collector->leader":
+        return "collection_retried"
+    if rule.match.link != "leader->helper":
+        return None
+    if name in ("drop-request", "drop-response"):
+        return "retried"
+    if name == "respond" and act.status in _RETRYABLE_STATUSES:
+        return "retried"
+    return None
+
+
+def must_recover(plan: Plan) -> bool:
+    """Whether a correct implementation MUST end ``plan`` with the exact, complete aggregate:
+    every rule recovers ``always``, or is ``retried`` and all of those together fire at most
+    :data:`MAX_RETRIED_FIRES` times, or is ``collection_retried`` and all of those hit at
+    most :data:`MAX_COLLECTION_RETRIED` messages (:func:`recovery`; rules limited to the
+    same n-th message of the same matcher hit one message)."""
+    fires = {"retried": 0, "collection_retried": 0}
+    same_message: set[tuple[Matcher, int]] = set()
+    for rule in plan.rules:
+        how = recovery(rule)
+        if how is None:
+            return False
+        if how in fires:
+            cap = _max_fires(rule.limits)
+            if cap is None:
+                return False
+            if rule.limits.nth is not None:
+                if (rule.match, rule.limits.nth) in same_message:
+                    continue
+                same_message.add((rule.match, rule.limits.nth))
+            fires[how] += cap
+    return fires["retried"] <= MAX_RETRIED_FIRES and fires["collection_retried"] <= MAX_COLLECTION_RETRIED
+
+
+def expectation_for(plan: Plan, workload: Any = None) -> Any:
     """What a campaign demands of a generated scenario (see :mod:`harness.campaign`).
 
-    Outcome ``pass_or_clean_failure`` (a random fault may legitimately end a collection);
-    completeness only if every rule is recoverable (:data:`RECOVERABLE`, delays below the
-    Leader's 1 s request timeout).
+    - Plans the protocol MUST recover from (:func:`must_recover`): outcome ``pass``, complete:
+      a clean failure there is a finding (``unexpected_clean_failure``);
+    - any other plan: ``pass_or_clean_failure`` (a random fault may legitimately end a
+      collection), completeness not demanded;
+    - far-future uploads of ``workload`` (time offset >= :data:`FUTURE_OFFSET_S`) must be
+      refused with ``reportTooEarly`` and never counted, whatever the plan (faults on the
+      Client->Leader link may keep them from the Leader, which the checker accepts).
     """
-    from harness.model import Expectation, Outcome
+    from harness.model import Expectation, Outcome, Upload
 
-    def recoverable(rule: Rule) -> bool:
-        name = action_name(rule.action)
-        if name == "delay":
-            return rule.action.delay_ms + rule.action.jitter_ms < 1_000
-        return name in RECOVERABLE
-
-    return Expectation(outcome=Outcome.PASS_OR_CLEAN_FAILURE, complete=all(recoverable(r) for r in plan.rules))
+    rejected: dict[int, str] = {}
+    if workload is not None:
+        index = 0
+        for step in workload.steps:
+            if isinstance(step, Upload):
+                if step.time_offset_s >= FUTURE_OFFSET_S:
+                    rejected.update({i: "reportTooEarly" for i in range(index, index + step.count)})
+                index += step.count
+    if must_recover(plan):
+        return Expectation(outcome=Outcome.PASS, complete=True, rejected_uploads=rejected)
+    return Expectation(outcome=Outcome.PASS_OR_CLEAN_FAILURE, complete=False, rejected_uploads=rejected)
 
 
 @st.composite
 def scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS,
               name: str = "campaign") -> Any:
     """A :class:`~harness.model.Scenario`: a workload first (it bounds report indices), then a
-    plan (:func:`plans`) and its :func:`expectation_for`. Shrinks as both do."""
+    plan (:func:`plans`; half of them ``recoverable``) and its :func:`expectation_for`.
+    Shrinks as both do."""
     from harness.model import Scenario
     from harness.workload import upload_count
 
     wl = draw(workloads(vdaf=vdaf, max_reports=max_reports))
-    plan = draw(plans(max_rules=max_rules, max_reports=upload_count(wl)))
-    return Scenario(name=name, plan=plan, workload=wl, expect=expectation_for(plan),
+    # Half the plans are made only of faults the protocol must recover from: there the
+    # expectation is an exact aggregate, and a clean failure is a finding. False (any fault)
+    # first: the simpler choice.
+    recoverable = max_rules <= MAX_RETRIED_FIRES and draw(st.booleans())
+    plan = draw(plans(max_rules=max_rules, max_reports=upload_count(wl), recoverable=recoverable))
+    return Scenario(name=name, plan=plan, workload=wl, expect=expectation_for(plan, wl),
                     doc="generated by faultrun campaign")

@@ -1,6 +1,6 @@
 """Backends start and stop role processes; everything else talks to roles over HTTP.
 
-The seam is small on purpose (the Docker backend is the next step)::
+The seam is small on purpose::
 
     class Backend(Protocol):
         name: str
@@ -11,10 +11,20 @@ The seam is small on purpose (the Docker backend is the next step)::
         def stop(self, role) -> None: ...
         def close(self) -> None: ...                    # stop everything; never raises
 
-Readiness is not the backend's business: the Stack polls ``/internal/test/ready``.
+A backend whose roles cannot reach the harness's addresses (the docker backend) adds::
+
+        def prepare(self, entries) -> None: ...         # before any start: images, network
+        def hostname(self, role) -> str: ...            # endpoint_for_task's hostname
+        def peer_url(self, role) -> str: ...            # the role's URL as other roles see it
+        def fault_proxy(self, upstreams, *, workdir, plan, save_flows): ...  # a FaultProxy look-alike
+
+and :class:`~harness.run.Stack` uses them when present. Readiness is not the backend's
+business: the Stack polls ``/internal/test/ready``.
 :class:`LocalBackend` runs ``images.toml`` ``command`` entries as children in their own
 process group (a terminal's Ctrl-C reaches the harness only, which then stops them in order)
-with stdout + stderr in ``<state_dir>/role.log``. :func:`get_backend` maps a name to a backend.
+with stdout + stderr in ``<state_dir>/role.log``. :class:`harness.docker_backend.DockerBackend`
+runs ``image`` entries as containers (docs/docker.md). :func:`get_backend` maps a name to a
+backend.
 """
 
 from __future__ import annotations
@@ -103,7 +113,7 @@ class LocalBackend:
     def start(self, role: str, entry: ImageEntry) -> str:
         if entry.command is None:
             raise UsageError(f"{role} {entry.name!r} is a container image ({entry.image}); it needs the docker "
-                             "backend, which this release does not have (use a local entry, e.g. reference)")
+                             "backend (--backend docker, docs/docker.md) or a local entry, e.g. reference")
         if role in self.procs:
             raise BackendError("already started", role=role)
         port = free_port()
@@ -184,10 +194,11 @@ def _tail(path: Path, n: int = 4000) -> str:
     return data[-n:].decode("utf-8", "replace")
 
 
-def get_backend(name: str, workdir: Path) -> Backend:
+def get_backend(name: str, workdir: Path, *, pull: bool = False) -> Backend:
+    """``local`` or ``docker``; ``pull`` (docker only): pull images missing from the engine."""
     if name == "local":
         return LocalBackend(workdir)
     if name == "docker":
-        raise UsageError("--backend docker: not available in this release (the Docker backend is the next step); "
-                         "use --backend local")
+        from harness.docker_backend import DockerBackend
+        return DockerBackend(workdir, pull=pull)
     raise UsageError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")

@@ -11,24 +11,40 @@ hypothesis over them::
     for f in result.failures:
         print(f.command)          # faultrun --scenario .../scenario.json --seed 123
 
-**What is a failure.** A run whose verdict class is ``violation`` (an invariant is False:
-wrong aggregate, double count, auth bypass, unexpected 5xx, inconsistent replays, a lost
-acknowledged report when completeness is demanded). Only those are shrunk and reported.
+**What is a failure** (:func:`failure_kind`), shrunk and reported alike, each under its
+own label:
+
+- ``violation``: the verdict class ``violation`` (an invariant is False: wrong aggregate,
+  double count, auth bypass, unexpected 5xx, inconsistent replays, a batch released below
+  ``min_batch_size``, a far-future upload acknowledged, a lost acknowledged report when
+  completeness is demanded);
+- ``unexpected_clean_failure``: the verdict class ``clean_failure`` where the scenario's
+  expectation is ``pass``: :func:`faults.strategies.expectation_for` demands ``pass`` only
+  of plans made entirely of faults a correct pair of Aggregators MUST recover from
+  (duplicates, replays of identical requests, short delays, the proxy's forged
+  re-inits/continues sent after the genuine answer, and Leader->Helper drops/5xx/timeouts
+  few enough that the Leader's retries outlast them). A collection that fails there (e.g.
+  ``batchMismatch``: the Aggregators disagree) is a bug the spec's safety net caught.
 
 **What explicitly is not:**
 
-- ``clean_failure``: a random fault may legitimately end a collection (the spec allows an
-  Aggregator to refuse or give up); generated scenarios expect ``pass_or_clean_failure``;
+- ``clean_failure`` under any other plan: a random fault may legitimately end a collection
+  (the spec allows an Aggregator to refuse or give up); those scenarios expect
+  ``pass_or_clean_failure``;
+- a collection whose batch never received ``min_batch_size`` reports (every upload lost or
+  refused, or uploaded into another batch): the harness ends it early as ``not_ready`` and
+  the checker confirms that a correct Leader would not complete it (:mod:`harness.invariants.fill`);
 - ``infra``: the harness or a role failed, there is no verdict on the target. Such runs are
   counted and listed (:attr:`CampaignResult.infra_runs`), never shrunk (hypothesis sees a
   pass), so a flaky machine cannot shrink into noise. Three infra runs in a row, or a dead
   role, end the campaign (:attr:`CampaignResult.infra_aborted`, exit 3);
 - lost reports under faults that may lose them: completeness is demanded only of plans made
-  of recoverable faults (:func:`faults.strategies.expectation_for`).
+  of faults the protocol must recover from (:func:`faults.strategies.expectation_for`).
 
-**Known nondeterminism.** Real processes and timing: a violation found once may not repeat
-when hypothesis replays it (job batching, retry timing). Then the smallest violating run
-seen is reported with ``reproduced=False`` instead of hypothesis' final replay.
+**Known nondeterminism.** Real processes and timing: a failure found once may not repeat
+when hypothesis replays it (job batching, retry timing, a forged message racing the
+collection). Then the smallest failing run seen is reported with ``reproduced=False``
+instead of hypothesis' final replay.
 
 **Determinism and replay.** ``seed`` fixes hypothesis' generation (same seed, same stack
 behaviour -> same examples). The example database lives in ``<artifacts>/hypothesis-db``:
@@ -72,6 +88,7 @@ __all__ = [
     "InfraRun",
     "campaign_command",
     "derive_seed",
+    "failure_kind",
     "freeze",
     "reproduction_command",
     "run_campaign",
@@ -90,9 +107,26 @@ MAX_INFRA_LISTED = 20
 # --- values ------------------------------------------------------------------------------------
 
 
+#: :func:`failure_kind` values (labels in the summary and ``CampaignResult.verdicts``).
+VIOLATION = "violation"
+UNEXPECTED_CLEAN_FAILURE = "unexpected_clean_failure"
+
+
+def failure_kind(scenario: Scenario, report: CheckReport) -> str | None:
+    """``violation``, ``unexpected_clean_failure`` (a clean failure where the expectation
+    demands ``pass``) or None (not a failure of the target)."""
+    from harness.checker import expectation_met
+    vc = report.verdict_class
+    if vc == VerdictClass.VIOLATION:
+        return VIOLATION
+    if vc == VerdictClass.CLEAN_FAILURE and not expectation_met(vc, scenario.expect):
+        return UNEXPECTED_CLEAN_FAILURE
+    return None
+
+
 @attrs.frozen
 class CampaignFailure:
-    """One shrunk violation: the scenario, its report, where it ran and how to rerun it."""
+    """One shrunk failure: the scenario, its report, where it ran and how to rerun it."""
 
     scenario: Scenario
     report: CheckReport
@@ -106,6 +140,8 @@ class CampaignFailure:
     #: hypothesis' final replay of the shrunk example failed again (False: seen once)
     reproduced: bool = True
     frozen: Path | None = None
+    #: :func:`failure_kind`: ``violation`` or ``unexpected_clean_failure``
+    kind: str = VIOLATION
 
 
 @attrs.frozen
@@ -122,7 +158,8 @@ class CampaignResult:
     #: every scenario run, shrinking included
     runs: int
     failures: tuple[CampaignFailure, ...]
-    #: verdict class -> runs
+    #: verdict class -> runs; a clean failure the expectation did not allow is counted as
+    #: ``unexpected_clean_failure`` instead of ``clean_failure``
     verdicts: Mapping[str, int]
     elapsed_s: float
     artifacts: Path
@@ -139,7 +176,7 @@ class CampaignResult:
 
     @property
     def exit_code(self) -> int:
-        """faultrun's: 1 any violation, 3 infra stopped the campaign (or every run was infra), else 0."""
+        """faultrun's: 1 any failure, 3 infra stopped the campaign (or every run was infra), else 0."""
         if self.failures:
             return 1
         infra = self.verdicts.get(VerdictClass.INFRA.value, 0)
@@ -154,7 +191,8 @@ class CampaignResult:
             "artifacts": str(self.artifacts), "infra_aborted": self.infra_aborted, "exit_code": self.exit_code,
             "infra_runs": [{"run_dir": str(r.run_dir), "summary": r.summary} for r in self.infra_runs],
             "failures": [{
-                "command": f.command, "seed": f.seed, "signature": list(f.signature), "reproduced": f.reproduced,
+                "kind": f.kind, "command": f.command, "seed": f.seed, "signature": list(f.signature),
+                "reproduced": f.reproduced,
                 "run_dir": str(f.run_dir), "plan_file": str(f.plan_file), "scenario_file": str(f.scenario_file),
                 "summary": f.report.summary, "frozen": None if f.frozen is None else str(f.frozen),
                 "scenario": to_dict(f.scenario), "report": to_dict(f.report),
@@ -194,9 +232,10 @@ def _flags_workload(scenario: Scenario) -> list[str] | None:
     """The ``--reports/--vdaf/--query-type`` flags that rebuild this scenario's workload and
     verdict semantics under ``faultrun --plan``, or None if flags cannot express it."""
     from harness.cli import apply_overrides
+    from harness.model import Expectation
     from harness.workload import upload_count
-    if not scenario.expect.complete:
-        return None  # --plan demands completeness; the campaign did not
+    if scenario.expect != Expectation():
+        return None  # --plan demands an exact, complete aggregate and nothing else; the campaign did not
     n = upload_count(scenario.workload)
     flags = ["--reports", str(n), "--vdaf", _vdaf_flag(scenario), "--query-type", scenario.workload.task.query_type]
     try:
@@ -228,9 +267,24 @@ def reproduction_command(scenario: Scenario, plan_file: Path, scenario_file: Pat
 
 
 def _signature(scenario: Scenario, report: CheckReport) -> tuple[str, ...]:
+    """Violated invariants (or ``unexpected_clean_failure:<problem>``) + the plan's actions."""
     bad = sorted(v.invariant for v in report.verdicts if v.valid is False)
+    if not bad and failure_kind(scenario, report) == UNEXPECTED_CLEAN_FAILURE:
+        bad = [f"{UNEXPECTED_CLEAN_FAILURE}:{_failed_how(report)}"]
     acts = sorted({action_name(r.action) for r in scenario.plan.rules})
     return (*bad, "|", *acts)
+
+
+def _failed_how(report: CheckReport) -> str:
+    """The DAP problem types (or statuses) the failed collections ended with, e.g. ``batchMismatch``."""
+    from dap.constants import ProblemType
+    ev = next((v.evidence for v in report.verdicts if v.invariant == "collections"), {})
+    texts = [str(x) for x in (ev.get("clean_failures") or {}).values()]
+    found = {p.token for p in ProblemType for t in texts if p.token in t}
+    for t in texts:
+        if not any(p in t for p in found):
+            found.add("not-ready" if "min_batch_size" in t else "timeout" if "deadline" in t else "error")
+    return ",".join(sorted(found)) or "no-collection"
 
 
 def _size(item: tuple[Scenario, Any]) -> tuple[int, ...]:
@@ -246,7 +300,7 @@ def _size(item: tuple[Scenario, Any]) -> tuple[int, ...]:
 
 
 class _Violation(Exception):
-    """Raised inside the hypothesis test for a violating run (what hypothesis shrinks)."""
+    """Raised inside the hypothesis test for a failing run (what hypothesis shrinks)."""
 
 
 class _Stop(BaseException):
@@ -275,11 +329,15 @@ class _State:
     stop: bool = False
     failures: int = 0
     max_examples_left: int | None = None
-    #: violating runs of the current round (scenario, result)
+    #: failing runs of the current round (scenario, result), see :func:`failure_kind`
     violations: list[tuple[Scenario, Any]] = attrs.field(factory=list)
     shrink_started: float | None = None
     #: signatures already reported (keep_going): not failures in later rounds
     known: set[tuple[str, ...]] = attrs.field(factory=set)
+    #: True ends generation (another worker found a failure); shrinking is never cut short by it
+    external_stop: Callable[[], bool] | None = None
+    #: only failures whose signature this accepts are shrunk and reported (None: all)
+    wanted: Callable[[tuple[str, ...]], bool] | None = None
 
     def one(self, scenario: Scenario) -> None:
         from harness.errors import BackendError, HarnessError
@@ -291,6 +349,8 @@ class _State:
             self.stop = True
         if shrinking and self.shrink_started is not None and now - self.shrink_started > self.shrink_budget_s:
             self.stop = True
+        if not shrinking and self.external_stop is not None and self.external_stop():
+            self.stop = True
         if self.stop:
             raise _Stop
         self.runs += 1
@@ -300,12 +360,14 @@ class _State:
                 self.max_examples_left -= 1
         run_dir = self.runs_root / f"{self.runs:05d}"
         try:
-            result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir)
+            # report.html is rendered for the runs kept (failures: _write_failure), not for every example
+            result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir, report_html=False)
         except HarnessError as exc:
             self._infra(run_dir, f"{type(exc).__name__}: {exc}")
             return
         vc = result.report.verdict_class
-        self.verdicts[vc.value] += 1
+        kind = failure_kind(scenario, result.report)
+        self.verdicts[kind or vc.value] += 1
         if vc == VerdictClass.INFRA:
             self._infra(result.run_dir, result.report.summary)
             for role in ("leader", "helper", "client", "collector"):
@@ -317,15 +379,22 @@ class _State:
                     break
         else:
             self.infra_in_a_row = 0
-        self._progress(f"{vc.value} {result.run_dir.name} {getattr(result, 'seconds', 0.0):.1f}s")
-        if vc == VerdictClass.VIOLATION and _signature(scenario, result.report) in self.known:
-            return  # keep_going: a bug already reported; not shrunk into again
-        if vc == VerdictClass.VIOLATION:
-            if not self.violations:
-                self.shrink_started = time.monotonic()
-            self.violations.append((scenario, result))
+        last = f"{kind or vc.value} {result.run_dir.name} {getattr(result, 'seconds', 0.0):.1f}s"
+        if kind is not None:
+            sig = _signature(scenario, result.report)
+            if sig in self.known:
+                kind = None  # keep_going: a bug already reported; not shrunk into again
+            elif self.wanted is not None and not self.wanted(sig):
+                kind = None  # not the failure this campaign looks for: counted, kept, not shrunk
+            else:
+                if not self.violations:
+                    self.shrink_started = time.monotonic()
+                self.violations.append((scenario, result))
+        self._progress(last)  # after the append: the first failing run already reports "shrink"
+        if kind is not None:
             raise _Violation(result.report.summary)
-        if not self.keep_runs and vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE):
+        if not self.keep_runs and vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE) \
+                and failure_kind(scenario, result.report) is None:
             shutil.rmtree(result.run_dir, ignore_errors=True)
 
     def _infra(self, run_dir: Path, summary: str) -> None:
@@ -399,9 +468,13 @@ def _write_failure(artifacts: Path, index: int, scenario: Scenario, result: Any,
     (d / "report.json").write_text(json.dumps(to_dict(result.report), indent=2) + "\n", encoding="utf-8")
     cmd = reproduction_command(scenario, plan_file, scenario_file, impl=impl, images=images)
     (d / "reproduce.sh").write_text(cmd + "\n", encoding="utf-8")
+    if (Path(result.run_dir) / "record.json").is_file():  # a real run dir: its sequence chart, now it is kept
+        from harness.run import write_report_html
+        write_report_html(Path(result.run_dir))
     return CampaignFailure(scenario=scenario, report=result.report, run_dir=result.run_dir, plan_file=plan_file,
                            scenario_file=scenario_file, command=cmd, seed=scenario.plan.seed,
-                           signature=_signature(scenario, result.report), reproduced=reproduced)
+                           signature=_signature(scenario, result.report), reproduced=reproduced,
+                           kind=failure_kind(scenario, result.report) or VIOLATION)
 
 
 def _impl_of(stack: Any) -> tuple[dict[str, str] | None, Path | None]:
@@ -423,17 +496,22 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
                  vdaf: str | None = None, artifacts: Path, keep_going: bool = False, database: bool = True,
                  progress: Callable[[CampaignProgress], None] | None = None, timeout_s: float = 30.0,
                  max_rules: int | None = None, max_reports: int | None = None, shrink_budget_s: float = 300.0,
-                 keep_runs: bool = False, worker: int = 0) -> CampaignResult:
+                 keep_runs: bool = False, worker: int = 0, stop: Callable[[], bool] | None = None,
+                 wanted: Callable[[tuple[str, ...]], bool] | None = None) -> CampaignResult:
     """Run a campaign on a warm :class:`~harness.run.Stack` (a new task per example).
 
     Stops after ``examples`` generated examples or ``time_budget_s`` (whichever first; one
-    is required), or at the first violation (shrunk for at most ``shrink_budget_s``) unless
-    ``keep_going``: then generation restarts with a derived seed (no replay) until the
-    budget is spent, and a violation with an already reported signature (violated
-    invariants + actions) counts as seen, not as a new failure, so shrinking cannot slide
-    back into a known bug. ``vdaf``
+    is required), or at the first failure (:func:`failure_kind`; shrunk for at most
+    ``shrink_budget_s``) unless ``keep_going``: then generation restarts with a derived seed
+    (no replay) until the budget is spent, and a failure with an already reported signature
+    (violated invariants or ``unexpected_clean_failure:<problem>``, + actions) counts as
+    seen, not as a new failure, so shrinking cannot slide back into a known bug. ``vdaf``
     fixes the VDAF (a ``--vdaf`` spec); ``timeout_s`` bounds one scenario. Run dirs of
-    passing runs are deleted unless ``keep_runs``.
+    passing runs are deleted unless ``keep_runs``. ``stop()`` True ends generation early
+    (used by :func:`run_campaign_workers`: another worker found a failure). ``wanted``
+    (self-validation: the time to find one known bug) restricts failures to those whose
+    signature it accepts; other failing runs are counted in ``verdicts`` and kept on disk,
+    but neither shrunk nor reported.
     """
     from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -454,10 +532,12 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     t0 = time.monotonic()
     db = DirectoryBasedExampleDatabase(str(artifacts / "hypothesis-db")) if database else None
     strategy = scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports)
-    digest = f"faultrun-campaign-v1:{vdaf}:{max_rules}:{max_reports}".encode()
+    # v2: workloads with min_batch_size, far-future and late uploads; recoverable plans
+    digest = f"faultrun-campaign-v2:{vdaf}:{max_rules}:{max_reports}".encode()
     state = _State(stack=stack, artifacts=artifacts, timeout_s=timeout_s,
                    deadline=None if time_budget_s is None else t0 + time_budget_s, shrink_budget_s=shrink_budget_s,
-                   progress=progress, worker=worker, t0=t0, keep_runs=keep_runs, max_examples_left=examples)
+                   progress=progress, worker=worker, t0=t0, keep_runs=keep_runs, max_examples_left=examples,
+                   external_stop=stop, wanted=wanted)
     from harness.artifacts import unique_dir
     state.runs_root = unique_dir(artifacts / "runs", f"seed{seed}")
     impl, images = _impl_of(stack)
@@ -479,6 +559,8 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
             failures.append(_write_failure(artifacts, len(failures) + 1, scenario, result, reproduced,
                                            impl=impl, images=images))
             state.failures = len(failures)
+            state.violations = []
+            state._progress(f"{failures[-1].kind} reported: {' '.join(sig)}")
         if not keep_going:
             break
         state.stop = state.infra_aborted
@@ -494,15 +576,19 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
 
 def freeze(failure: CampaignFailure, directory: Path = REGRESSIONS_DIR, *, impl: Mapping[str, str] | None = None,
            images: Path | None = None, name: str | None = None,
-           expected_verdict: str = VerdictClass.VIOLATION.value) -> Path:
+           expected_verdict: str | None = None) -> Path:
     """Write ``failure`` as a regression case ``<directory>/<name>.json`` (literal scenario,
     the implementation it ran against, the expected verdict class); return the path.
 
     ``tests/regressions/test_regressions.py`` runs every such file. The default expected
-    verdict ``violation`` pins that the harness keeps detecting this bug in that
-    implementation; for an open bug in an implementation that should be fixed, edit it to
-    ``"expected_verdicts": ["pass", "clean_failure"]`` with ``"xfail": "<why>"``.
+    verdict is the failure's own class (``violation``, or ``clean_failure`` for an
+    unexpected clean failure: the scenario's expectation is ``pass``): it pins that the
+    harness keeps detecting this bug in that implementation; for an open bug in an
+    implementation that should be fixed, edit it to ``"expected_verdicts": ["pass"]`` (or
+    ``["pass", "clean_failure"]`` for a violation) with ``"xfail": "<why>"``.
     """
+    if expected_verdict is None:
+        expected_verdict = failure.report.verdict_class.value
     directory.mkdir(parents=True, exist_ok=True)
     stem = name or f"campaign-seed{failure.seed}-" + "-".join(x for x in failure.signature if x != "|")
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:100]
@@ -547,14 +633,15 @@ def _result_from_dict(data: Mapping[str, Any]) -> CampaignResult:
         scenario=scenario_from_dict(f["scenario"]), report=check_report_from_dict(f["report"]),
         run_dir=Path(f["run_dir"]), plan_file=Path(f["plan_file"]), scenario_file=Path(f["scenario_file"]),
         command=f["command"], seed=f["seed"], signature=tuple(f["signature"]), reproduced=f["reproduced"],
-        frozen=None if f["frozen"] is None else Path(f["frozen"])) for f in data["failures"])
+        frozen=None if f["frozen"] is None else Path(f["frozen"]), kind=f.get("kind", VIOLATION))
+        for f in data["failures"])
     return CampaignResult(seed=data["seed"], examples_run=data["examples_run"], runs=data["runs"], failures=failures,
                           verdicts=data["verdicts"], elapsed_s=data["elapsed_s"], artifacts=Path(data["artifacts"]),
                           infra_runs=tuple(InfraRun(Path(r["run_dir"]), r["summary"]) for r in data["infra_runs"]),
                           infra_aborted=data["infra_aborted"])
 
 
-def _worker_main(index: int, params: dict[str, Any], events: Any) -> None:
+def _worker_main(index: int, params: dict[str, Any], events: Any, found: Any = None) -> None:
     """One worker process: its own Stack (own ports, own state dirs) and campaign."""
     from harness.run import Stack
 
@@ -571,7 +658,8 @@ def _worker_main(index: int, params: dict[str, Any], events: Any) -> None:
                 stack, seed=params["seed"], examples=params["examples"], time_budget_s=params["time_budget_s"],
                 vdaf=params["vdaf"], artifacts=root, keep_going=params["keep_going"], database=params["database"],
                 timeout_s=params["timeout_s"], shrink_budget_s=params["shrink_budget_s"], worker=index,
-                progress=lambda p: events.put(("progress", index, attrs.asdict(p))))
+                progress=lambda p: events.put(("progress", index, attrs.asdict(p))),
+                stop=None if found is None else found.is_set)
         events.put(("done", index, result.to_dict()))
     except KeyboardInterrupt:
         events.put(("error", index, "interrupted"))
@@ -588,12 +676,15 @@ def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapp
                          progress: Callable[[CampaignProgress], None] | None = None) -> CampaignResult:
     """``workers`` independent stacks in spawned processes, one campaign each (seed
     :func:`derive_seed` ``(seed, i)``, artifacts ``<artifacts>/worker-<i>``, examples split),
-    merged into one result. Every process is stopped on return, error or Ctrl-C."""
+    merged into one result. Without ``keep_going`` the first failure any worker finds ends the
+    others' generation (they finish the example in progress; the finder shrinks it). Every
+    process is stopped on return, error or Ctrl-C."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     artifacts = Path(artifacts).resolve()
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
+    found = ctx.Event()  # set once a worker is shrinking a failure (without keep_going)
     procs = []
     t0 = time.monotonic()
     for i in range(workers):
@@ -604,7 +695,8 @@ def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapp
                   "images": None if images is None else str(images), "backend": backend, "seed": derive_seed(seed, i),
                   "examples": n, "time_budget_s": time_budget_s, "vdaf": vdaf, "keep_going": keep_going,
                   "database": database, "timeout_s": timeout_s, "shrink_budget_s": shrink_budget_s}
-        p = ctx.Process(target=_worker_main, args=(i, params, events), name=f"faultrun-campaign-{i}")
+        p = ctx.Process(target=_worker_main, args=(i, params, events, None if keep_going else found),
+                        name=f"faultrun-campaign-{i}")
         p.start()
         procs.append(p)
     results: dict[int, CampaignResult] = {}
@@ -626,6 +718,8 @@ def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapp
             kind, i = msg[0], msg[1]
             if kind == "progress":
                 latest[i] = msg[2]
+                if msg[2]["phase"] == "shrink":
+                    found.set()
                 if progress is not None:
                     progress(_merge_progress(latest, t0))
             elif kind == "done":
@@ -791,7 +885,8 @@ def campaign_command(argv: Sequence[str]) -> int:
     if result.infra_aborted:
         out.print("  [magenta]campaign stopped: the stack is broken (infrastructure errors)[/]")
     for f in result.failures:
-        out.print(f"[bold red]VIOLATION[/] {f.report.summary}" + ("" if f.reproduced else " (seen once; not reproduced on replay)"))
+        label = "VIOLATION" if f.kind == VIOLATION else "UNEXPECTED CLEAN FAILURE"
+        out.print(f"[bold red]{label}[/] {f.report.summary}" + ("" if f.reproduced else " (seen once; not reproduced on replay)"))
         out.print(f"  run dir: {f.run_dir}")
         if f.frozen is not None:
             out.print(f"  frozen: {f.frozen}")

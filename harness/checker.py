@@ -23,6 +23,7 @@ contribution is rebuilt from the recorded measurement (``UploadRecord.measuremen
 **A failure (valid False) is:**
 
 - ``safety``: a completed collection that is not the sum over a set S of uploaded reports;
+  a completed collection with ``report_count < min_batch_size`` (a batch released too small);
   a report counted twice (in one collection, or in two collections of different batches);
   ``report_count != |S|``; a refused upload, an expected-rejected upload, a report whose
   bytes the proxy corrupted on the way to an Aggregator, or a report outside the queried
@@ -49,11 +50,23 @@ contribution is rebuilt from the recorded measurement (``UploadRecord.measuremen
   decode.
 - ``rejected-uploads``: an ``Expectation.rejected_uploads`` index acknowledged, refused with
   another problem type, or counted.
+- ``poplar1`` / ``step-skew`` (:mod:`harness.invariants.poplar1`): Poplar1 prefix counts
+  against the recorded measurements and across levels; the Helper's answers to
+  continuations (identical repeat -> the same bytes, wrong step -> ``stepMismatch``).
 
 **Explicitly not a failure:**
 
 - a collection that ends in a DAP error or times out without a result: it is the verdict
   class ``clean_failure`` (the Expectation decides whether that is acceptable);
+- a collection the harness stopped early as ``not_ready`` because too few reports ever
+  reached its batch to make ``min_batch_size`` (re-derived here from the same history
+  prefix, :mod:`harness.invariants.fill`): a correct Leader does not complete it, so it does
+  not fail the run. If instead the Leader gave up aggregating reports the batch needed, the
+  collection failed (clean failure); if the history does not support the stop at all, it
+  counts as a collection that did not complete (clean failure);
+- an acknowledged report uploaded after a collection of its batch completed, missing from a
+  later collection of that batch: a Leader may refuse or silently ignore such a late report
+  (dap-09.md §12), but never add it (two collections of one batch must agree: idempotency);
 - a report the Client saw fail but the Leader may have stored (response dropped or replaced
   after commit, transport error): it may be counted or not, and completeness does not need it;
 - uploads the proxy answered itself, requests it dropped before delivery, and 5xx it
@@ -71,14 +84,15 @@ which is ignored.
 
 The verdict class (:func:`verdict_class`): ``infra`` if the record has infra errors;
 ``violation`` if any invariant is False; ``clean_failure`` if a collection did not complete
-(or the workload collected and nothing completed); ``pass`` otherwise. The class is then
+(except one rightly not ready, see above; or the workload collected and nothing was
+recorded); ``pass`` otherwise. The class is then
 compared with ``Expectation.outcome`` (:func:`expectation_met`) and the summary says so.
 """
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -95,6 +109,7 @@ __all__ = [
     "check",
     "check_safe",
     "expectation_met",
+    "rightly_not_ready",
     "verdict_class",
 ]
 
@@ -115,16 +130,26 @@ def check_safe(name: str, fn: Callable[[Context], Verdict], ctx: Context) -> Ver
     return verdict
 
 
-def verdict_class(record: RunRecord, verdicts: Sequence[Verdict], scenario: Scenario | None = None) -> VerdictClass:
+def verdict_class(record: RunRecord, verdicts: Sequence[Verdict], scenario: Scenario | None = None,
+                  rightly_not_ready: Collection[str] = ()) -> VerdictClass:
+    """``rightly_not_ready``: labels of ``not_ready`` collections whose batch the checker found
+    could never hold ``min_batch_size`` reports (:func:`rightly_not_ready`); they do not fail
+    the run: not completing them is what a correct Leader does."""
     if record.infra_errors:
         return VerdictClass.INFRA
     if any(v.valid is False for v in verdicts):
         return VerdictClass.VIOLATION
-    failed = [c for c in record.collections if c.status != "complete"]
+    failed = [c for c in record.collections if c.status != "complete" and c.label not in rightly_not_ready]
     wanted = scenario is not None and any(getattr(s, "type", "") == "collect" for s in scenario.workload.steps)
     if failed or (wanted and not record.collections):
         return VerdictClass.CLEAN_FAILURE
     return VerdictClass.PASS
+
+
+def rightly_not_ready(ctx: Context) -> set[str]:
+    """Labels of ``not_ready`` collections whose stop the history confirms with reason
+    ``uploads``: too few reports ever reached the batch (:mod:`harness.invariants.fill`)."""
+    return {label for label, b in ctx.not_ready.items() if b is not None and b.reason == "uploads"}
 
 
 def expectation_met(verdict: VerdictClass | str, expect: Expectation) -> bool:
@@ -144,7 +169,8 @@ def check(record: RunRecord, history: Sequence[Any], scenario: Scenario | None =
     ctx = Context(record, history, scenario)
     table = INVARIANTS if invariants is None else invariants
     verdicts = tuple(check_safe(name, fn, ctx) for name, fn in table.items())
-    vc = verdict_class(record, verdicts, scenario)
+    ok_not_ready = rightly_not_ready(ctx)
+    vc = verdict_class(record, verdicts, scenario, ok_not_ready)
     bad = [v.invariant for v in verdicts if v.valid is False]
     unknown = [v.invariant for v in verdicts if v.valid is None]
     parts = [f"{vc.value}: {sum(v.valid is True for v in verdicts)}/{len(verdicts)} invariants hold"]
@@ -155,8 +181,11 @@ def check(record: RunRecord, history: Sequence[Any], scenario: Scenario | None =
     if record.infra_errors:
         parts.append("infra: " + "; ".join(record.infra_errors[:3]))
     if vc == VerdictClass.CLEAN_FAILURE:
-        failed = {c.label: c.error or c.status for c in record.collections if c.status != "complete"}
+        failed = {c.label: c.error or c.status for c in record.collections
+                  if c.status != "complete" and c.label not in ok_not_ready}
         parts.append(f"collections failed cleanly: {failed}" if failed else "no collection was recorded")
+    if ok_not_ready:
+        parts.append(f"not ready, rightly (batch cannot reach min_batch_size): {sorted(ok_not_ready)}")
     expect = ctx.expect
     met = expectation_met(vc, expect)
     parts.append(f"expected {expect.outcome.value}: {'met' if met else 'NOT met'}")

@@ -70,17 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
                           "failure) (repeatable)")
     sel.add_argument("--all", action="store_true", help="every catalogue fault, as a matrix")
     sel.add_argument("--list", action="store_true", help="list faults and implementations, then exit")
+    sel.add_argument("--matrix", action="store_true",
+                     help="implementation matrix: every client x leader x helper x collector of images.toml the "
+                          "backend can run (--impl ROLE=A,B filters) times the selected faults")
     wl = p.add_argument_group("workload")
     wl.add_argument("--vdaf", metavar="SPEC",
-                    help="TYPE[:key=value,...] (e.g. Prio3Histogram:length=16,chunk_length=4, sum, count) or "
-                         "an interop JSON object; sizes not given follow --reports")
+                    help="TYPE[:key=value,...] (e.g. Prio3Histogram:length=16,chunk_length=4, sum, count, "
+                         "poplar1:bits=8) or an interop JSON object; sizes not given follow --reports; Poplar1 "
+                         "runs the heavy-hitters walk")
     wl.add_argument("--reports", type=positive_int, metavar="N", help="reports to upload (rescales the workload)")
     wl.add_argument("--query-type", choices=["time_interval", "fixed_size"])
     env = p.add_argument_group("implementations")
     env.add_argument("--impl", type=_impl, action="append", default=[], metavar="ROLE=NAME",
                      help="implementation per role from images.toml (ROLE: leader, helper, client, collector, all)")
     env.add_argument("--images", type=Path, metavar="FILE", help="images.toml to use (default: the repository's)")
-    env.add_argument("--backend", default="local", choices=["local", "docker"], help="how roles run (default local)")
+    env.add_argument("--backend", default="local", choices=["local", "docker"],
+                     help="how roles run: local processes (default) or containers on DOCKER_HOST (docs/docker.md)")
+    env.add_argument("--pull", action="store_true",
+                     help="docker backend: pull images missing from the engine (never pulled without it)")
     out = p.add_argument_group("run and output")
     out.add_argument("--seed", type=nonneg_int, help="replace every plan's seed")
     out.add_argument("--artifacts", type=Path, metavar="DIR", help="output root (default ./artifacts/<timestamp>)")
@@ -165,6 +172,14 @@ def apply_overrides(scenario: Any, *, vdaf: str | None, reports: int | None, que
     """--vdaf / --reports / --query-type applied to one scenario's workload."""
     from harness.workload import parse_vdaf, upload_count, vdaf_for, with_reports
     wl = scenario.workload
+    if vdaf is not None or reports is not None:
+        from harness.heavy_hitters import is_poplar1, with_poplar1
+        target = parse_vdaf(vdaf, 1) if vdaf is not None else wl.task.vdaf
+        if is_poplar1(target):  # Poplar1 runs the heavy-hitters walk (docs/cli.md)
+            wl = with_poplar1(wl, target, reports)
+            if query_type is not None:
+                wl = attrs.evolve(wl, task=attrs.evolve(wl.task, query_type=query_type))
+            return attrs.evolve(scenario, workload=wl)
     if reports is not None:
         wl = with_reports(wl, reports)
     n = upload_count(wl)
@@ -304,7 +319,7 @@ def _list(args: argparse.Namespace) -> int:
     print("implementations (images.toml; first = default):")
     for role in ROLES:
         for e in images.entries[role]:
-            print(f"  {role:<9} {e.name:<12} {e.kind:<6} {e.doc}")
+            print(f"  {role:<9} {e.name:<12} {e.kind:<12} {e.doc}")
     return 0
 
 
@@ -318,6 +333,10 @@ def _run(args: argparse.Namespace) -> int:
     from harness.run import Stack
 
     scenarios = _select(args)
+    if args.pull and args.backend != "docker":
+        raise UsageError("--pull needs --backend docker")
+    if args.matrix:
+        return _run_matrix(args, scenarios)
     impl: dict[str, str] = {}
     for role, name in args.impl:
         if role in impl:
@@ -331,7 +350,8 @@ def _run(args: argparse.Namespace) -> int:
     console = _console(args)
     results: list[tuple[Any, Any]] = []
     t0 = time.monotonic()
-    with Stack.start(artifacts_root=root, impl=impl, images=args.images, backend=args.backend) as stack:
+    with Stack.start(artifacts_root=root, impl=impl, images=args.images, backend=args.backend,
+                     pull=args.pull) as stack:
         log.info("stack up in %.2f s (%s)", stack.started_s,
                  ", ".join(f"{r}={e.name}" for r, e in stack.impl.items()))
         for i, scenario in enumerate(scenarios, 1):
@@ -358,6 +378,27 @@ def _run(args: argparse.Namespace) -> int:
                           "stack_start_s": round(stack_start, 3),
                           "results": [_result_json(r) for _, r in results]}, indent=2))
     return _combine(codes)
+
+
+def _run_matrix(args: argparse.Namespace, scenarios: list[Any]) -> int:
+    """--matrix: implementations x scenarios (harness.impl_matrix)."""
+    import shutil
+
+    from harness.errors import UsageError
+    from harness.impl_matrix import run_matrix
+    root = args.artifacts or _default_artifacts()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--artifacts {root}: {exc.strerror or exc}") from exc
+    code = run_matrix(args, scenarios, _console(args), root)
+    if args.junit is not None:
+        args.junit.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / "junit.xml", args.junit)
+    if args.json:
+        doc = json.loads((root / "matrix.json").read_text(encoding="utf-8"))
+        print(json.dumps({"exit_code": code, "artifacts": str(root), **doc}, indent=2))
+    return code
 
 
 def _write_matrix(root: Path, results: list[tuple[Any, Any]]) -> None:

@@ -11,12 +11,16 @@ table::
     doc = "..."                      # one line for `faultrun --list`
     command = ["{python}", "-m", "dap.roles", "--role", "leader", "--port", "{port}",
                "--state-dir", "{state_dir}"]       # local backend
-    env = { KEY = "value" }          # optional, local backend
+    env = { KEY = "value" }          # optional: environment (both backends)
 
     [[leader]]
     name = "janus"
     image = "us-west2-docker.pkg.dev/.../janus_interop_aggregator:0.7.x"   # docker backend
     port = 8080                      # container port of the interop API (default 8080)
+    args = ["..."]                   # optional: the container's command (after its entrypoint)
+
+An entry may have both ``command`` and ``image`` (the shipped ``reference`` entries do): the
+local backend runs the command, the docker backend the image. ``env`` applies to both.
 
 Placeholders in ``command``: ``{python}`` (this interpreter), ``{port}`` (a free loopback
 port), ``{host}`` (127.0.0.1), ``{state_dir}`` (the role's directory under the stack's
@@ -43,7 +47,7 @@ ROLES = ("leader", "helper", "client", "collector")
 PLACEHOLDERS = ("python", "port", "host", "state_dir", "repo")
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = REPO / "images.toml"
-_ENTRY_KEYS = {"name", "doc", "command", "env", "image", "port"}
+_ENTRY_KEYS = {"name", "doc", "command", "env", "image", "port", "args"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
 
 
@@ -58,10 +62,17 @@ class ImageEntry:
     env: Mapping[str, str] = attrs.field(factory=dict)
     port: int = 8080
     doc: str = ""
+    args: tuple[str, ...] | None = None
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends that can run this entry: ``local`` (a command), ``docker`` (an image)."""
+        return (("local",) if self.command is not None else ()) + (("docker",) if self.image is not None else ())
 
     @property
     def kind(self) -> str:
-        return "local" if self.command is not None else "docker"
+        """``local``, ``docker``, or ``local+docker`` (an entry with both a command and an image)."""
+        return "+".join(self.backends)
 
     def render(self, **values: str) -> list[str]:
         """The command with placeholders filled in (local entries only)."""
@@ -157,9 +168,17 @@ def _entry(role: str, i: int, item: Any, text: str, path: Any) -> ImageEntry:
         raise ImagesError("required: a name of letters, digits and ._:@/+-", path=path, line=line, key=f"{where}.name")
     where = f"{role}.{name}"
     command, image = item.get("command"), item.get("image")
-    if (command is None) == (image is None):
-        raise ImagesError("exactly one of 'command' (local) or 'image' (docker) is required", path=path, line=line,
-                          key=where)
+    if command is None and image is None:
+        raise ImagesError("needs 'command' (local backend) or 'image' (docker backend), or both", path=path,
+                          line=line, key=where)
+    args = item.get("args")
+    if args is not None:
+        if image is None:
+            raise ImagesError("'args' (the container's command) needs 'image'", path=path,
+                              line=_line_of(text, "args") or line, key=f"{where}.args")
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise ImagesError("must be an array of strings", path=path, line=_line_of(text, "args") or line,
+                              key=f"{where}.args")
     if command is not None:
         if (not isinstance(command, list) or not command
                 or not all(isinstance(c, str) for c in command)):
@@ -188,7 +207,7 @@ def _entry(role: str, i: int, item: Any, text: str, path: Any) -> ImageEntry:
     if not isinstance(doc, str):
         raise ImagesError("must be a string", path=path, line=line, key=f"{where}.doc")
     return ImageEntry(role=role, name=name, command=tuple(command) if command is not None else None, image=image,
-                      env=dict(env), port=port, doc=doc)
+                      env=dict(env), port=port, doc=doc, args=tuple(args) if args is not None else None)
 
 
 def load_images(path: Path | str | None = None) -> Images:

@@ -111,15 +111,18 @@ def _absolute(base: str, endpoint: str) -> str:
 
 def provision_task(
     task: TaskSpec, *, leader: InteropClient, helper: InteropClient, collector: InteropClient,
-    base_time: int, peer_host: str = "127.0.0.1",
+    base_time: int, peer_host: str | Callable[[str], str] = "127.0.0.1",
     leader_base_for: Callable[[str], str] = lambda link: "",
-    helper_base_for_leader: str = "", helper_base_for_client: str = "",
+    helper_base_for_leader: str = "", helper_base_for_client: str = "", leader_base_for_peers: str = "",
 ) -> ProvisionedTask:
     """Register a fresh random task with Collector, Leader and Helper.
 
     ``leader_base_for(link)`` gives the base URL a party uses for the Leader on ``link``
     (``client->leader`` / ``collector->leader``); ``helper_base_for_leader`` the one the
-    Leader uses for the Helper. Empty = the role's own URL (no proxy).
+    Leader uses for the Helper; ``helper_base_for_client`` the Helper as the Client reaches it;
+    ``leader_base_for_peers`` the Leader's own URL as given in ``add_task``. Empty = the role's
+    own URL (no proxy). ``peer_host`` is the ``hostname`` for ``endpoint_for_task``, or a
+    function of the role (the docker backend: each role's network alias).
     """
     task_id = b64(secrets.token_bytes(32))
     qt = QUERY_TYPE_NUMBER[task.query_type]
@@ -128,7 +131,8 @@ def provision_task(
     collector_token = "collector-" + secrets.token_hex(10)
     ends: dict[str, str] = {}
     for role, client in (("leader", leader), ("helper", helper)):
-        r = client.call("endpoint_for_task", {"task_id": task_id, "role": role, "hostname": peer_host})
+        hostname = peer_host(role) if callable(peer_host) else peer_host
+        r = client.call("endpoint_for_task", {"task_id": task_id, "role": role, "hostname": hostname})
         if r.get("status") != "success" or not isinstance(r.get("endpoint"), str):
             raise InteropError(f"endpoint_for_task failed: {r.get('error') or r}", role=role, path="endpoint_for_task")
         ends[role] = r["endpoint"]
@@ -140,7 +144,7 @@ def provision_task(
     k2l = url(leader_base_for("collector->leader"), leader.base_url, ends["leader"])
     l2h = url(helper_base_for_leader, helper.base_url, ends["helper"])
     h_client = url(helper_base_for_client, helper.base_url, ends["helper"])
-    leader_real = _absolute(leader.base_url, ends["leader"])
+    leader_real = url(leader_base_for_peers, leader.base_url, ends["leader"])
     r = collector.call("add_task", {"task_id": task_id, "leader": k2l, "vdaf": vdaf,
                                     "collector_authentication_token": collector_token, "query_type": qt})
     if r.get("status") != "success":

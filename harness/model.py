@@ -110,6 +110,10 @@ class Collect:
     interval_offset_s: int = 0
     interval_extra_s: int = 0
     batch_of: str | None = None
+    #: Poplar1: the aggregation parameter (tree level, candidate prefixes as bit strings of
+    #: ``agg_level + 1`` bits, most significant first); None = no parameter (Prio3)
+    agg_level: int | None = None
+    agg_prefixes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     type: str = "collect"
 
 
@@ -143,6 +147,10 @@ class WorkloadSpec:
 
     task: TaskSpec = attrs.field(factory=TaskSpec)
     steps: tuple[Step, ...] = attrs.field(factory=lambda: (Upload(count=8), Collect()), converter=_steps)
+    #: explicit measurements, report *i* gets entry *i* (Poplar1: bit strings, most significant
+    #: bit first; :mod:`harness.heavy_hitters`); None = the self-describing default
+    measurements: tuple[str, ...] | None = attrs.field(
+        default=None, converter=lambda x: None if x is None else tuple(x))
 
 
 # --- expectation ---------------------------------------------------------------------------
@@ -197,9 +205,19 @@ class UploadRecord:
 
 @attrs.frozen
 class CollectionRecord:
+    """One Collect step as the harness saw it.
+
+    ``status``: ``complete`` (a result), ``error`` (a DAP error / too many failed polls),
+    ``timeout`` (still in progress at the scenario deadline) or ``not_ready``: the harness
+    stopped polling early because the history up to seq ``not_ready_seq`` showed that the
+    batch cannot reach ``min_batch_size`` (too few reports can be stored in it, or the
+    Leader gave up aggregating them; :mod:`harness.invariants.fill`). The checker re-derives
+    that claim from the same history prefix before accepting it.
+    """
+
     label: str
     query: dict[str, Any]
-    status: str  # "complete" | "error" | "timeout"
+    status: str  # "complete" | "error" | "timeout" | "not_ready"
     result: Any = None  # interop form
     report_count: int | None = None
     interval: tuple[int, int] | None = None
@@ -211,6 +229,10 @@ class CollectionRecord:
     errors: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     #: collection_start attempts (the harness retries a failed start, as the interop runner does)
     starts: int = 1
+    #: ``not_ready``: the history prefix (seqs below this) the harness's early stop was based on
+    not_ready_seq: int | None = None
+    #: the interop ``agg_param`` sent with collection_start (base64url; None = none, Prio3)
+    agg_param: str | None = None
 
 
 @attrs.frozen

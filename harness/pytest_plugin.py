@@ -5,6 +5,7 @@
     pytest -p harness.pytest_plugin --dap-images images.toml --dap-impl leader=X,helper=Y
     pytest -p harness.pytest_plugin --dap-faults duplicate-report,bad-leader-token --junitxml=out.xml
     pytest -p harness.pytest_plugin --dap-campaign 50 --dap-seed 7
+    pytest -p harness.pytest_plugin --dap-backend docker --dap-impl leader=janus,helper=reference
 
 With ``--dap-images`` or ``--dap-impl`` (or ``--dap-faults`` / ``--dap-campaign``) the plugin
 adds one test item per catalogue fault (``dap-catalogue::<fault>``) and, with
@@ -40,6 +41,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--dap-campaign", type=int, metavar="N", help="also run a hypothesis campaign of N examples")
     g.addoption("--dap-seed", type=int, default=0, metavar="S", help="campaign seed (default 0)")
     g.addoption("--dap-timeout", type=float, default=60.0, metavar="S", help="per-scenario timeout (default 60)")
+    g.addoption("--dap-backend", choices=("local", "docker"), default="local",
+                help="how roles run: local processes or containers (docs/docker.md); default local")
+    g.addoption("--dap-pull", action="store_true", help="docker backend: pull images missing from the engine")
     g.addoption("--dap-artifacts", type=Path, metavar="DIR", help="run directories (default: pytest's basetemp)")
 
 
@@ -93,8 +97,9 @@ class _Session:
         if self.stack is None:
             from harness.run import Stack
             root = self.config.option.dap_artifacts or self.config._tmp_path_factory.mktemp("dap-faultrun")  # type: ignore[attr-defined]
-            self.stack = Stack.start(artifacts_root=root, impl=_parse_impl(self.config.option.dap_impl),
-                                     images=self.config.option.dap_images)
+            opt = self.config.option
+            self.stack = Stack.start(artifacts_root=root, impl=_parse_impl(opt.dap_impl), images=opt.dap_images,
+                                     backend=opt.dap_backend, pull=opt.dap_pull)
         return self.stack
 
     @pytest.hookimpl

@@ -10,7 +10,7 @@
 
 ``Stack.start`` starts the four roles named in ``images.toml`` (``impl`` maps role ->
 entry name, ``"all"`` sets every role; default: each role's first entry) through a
-:class:`~harness.backend.Backend` (``"local"``) and, at the same time, one
+:class:`~harness.backend.Backend` (``"local"``, or ``"docker"``: docs/docker.md) and, at the same time, one
 :class:`~proxy_addons.FaultProxy` with a reverse listener per link
 (``client->leader`` and ``collector->leader`` -> Leader, ``leader->helper`` -> Helper),
 then waits for every ``/internal/test/ready``. Its own files go to
@@ -26,9 +26,13 @@ then waits for every ``/internal/test/ready``. Its own files go to
 2. loads the scenario's plan through the control channel (counters reset; ``seed``
    replaces the plan's seed); the returned history seq starts this scenario's history;
 3. runs the steps (:class:`~harness.model.Upload`: report *i* carries
-   :func:`harness.workload.measurement_for` *i*, time = base time + offset;
+   :func:`harness.workload.measurement_for` *i*, or the workload's explicit measurement *i*
+   (Poplar1, :mod:`harness.heavy_hitters`), time = base time + offset; a Collect with an
+   aggregation parameter passes it to collection_start;
    :class:`~harness.model.Collect`: start (up to 3 attempts), poll (every 50 ms, after 2 s every 250 ms)
-   until complete, 5 errors in a row, or the deadline; :class:`~harness.model.FireEvent`;
+   until complete, 5 errors in a row, the deadline, or -- after 1 s in progress, checked
+   every 1 s -- the history shows its batch cannot reach ``min_batch_size``: status
+   ``not_ready``, see :mod:`harness.invariants.fill`; :class:`~harness.model.FireEvent`;
    :class:`~harness.model.Pause`) and records a :class:`~harness.model.RunRecord`;
    an interop API failure at the HTTP level or a dead role ends the run with
    ``infra_errors``;
@@ -48,7 +52,7 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +67,7 @@ from harness.backend import Backend, get_backend
 from harness.errors import BackendError, InfraError, InteropError, UsageError
 from harness.images import ROLES, ImageEntry, Images, load_images
 from harness.interop import InteropClient, ProvisionedTask, provision_task, wait_ready
+from harness.invariants.fill import FillBound, fill_bound
 from harness.model import (
     CheckReport,
     Collect,
@@ -75,7 +80,8 @@ from harness.model import (
     UploadRecord,
     VerdictClass,
 )
-from harness.workload import capacity, measurement_for, upload_count
+from harness.heavy_hitters import check_workload, measurement_of, step_agg_param
+from harness.workload import capacity, upload_count
 from proxy_addons.owner import FaultProxy
 
 __all__ = ["RunResult", "Stack", "check_scenario", "resolve_impl"]
@@ -87,6 +93,14 @@ POLL_FAST_S = 2.0
 POLL_SLOW_S = 0.25
 START_ATTEMPTS = 3
 MAX_POLL_ERRORS = 5
+#: A collection still in progress this long is checked for a batch that cannot fill (then it
+#: ends ``not_ready``): the Leader has had time to aggregate what it has, and to complete a
+#: collection it should not (the checker flags that).
+NOT_READY_GRACE_S = 1.0
+#: The same for a collection after one that ended ``not_ready`` in the same run.
+NOT_READY_AGAIN_S = 0.25
+#: ... and re-checked this often (the Leader may give up aggregating later: retry budgets).
+FILL_RECHECK_S = 1.0
 
 
 @attrs.frozen
@@ -115,12 +129,19 @@ def resolve_impl(images: Images, impl: Mapping[str, str] | None) -> dict[str, Im
 def check_scenario(scenario: Scenario) -> None:
     """Static checks before running: the workload fits the VDAF (WorkloadError otherwise)."""
     n = upload_count(scenario.workload)
-    cap = capacity(scenario.workload.task.vdaf)
+    check_workload(scenario.workload, n)  # explicit measurements / Poplar1 aggregation parameters
+    cap = None if scenario.workload.measurements is not None else capacity(scenario.workload.task.vdaf)
     if cap is not None and n > cap:
         from harness.errors import WorkloadError
         raise WorkloadError(f"scenario {scenario.name!r} uploads {n} reports but "
                             f"{scenario.workload.task.vdaf.type} {scenario.workload.task.vdaf.to_interop()} "
                             f"holds {cap}; use --reports or a larger --vdaf")
+
+
+def _agg_param(pt: ProvisionedTask, step: Collect) -> str:
+    """The interop agg_param of a Collect step (``""``: none; :mod:`harness.heavy_hitters`)."""
+    from dap.vdaf.params import VdafParams
+    return step_agg_param(VdafParams.from_interop(pt.vdaf), step)
 
 
 def _checker() -> Any:
@@ -153,24 +174,31 @@ class Stack:
     @classmethod
     def start(cls, artifacts_root: Path | str, impl: Mapping[str, str] | None = None,
               images: Path | str | Images | None = None, backend: str | Backend = "local",
-              *, ready_timeout_s: float = 30.0, save_flows: bool = True) -> Stack:
+              *, ready_timeout_s: float = 30.0, save_flows: bool = True, pull: bool = False) -> Stack:
         t0 = time.monotonic()
         root = Path(artifacts_root).resolve()  # child processes run elsewhere: never hand them a relative path
         imgs = images if isinstance(images, Images) else load_images(images)
         entries = resolve_impl(imgs, impl)
         stack_dir = root / "_stack"
         stack_dir.mkdir(parents=True, exist_ok=True)
-        be = get_backend(backend, stack_dir) if isinstance(backend, str) else backend
+        be = get_backend(backend, stack_dir, pull=pull) if isinstance(backend, str) else backend
         stack = cls(artifacts_root=root, backend=be, images=imgs, impl=entries)
         try:
             for role in ("leader", "helper", "client", "collector"):  # spawn all, wait below
                 if entries[role].command is None and be.name == "local":
                     raise UsageError(f"{role} {entries[role].name!r} is a container image; it needs the docker "
-                                     "backend, which this release does not have")
+                                     "backend (--backend docker, docs/docker.md)")
+            prepare = getattr(be, "prepare", None)  # docker: images present (or pulled), network created
+            if prepare is not None:
+                prepare(entries)
             urls = {role: be.start(role, entries[role]) for role in ("leader", "helper", "client", "collector")}
             stack.clients = {role: InteropClient(role, url) for role, url in urls.items()}
-            upstreams = {link: urls[target].rstrip("/") for link, target in LINKS_TO.items()}
-            stack.proxy = FaultProxy(upstreams, workdir=stack_dir / "proxy", plan=Plan(), save_flows=save_flows)
+            # The proxy forwards to each role as the roles see each other (docker: http://helper:8080).
+            peer_url = getattr(be, "peer_url", None)
+            upstreams = {link: (peer_url(target) if peer_url else urls[target]).rstrip("/")
+                         for link, target in LINKS_TO.items()}
+            make_proxy = getattr(be, "fault_proxy", None) or FaultProxy
+            stack.proxy = make_proxy(upstreams, workdir=stack_dir / "proxy", plan=Plan(), save_flows=save_flows)
             try:
                 stack.proxy.start()
             except ProxyStartError as exc:
@@ -224,8 +252,11 @@ class Stack:
         return out
 
     def run_scenario(self, scenario: Scenario, seed: int | None = None, timeout_s: float = 60.0,
-                     run_dir: Path | None = None) -> RunResult:
-        """Run one scenario on a fresh task; write and return its run directory."""
+                     run_dir: Path | None = None, report_html: bool = True) -> RunResult:
+        """Run one scenario on a fresh task; write and return its run directory.
+
+        ``report_html=False`` skips report.html (about 40% of a passing run's time; campaigns
+        render it only for the runs they keep, see :func:`write_report_html`)."""
         if self._closed or self.proxy is None or self.proxy.control is None:
             raise InfraError("stack is closed")
         check_scenario(scenario)
@@ -248,12 +279,16 @@ class Stack:
         task_id = ""
         try:
             since = control.load_plan(scenario.plan)
+            peer_url = getattr(self.backend, "peer_url", None)  # docker: URLs as the containers see them
             pt = provision_task(
                 task, leader=self.clients["leader"], helper=self.clients["helper"],
-                collector=self.clients["collector"], base_time=base_time, peer_host=self.backend.peer_host,
-                leader_base_for=self.proxy.url, helper_base_for_leader=self.proxy.url("leader->helper"))
+                collector=self.clients["collector"], base_time=base_time,
+                peer_host=getattr(self.backend, "hostname", None) or self.backend.peer_host,
+                leader_base_for=self.proxy.url, helper_base_for_leader=self.proxy.url("leader->helper"),
+                helper_base_for_client=peer_url("helper") if peer_url else "",
+                leader_base_for_peers=peer_url("leader") if peer_url else "")
             task_id = pt.task_id
-            self._run_steps(scenario, pt, base_time, deadline, uploads, collections, fired)
+            self._run_steps(scenario, pt, base_time, deadline, uploads, collections, fired, since=since)
         except (InteropError, BackendError, ControlError) as exc:
             infra.append(self._explain(exc))
         finally:
@@ -271,7 +306,8 @@ class Stack:
         report = self._check(record, history, scenario)
         write_run_dir(run_dir, scenario=scenario, record=record, history=history, report=report,
                       log_slices=offsets, flows=self.proxy.flows_path if self.proxy.save_flows else None)
-        write_report_html(run_dir)
+        if report_html:
+            write_report_html(run_dir)
         return RunResult(run_dir=run_dir, record=record, report=report, history=tuple(history),
                          exit_code=exit_code_for(report, scenario), seconds=time.monotonic() - t0)
 
@@ -306,8 +342,13 @@ class Stack:
                                summary=f"checker failed: {type(exc).__name__}: {exc}")
 
     def _run_steps(self, scenario: Scenario, pt: ProvisionedTask, base_time: int, deadline: float,
-                   uploads: list[UploadRecord], collections: list[CollectionRecord], fired: list[str]) -> None:
+                   uploads: list[UploadRecord], collections: list[CollectionRecord], fired: list[str],
+                   since: int = 0) -> None:
         assert self.proxy is not None and self.proxy.control is not None
+
+        def fill_check(query: dict[str, Any]) -> FillBound | None:
+            return self._fill_bound(query, pt, scenario.workload.task, base_time, since, uploads)
+
         vdaf = scenario.workload.task.vdaf
         client, collector = self.clients["client"], self.clients["collector"]
         index = 0
@@ -316,7 +357,7 @@ class Stack:
                 raise InteropError("scenario timeout before all steps ran", role="harness", path="steps")
             if isinstance(step, Upload):
                 for _ in range(step.count):
-                    m = measurement_for(vdaf, index)
+                    m = measurement_of(scenario.workload, index)
                     t = base_time + step.time_offset_s
                     r = client.call("upload", {
                         "task_id": pt.task_id, "leader": pt.leader_url_client, "helper": pt.helper_url_client,
@@ -328,7 +369,8 @@ class Stack:
                                                 error=None if ok else str(r.get("error") or r), t_wall=time.time()))
                     index += 1
             elif isinstance(step, Collect):
-                collections.append(self._collect(step, pt, base_time, deadline, collections, collector))
+                rec = self._collect(step, pt, base_time, deadline, collections, collector, fill_check)
+                collections.append(attrs.evolve(rec, agg_param=_agg_param(pt, step) or None))
             elif isinstance(step, FireEvent):
                 name = step.name if (":" in step.name or step.name in EVENT_NAMES) else f"manual:{step.name}"
                 self.proxy.control.fire_event(name)
@@ -336,8 +378,20 @@ class Stack:
             elif isinstance(step, Pause):
                 time.sleep(min(step.ms / 1000, max(deadline - time.monotonic(), 0)))
 
+    def _fill_bound(self, query: dict[str, Any], pt: ProvisionedTask, task: Any, base_time: int, since: int,
+                    uploads: list[UploadRecord]) -> FillBound | None:
+        """Whether this collection's batch can still reach min_batch_size, from the history so far
+        (:mod:`harness.invariants.fill`; the checker re-derives it from the same prefix)."""
+        assert self.proxy is not None and self.proxy.control is not None
+        events = self.proxy.control.history(since)
+        until = max((e.seq for e in events), default=since - 1) + 1
+        record = RunRecord(scenario="", task_id=pt.task_id, task=task, base_time=base_time,
+                           history_since_seq=since, uploads=tuple(uploads))
+        return fill_bound(record, events, None, query, until)
+
     def _collect(self, step: Collect, pt: ProvisionedTask, base_time: int, deadline: float,
-                 earlier: list[CollectionRecord], collector: InteropClient) -> CollectionRecord:
+                 earlier: list[CollectionRecord], collector: InteropClient,
+                 fill_check: Callable[[dict[str, Any]], FillBound | None] | None = None) -> CollectionRecord:
         tp = pt.time_precision
         query: dict[str, Any]
         if pt.query_type == 1:
@@ -345,6 +399,10 @@ class Stack:
                      "batch_interval_duration": tp + step.interval_extra_s}
         elif step.batch_of is not None:
             prev = next((c for c in earlier if c.label == step.batch_of), None)
+            if prev is not None and prev.status == "not_ready":  # that batch never formed: nor can this one
+                return CollectionRecord(label=step.label, query={"type": 2, "subtype": 0}, status="not_ready",
+                                        error=f"batch of collection {step.batch_of!r} never formed: {prev.error}",
+                                        t_wall=time.time(), starts=0, not_ready_seq=prev.not_ready_seq)
             if prev is None or prev.batch_id is None:
                 return CollectionRecord(label=step.label, query={"type": 2, "subtype": 0}, status="error",
                                         error=f"no batch ID from collection {step.batch_of!r}", t_wall=time.time(),
@@ -357,7 +415,8 @@ class Stack:
         starts = 0
         while starts < START_ATTEMPTS and time.monotonic() < deadline:
             starts += 1
-            r = collector.call("collection_start", {"task_id": pt.task_id, "agg_param": "", "query": query},
+            r = collector.call("collection_start", {"task_id": pt.task_id, "agg_param": _agg_param(pt, step),
+                                                    "query": query},
                                timeout_s=max(deadline - time.monotonic(), 1.0))
             if r.get("status") == "success" and isinstance(r.get("handle"), str):
                 handle = r["handle"]
@@ -371,6 +430,10 @@ class Stack:
         polls = 0
         in_a_row = 0
         t_start = time.monotonic()
+        # a later collection of a run whose earlier one found its batch unfillable: the Leader
+        # has had its grace already; check (almost) at once
+        grace = NOT_READY_AGAIN_S if any(c.status == "not_ready" for c in earlier) else NOT_READY_GRACE_S
+        fill_check_at = t_start + grace
         while True:
             polls += 1
             r = collector.call("collection_poll", {"handle": handle}, timeout_s=max(deadline - time.monotonic(), 1.0))
@@ -385,6 +448,13 @@ class Stack:
                                         errors=tuple(errors), starts=starts)
             if status == "in progress":
                 in_a_row = 0
+                if fill_check is not None and time.monotonic() >= fill_check_at:
+                    bound = fill_check(query)
+                    if bound is not None and not bound.can_fill:
+                        return CollectionRecord(label=step.label, query=query, status="not_ready",
+                                                error=bound.summary(), polls=polls, t_wall=time.time(),
+                                                errors=tuple(errors), starts=starts, not_ready_seq=bound.until_seq)
+                    fill_check_at = time.monotonic() + FILL_RECHECK_S
             else:
                 errors.append(f"collection_poll: {r.get('error') or r}")
                 in_a_row += 1

@@ -144,7 +144,8 @@ def vdaf_for(vdaf_type: str, reports: int, **params: int) -> VdafParams:
 def parse_vdaf(text: str, reports: int) -> VdafParams:
     """``--vdaf``: ``TYPE[:key=value,...]`` (e.g. ``Prio3Histogram:length=16,chunk_length=4``,
     ``sum``) or an interop JSON object (``{"type": "Prio3Sum", "bits": "8"}``). Sizes not
-    given follow ``reports``."""
+    given follow ``reports``. ``poplar1[:bits=N]`` (default 8 bits) selects Poplar1, whose
+    workload is the heavy-hitters walk of :mod:`harness.heavy_hitters`."""
     text = text.strip()
     if text.startswith("{"):
         try:
@@ -164,6 +165,9 @@ def parse_vdaf(text: str, reports: int) -> VdafParams:
                 raise WorkloadError(f"--vdaf: expected key=value, got {item!r}")
             params[key.strip()] = value.strip()
     vdaf_type = _SHORT.get(vdaf_type.lower(), vdaf_type)
+    if vdaf_type.lower() == "poplar1":  # heavy-hitters workload, harness.heavy_hitters
+        from harness.heavy_hitters import poplar1_from_spec
+        return poplar1_from_spec(params)
     if vdaf_type not in VDAF_TYPES:
         import difflib
         near = difflib.get_close_matches(vdaf_type, VDAF_TYPES, n=2, cutoff=0.5)

@@ -9,6 +9,8 @@ Options (declared in :meth:`FaultProxyAddon.load`, parsed once in ``configure``)
 ``faultrun_links``       ``PORT=LINK[,PORT=LINK...]``, e.g. ``8081=client->leader``
 ``faultrun_history``     JSONL history file (appended); empty: history kept in memory only
 ``faultrun_control``     loopback port of the control channel; 0: no control channel
+``faultrun_control_host`` address the control channel binds (default 127.0.0.1; the docker
+                        backend's proxy container binds 0.0.0.0 and publishes it on the host's loopback)
 ``faultrun_token_file``  file holding the control token (required with a control port)
 
 Hooks are async (delays and held flows never block other flows) and thin: they
@@ -89,6 +91,8 @@ class FaultProxyAddon:
         loader.add_option("faultrun_history", str, "", "dap-faultrun: JSONL history file (appended).")
         loader.add_option("faultrun_control", int, 0, "dap-faultrun: loopback port of the control channel (0: off).")
         loader.add_option("faultrun_token_file", str, "", "dap-faultrun: file with the control-channel token.")
+        loader.add_option("faultrun_control_host", str, "127.0.0.1",
+                          "dap-faultrun: address the control channel binds (default 127.0.0.1).")
 
     def configure(self, updated: set[str]) -> None:
         if "faultrun_links" in updated:
@@ -150,7 +154,7 @@ class FaultProxyAddon:
 
             token = Path(ctx.options.faultrun_token_file).read_text().strip()
             self.control = ControlServer(self, token=token)
-            await self.control.start("127.0.0.1", port)
+            await self.control.start(ctx.options.faultrun_control_host or "127.0.0.1", port)
 
     async def done(self) -> None:
         if self.control is not None:

@@ -28,7 +28,7 @@ from harness.campaign import (
     run_campaign,
 )
 from harness.cli import _select, build_parser
-from harness.model import CheckReport, Collect, Scenario, Upload, Verdict, VerdictClass, WorkloadSpec
+from harness.model import CheckReport, Collect, Expectation, Scenario, Upload, Verdict, VerdictClass, WorkloadSpec
 from harness.workload import upload_count, vdaf_for
 
 
@@ -63,12 +63,17 @@ class FakeStack:
                     raise BackendError(f"{role} exited", role=role)
         return _B()
 
-    def run_scenario(self, scenario: Scenario, timeout_s: float = 60.0, run_dir: Path | None = None) -> _Result:
+    def run_scenario(self, scenario: Scenario, timeout_s: float = 60.0, run_dir: Path | None = None,
+                     report_html: bool = True) -> _Result:
         assert run_dir is not None
+        assert not report_html  # campaigns render report.html only for the runs they keep
         run_dir.mkdir(parents=True)
         self.runs.append(scenario)
         vc = self.verdict(scenario) if self.verdict else (VerdictClass.VIOLATION if _buggy(scenario) else VerdictClass.PASS)
-        verdicts = (Verdict("idempotency", vc != VerdictClass.VIOLATION, "fake"),)
+        verdicts = (Verdict("idempotency", vc != VerdictClass.VIOLATION, "fake"),
+                    Verdict("collections", True, "fake",
+                            {"clean_failures": {"main": "collection_poll: batchMismatch"}
+                             if vc == VerdictClass.CLEAN_FAILURE else {}}))
         return _Result(run_dir, CheckReport(scenario.name, vc, verdicts, f"{vc.value}: fake"))
 
 
@@ -107,12 +112,37 @@ def test_the_example_database_replays_a_known_failure_first(tmp_path: Path) -> N
     assert not _buggy(stack3.runs[0])
 
 
-def test_clean_failures_and_passes_are_not_failures(tmp_path: Path) -> None:
-    res = run_campaign(FakeStack(verdict=lambda s: VerdictClass.CLEAN_FAILURE if s.plan.seed % 2 else VerdictClass.PASS),
-                       seed=3, examples=20, artifacts=tmp_path)
+def test_allowed_clean_failures_and_passes_are_not_failures(tmp_path: Path) -> None:
+    def verdict(s: Scenario) -> VerdictClass:
+        if s.plan.seed % 2 and s.expect.outcome.value == "pass_or_clean_failure":
+            return VerdictClass.CLEAN_FAILURE
+        return VerdictClass.PASS
+
+    stack = FakeStack(verdict=verdict)
+    res = run_campaign(stack, seed=3, examples=30, artifacts=tmp_path)
     assert res.failures == () and res.exit_code == 0
-    assert res.examples_run == res.runs == 20
-    assert set(res.verdicts) <= {"pass", "clean_failure"}
+    assert res.examples_run == res.runs == 30
+    assert res.verdicts.get("clean_failure", 0) > 0 and set(res.verdicts) <= {"pass", "clean_failure"}
+
+
+def test_a_clean_failure_where_pass_is_expected_is_shrunk_and_reported_under_its_own_label(tmp_path: Path) -> None:
+    """A plan made only of faults the protocol must recover from (here: any duplicate)
+    expects ``pass``; the stand-in target ends it in batchMismatch."""
+    def verdict(s: Scenario) -> VerdictClass:
+        dup = any(action_name(r.action) == "duplicate" for r in s.plan.rules)
+        return VerdictClass.CLEAN_FAILURE if dup else VerdictClass.PASS
+
+    res = run_campaign(FakeStack(verdict=verdict), seed=1, examples=300, artifacts=tmp_path, shrink_budget_s=120)
+    assert res.exit_code == 1 and len(res.failures) == 1
+    f = res.failures[0]
+    assert f.kind == "unexpected_clean_failure"
+    assert f.signature == ("unexpected_clean_failure:batchMismatch", "|", "duplicate")
+    assert f.scenario.expect.outcome.value == "pass" and len(f.scenario.plan.rules) == 1
+    assert res.verdicts["unexpected_clean_failure"] >= 1 and "violation" not in res.verdicts
+    assert json.loads(json.dumps(res.to_dict()))["failures"][0]["kind"] == "unexpected_clean_failure"
+    # frozen, it pins the clean failure the target should not have shown
+    case = load_regression(freeze(f, tmp_path / "regressions"))
+    assert case["expected_verdicts"] == ["clean_failure"] and case["scenario"].expect.outcome.value == "pass"
 
 
 def test_infra_is_reported_not_shrunk_and_three_in_a_row_abort(tmp_path: Path) -> None:
@@ -164,6 +194,39 @@ def test_keep_going_collects_distinct_failures(tmp_path: Path) -> None:
     assert res.examples_run == 40
 
 
+def test_wanted_restricts_the_failures_shrunk_and_reported(tmp_path: Path) -> None:
+    def two_bugs(s: Scenario) -> VerdictClass:
+        names = {action_name(r.action) for r in s.plan.rules}
+        return VerdictClass.VIOLATION if names & {"truncate", "auth"} else VerdictClass.PASS
+
+    stack = FakeStack(verdict=two_bugs)
+    res = run_campaign(stack, seed=2, examples=60, artifacts=tmp_path, wanted=lambda sig: "truncate" in sig)
+    assert [f.signature for f in res.failures] == [("idempotency", "|", "truncate")]
+    # the auth-only failures were run and counted as violations, but neither shrunk nor reported
+    auth_only = [s for s in stack.runs if {action_name(r.action) for r in s.plan.rules} & {"auth", "truncate"}
+                 == {"auth"}]
+    assert auth_only and res.verdicts["violation"] >= len(auth_only) + 1
+
+
+def test_stop_ends_generation_but_not_shrinking(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 5
+
+    res = run_campaign(FakeStack(verdict=lambda s: VerdictClass.PASS), seed=3, examples=50, artifacts=tmp_path,
+                       stop=stop)
+    assert res.examples_run == 5 and res.exit_code == 0
+    # a failure found before the stop is still shrunk to its minimum
+    calls.clear()
+    stack = FakeStack()
+    res = run_campaign(stack, seed=1, examples=300, artifacts=tmp_path / "b", shrink_budget_s=120,
+                       stop=lambda: any(_buggy(s) for s in stack.runs))
+    assert len(res.failures) == 1 and len(res.failures[0].scenario.plan.rules) == 1
+    assert upload_count(res.failures[0].scenario.workload) == 3
+
+
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="examples or time_budget_s"):
         run_campaign(FakeStack(), seed=1, artifacts=tmp_path)
@@ -187,7 +250,9 @@ def _plan_scenario(tmp_path: Path, steps: tuple, complete: bool = True) -> tuple
     plan = Plan(seed=11, rules=(Rule("r0", Matcher(link="leader->helper"), Duplicate()),))
     n = sum(s.count for s in steps if isinstance(s, Upload))
     wl = WorkloadSpec(task=TaskSpec(vdaf=vdaf_for("Prio3Sum", n), query_type="fixed_size"), steps=steps)
-    exp = attrs.evolve(expectation_for(plan), complete=complete)
+    exp = expectation_for(plan, wl)
+    if not complete:
+        exp = attrs.evolve(exp, outcome="pass_or_clean_failure", complete=False)
     s = Scenario(name="failure-1", plan=plan, workload=wl, expect=exp)
     pf, sf = tmp_path / "plan.toml", tmp_path / "scenario.json"
     dump_plan(plan, pf)
@@ -197,6 +262,7 @@ def _plan_scenario(tmp_path: Path, steps: tuple, complete: bool = True) -> tuple
 
 def test_flag_expressible_workloads_reproduce_with_faultrun_plan(tmp_path: Path) -> None:
     s, pf, sf = _plan_scenario(tmp_path, (Upload(count=5), Collect()))
+    assert s.expect == Expectation()  # what --plan gives: an exact, complete aggregate
     cmd = reproduction_command(s, pf, sf, impl={"leader": "reference"})
     argv = shlex.split(cmd)
     assert argv[:3] == ["faultrun", "--plan", str(pf)] and "--scenario" not in argv
@@ -215,6 +281,11 @@ def test_other_workloads_reproduce_with_faultrun_scenario(tmp_path: Path) -> Non
     # completeness not demanded by the campaign: --plan (which demands it) is not used
     s2, pf2, sf2 = _plan_scenario(tmp_path, (Upload(count=5), Collect()), complete=False)
     assert shlex.split(reproduction_command(s2, pf2, sf2))[1] == "--scenario"
+    # nor for a far-future upload the expectation wants refused
+    s3, pf3, sf3 = _plan_scenario(tmp_path, (Upload(count=2), Upload(count=1, time_offset_s=10 * 24 * 3600),
+                                             Collect()))
+    assert s3.expect.rejected_uploads == {2: "reportTooEarly"}
+    assert shlex.split(reproduction_command(s3, pf3, sf3))[1] == "--scenario"
 
 
 def test_faultrun_scenario_flag_errors_are_one_line_usage_errors(tmp_path: Path, capsys: Any) -> None:

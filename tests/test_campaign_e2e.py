@@ -10,15 +10,32 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.campaign import run_campaign, run_campaign_workers
+from harness.model import VerdictClass
 from harness.run import Stack
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class Recording:
+    """The stack, recording the scenarios the campaign runs on it."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.scenarios: list = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.stack, name)
+
+    def run_scenario(self, scenario, **kw):
+        self.scenarios.append(scenario)
+        return self.stack.run_scenario(scenario, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +45,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_fixed_seed_smoke_campaign_on_the_reference(stack: Stack, tmp_path: Path) -> None:
+    """Seed 0's first 12 examples include plans the protocol must recover from (a clean
+    failure would fail the campaign), far-future and late uploads, and batches that end
+    not ready; the correct stack passes them all."""
     seen = []
-    res = run_campaign(stack, seed=0, examples=4, artifacts=tmp_path, timeout_s=10, progress=seen.append)
-    assert res.examples_run == 4
-    assert sum(res.verdicts.values()) == res.runs >= 4
-    # the reference roles have no known bug: a violation here is a finding, shown in full
-    assert not res.failures, "\n".join(f"{f.report.summary}\n{f.command}" for f in res.failures)
+    recording = Recording(stack)
+    res = run_campaign(recording, seed=0, examples=12, artifacts=tmp_path, timeout_s=20, progress=seen.append)
+    scenarios = recording.scenarios
+    assert res.examples_run == 12
+    assert sum(res.verdicts.values()) == res.runs >= 12
+    # the reference roles have no known bug: a failure here is a finding, shown in full
+    assert not res.failures, "\n".join(f"{f.kind}: {f.report.summary}\n{f.command}" for f in res.failures)
     assert res.verdicts.get("infra", 0) == 0, res.infra_runs
     assert res.exit_code == 0
-    assert [p.examples_run for p in seen][-1] == 4 and seen[-1].last == "done"
+    assert [p.examples_run for p in seen][-1] == 12 and seen[-1].last == "done"
+    # what the fixed seed covers (so the smoke keeps testing the strict criterion)
+    assert sum(s.expect.outcome.value == "pass" for s in scenarios) >= 3
+    assert any(s.expect.rejected_uploads for s in scenarios)
 
 
 def test_a_buggy_helper_is_caught_and_the_printed_command_reproduces_it(tmp_path: Path) -> None:
@@ -61,6 +86,67 @@ def test_a_buggy_helper_is_caught_and_the_printed_command_reproduces_it(tmp_path
     assert "idempotency" in p.stdout
 
 
+def test_a_batch_that_cannot_fill_ends_not_ready_at_once_and_passes(stack: Stack) -> None:
+    """Every upload dropped: the collection is not polled to the timeout but ends ~1 s
+    after it started, ``not_ready``, and the checker agrees that is what a correct Leader
+    does (so the run passes, also where the expectation is an exact aggregate)."""
+    from faults.actions import DropRequest
+    from faults.plan import Matcher, Plan, Rule
+    from harness.model import Collect, Scenario, Upload, WorkloadSpec
+
+    plan = Plan(seed=1, rules=(Rule("lose-uploads", Matcher(link="client->leader", kind="upload"), DropRequest()),))
+    t0 = time.monotonic()
+    result = stack.run_scenario(Scenario("all-dropped", plan, WorkloadSpec(steps=(Upload(count=3), Collect()))),
+                                timeout_s=20)
+    assert time.monotonic() - t0 < 8
+    (c,) = result.record.collections
+    assert c.status == "not_ready" and c.not_ready_seq is not None, c
+    assert result.report.verdict_class == VerdictClass.PASS, result.report.summary
+    # reports uploaded only into the hour before the queried one: the same
+    wl = WorkloadSpec(steps=(Upload(count=2, time_offset_s=-3600), Collect()))
+    result = stack.run_scenario(Scenario("other-batch", Plan(), wl), timeout_s=20)
+    assert result.record.collections[0].status == "not_ready"
+    assert result.report.verdict_class == VerdictClass.PASS, result.report.summary
+
+
+def test_reports_the_leader_gave_up_end_the_collection_early_as_a_clean_failure(stack: Stack) -> None:
+    """The Helper refuses every aggregation job (tampered token): the Leader abandons and
+    DELETEs them, so the batch cannot fill; the collection ends well before the timeout."""
+    from faults.actions import Auth
+    from faults.plan import Matcher, Plan, Rule
+    from harness.model import Collect, Expectation, Scenario, Upload, WorkloadSpec
+
+    plan = Plan(seed=1, rules=(Rule("bad-token", Matcher(link="leader->helper", kind="agg_init"),
+                                    Auth(mode="wrong_value")),))
+    s = Scenario("all-refused", plan, WorkloadSpec(steps=(Upload(count=2), Collect())),
+                 Expectation(outcome="pass_or_clean_failure", complete=False,
+                             allowed_problem_types=("unauthorizedRequest", "unrecognizedAggregationJob")))
+    t0 = time.monotonic()
+    result = stack.run_scenario(s, timeout_s=20)
+    assert time.monotonic() - t0 < 10
+    (c,) = result.record.collections
+    assert c.status == "not_ready" and "gave up" in (c.error or ""), c
+    assert result.report.verdict_class == VerdictClass.CLEAN_FAILURE, result.report.summary
+    assert result.exit_code == 0
+
+
+def test_far_future_and_late_uploads_on_the_reference(stack: Stack) -> None:
+    from faults.plan import Plan
+    from faults.strategies import FUTURE_OFFSET_S, expectation_for
+    from harness.model import Collect, Scenario, TaskSpec, Upload, WorkloadSpec
+    from harness.workload import vdaf_for
+
+    wl = WorkloadSpec(task=TaskSpec(vdaf=vdaf_for("Prio3Histogram", 5), max_batch_query_count=2),
+                      steps=(Upload(count=2), Upload(count=1, time_offset_s=FUTURE_OFFSET_S), Collect(),
+                             Upload(count=2), Collect(label="again")))
+    s = Scenario("future-and-late", Plan(), wl, expectation_for(Plan(), wl))
+    assert s.expect.rejected_uploads == {2: "reportTooEarly"} and s.expect.outcome.value == "pass"
+    result = stack.run_scenario(s, timeout_s=20)
+    assert result.report.verdict_class == VerdictClass.PASS, result.report.summary
+    main, again = result.record.collections
+    assert main.result == again.result and main.report_count == 2
+
+
 def test_cli_campaign_runs_writes_summary_and_exits_0(tmp_path: Path) -> None:
     arts = tmp_path / "arts"
     p = subprocess.run([sys.executable, "-m", "harness.cli", "campaign", "--examples", "2", "--seed", "1",
@@ -71,6 +157,26 @@ def test_cli_campaign_runs_writes_summary_and_exits_0(tmp_path: Path) -> None:
     assert out["examples_run"] == 2 and out["exit_code"] == 0 and out["failures"] == []
     assert json.loads((arts / "campaign.json").read_text())["examples_run"] == 2
     assert "campaign" in p.stderr  # the progress bar goes to stderr
+
+
+def test_cli_reports_an_unexpected_clean_failure_under_its_own_label(tmp_path: Path) -> None:
+    """A Helper that processes a changed re-init as new (test-only bug switch) ends a plan
+    the protocol must recover from in batchMismatch: not a violation, but a clean failure
+    where an exact aggregate is expected. Seed 1 draws such a plan on its 9th example."""
+    arts = tmp_path / "arts"
+    p = subprocess.run([sys.executable, "-m", "harness.cli", "campaign", "--examples", "12", "--seed", "1",
+                        "--impl", "helper=bug-helper-reinit-no-conflict", "--images",
+                        str(REPO / "tests" / "data" / "bug_images.toml"), "--timeout", "20", "--shrink-budget", "5",
+                        "--no-database", "--artifacts", str(arts)],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "UNEXPECTED CLEAN FAILURE" in p.stdout and "VIOLATION" not in p.stdout, p.stdout
+    assert "unexpected_clean_failure" in p.stdout.splitlines()[0]  # the verdict counts of the summary line
+    summary = json.loads((arts / "campaign.json").read_text())
+    (f,) = summary["failures"]
+    assert f["kind"] == "unexpected_clean_failure" and f["scenario"]["expect"]["outcome"] == "pass"
+    assert f["signature"][0] == "unexpected_clean_failure:batchMismatch"
+    assert "--impl helper=bug-helper-reinit-no-conflict" in f["command"]
 
 
 def test_cli_campaign_usage_errors(tmp_path: Path) -> None:

@@ -7,21 +7,42 @@ import json
 from hypothesis import HealthCheck, find, given, settings
 
 from faults import dapcodec
-from faults.actions import Delay, action_name
-from faults.plan import Limits, dumps_plan, loads_plan, plan_from_dict, plan_to_dict
+import attrs
+
+from faults.actions import (
+    Auth,
+    Delay,
+    DropRequest,
+    DropResponse,
+    Duplicate,
+    Reorder,
+    ReplayLater,
+    Respond,
+    Synthesize,
+    action_name,
+)
+from faults.plan import Limits, Matcher, Plan, Rule, dumps_plan, loads_plan, plan_from_dict, plan_to_dict
 from faults.strategies import (
     ACTION_ORDER,
+    FUTURE_OFFSET_S,
     LINK_KINDS,
+    MAX_COLLECTION_RETRIED,
+    MAX_REPORTS,
+    MAX_RETRIED_FIRES,
+    SHORT_DELAY_MS,
     corrupt_field_targets,
     expectation_for,
+    must_recover,
     plans,
+    recovery,
     rules,
     scenarios,
     workloads,
 )
-from harness.model import Collect, Upload, scenario_from_dict, to_dict
+from harness.model import Collect, Pause, Upload, WorkloadSpec, scenario_from_dict, to_dict
 from harness.run import check_scenario
 from harness.workload import capacity, upload_count
+
 
 def fast(n: int) -> settings:
     return settings(database=None, deadline=None, max_examples=n, suppress_health_check=[HealthCheck.too_slow])
@@ -126,19 +147,120 @@ def test_fixed_vdaf_is_respected() -> None:
     t()
 
 
-def test_completeness_is_demanded_only_of_recoverable_plans() -> None:
-    @fast(100)
+def test_pass_is_demanded_exactly_of_plans_that_must_recover() -> None:
+    @fast(150)
     @given(plans())
     def t(plan) -> None:
-        names = {action_name(r.action) for r in plan.rules}
         exp = expectation_for(plan)
-        if not names <= {"delay", "duplicate"}:
-            assert not exp.complete
-        assert exp.outcome.value == "pass_or_clean_failure"
+        if must_recover(plan):
+            assert exp.outcome.value == "pass" and exp.complete
+            assert all(recovery(r) is not None for r in plan.rules)
+        else:
+            assert exp.outcome.value == "pass_or_clean_failure" and not exp.complete
+        names = {action_name(r.action) for r in plan.rules}
+        if names & {"truncate", "corrupt-bytes", "corrupt-field", "reorder"} or any(
+                action_name(r.action) == "auth" and r.match.link != "collector->leader" for r in plan.rules):
+            assert not must_recover(plan)  # tampering may legitimately end a collection
 
     t()
-    delay = find(plans(), lambda p: action_name(p.rules[0].action) == "delay", settings=settings(database=None))
-    assert expectation_for(delay).complete
+
+
+def _rule(link: str, action, limits: Limits = Limits(), **match) -> Rule:
+    return Rule("r", Matcher(link=link, **match), action, limits)
+
+
+def test_which_faults_must_be_recovered() -> None:
+    l2h, c2l, k2l = "leader->helper", "client->leader", "collector->leader"
+    always = [_rule(c2l, Duplicate(copies=3, spacing_ms=300)), _rule(l2h, ReplayLater(after_event="collection_finished")),
+              _rule(k2l, Delay(delay_ms=SHORT_DELAY_MS)), _rule(l2h, Delay(delay_ms=300, jitter_ms=200)),
+              _rule(l2h, Synthesize(message="reinit_new_job"), kind="agg_init"),
+              _rule(l2h, Synthesize(message="reinit_mutated"), kind="agg_init", phase="response", status=200)]
+    for r in always:
+        assert recovery(r) == "always", r
+        assert must_recover(Plan(rules=(r,)))
+    retried = [_rule(l2h, DropRequest()), _rule(l2h, DropResponse(), kind="agg_init"),
+               _rule(l2h, Respond(status=503)), _rule(l2h, Respond(status=429), phase="response"),
+               _rule(l2h, Delay(delay_ms=1_300)), _rule(c2l, Delay(delay_ms=SHORT_DELAY_MS + 1))]
+    for r in retried:
+        assert recovery(r) == "retried", r
+        assert not must_recover(Plan(rules=(r,)))  # every matching message, unbounded
+        assert must_recover(Plan(rules=(attrs.evolve(r, limits=Limits(nth=2)),)))
+    never = [_rule(c2l, DropRequest()), _rule(k2l, DropResponse()), _rule(l2h, Respond(status=400)),
+             _rule(l2h, Respond(status=501)), _rule(l2h, Auth(mode="wrong_value")),
+             _rule(l2h, Synthesize(message="reinit_new_job"), kind="agg_init", phase="request"),
+             _rule(l2h, Synthesize(message="reinit_new_job"), kind="agg_init", status=400),
+             _rule(l2h, Reorder(max_hold_ms=100))]
+    for r in never:
+        assert recovery(r) is None, r
+        assert not must_recover(Plan(rules=(r,)))
+    # retried faults: at most MAX_RETRIED_FIRES fires in all
+    drops = [attrs.evolve(retried[0], id=f"r{i}", limits=Limits(nth=i + 1)) for i in range(MAX_RETRIED_FIRES)]
+    assert must_recover(Plan(rules=tuple(drops)))
+    # rules limited to the same n-th message of the same matcher fail one message, not two
+    assert must_recover(Plan(rules=(*drops, attrs.evolve(drops[0], id="same"))))
+    assert not must_recover(Plan(rules=(*drops, attrs.evolve(retried[0], id="rx", limits=Limits(first=1)))))
+    assert must_recover(Plan(rules=(attrs.evolve(retried[0], limits=Limits(every=2, max_fires=MAX_RETRIED_FIRES)),)))
+    assert not must_recover(Plan(rules=(attrs.evolve(retried[0], limits=Limits(first=MAX_RETRIED_FIRES + 1)),)))
+    assert not must_recover(Plan(rules=(attrs.evolve(retried[0], limits=Limits(probability=0.5)),)))
+    # one rule that may lose reports makes the whole plan lossy
+    assert not must_recover(Plan(rules=(always[0], never[0])))
+    # a tampered Collector request: the Collector's own retries recover, at most twice
+    bad_token = _rule(k2l, Auth(mode="wrong_value"), Limits(nth=1), kind="collection_create")
+    assert recovery(bad_token) == "collection_retried" and must_recover(Plan(rules=(bad_token,)))
+    assert not must_recover(Plan(rules=(attrs.evolve(bad_token, limits=Limits()),)))
+    assert must_recover(Plan(rules=(bad_token, attrs.evolve(bad_token, id="r2"))))  # the same message twice
+    twice = [attrs.evolve(bad_token, id=f"r{n}", limits=Limits(nth=n)) for n in (1, 2, 3)]
+    assert must_recover(Plan(rules=tuple(twice[:MAX_COLLECTION_RETRIED])))
+    assert not must_recover(Plan(rules=tuple(twice)))
+
+
+@fast(150)
+@given(plans(recoverable=True))
+def test_recoverable_plans_are_plans_the_protocol_must_recover_from(plan) -> None:
+    assert must_recover(plan), plan
+    assert expectation_for(plan).outcome.value == "pass"
+    assert loads_plan(dumps_plan(plan, "toml")) == plan
+
+
+def test_far_future_uploads_must_be_refused_whatever_the_plan() -> None:
+    wl = WorkloadSpec(steps=(Upload(count=2), Upload(count=2, time_offset_s=FUTURE_OFFSET_S), Pause(),
+                             Upload(count=1, time_offset_s=-3600), Collect()))
+    lossy = Plan(rules=(_rule("client->leader", DropRequest()),))
+    for plan in (Plan(rules=(_rule("leader->helper", Duplicate()),)), lossy):
+        assert expectation_for(plan, wl).rejected_uploads == {2: "reportTooEarly", 3: "reportTooEarly"}
+    assert expectation_for(lossy).rejected_uploads == {}
+
+
+@fast(150)
+@given(workloads())
+def test_generated_workloads_fill_the_batch_they_query(w) -> None:
+    ups = [s for s in w.steps if isinstance(s, Upload)]
+    collects = [i for i, s in enumerate(w.steps) if isinstance(s, Collect)]
+    assert 1 <= len(collects) <= 2 and upload_count(w) <= MAX_REPORTS
+    main = w.steps[0]
+    # the first upload is at the base time: inside the queried batch, enough for min_batch_size
+    assert isinstance(main, Upload) and main.time_offset_s == 0
+    assert 1 <= w.task.min_batch_size <= min(3, main.count)
+    first = w.steps[collects[0]]
+    assert first.interval_offset_s <= 0 < first.interval_offset_s + 3600 + first.interval_extra_s
+    assert {u.time_offset_s for u in ups} <= {0, -3600, FUTURE_OFFSET_S}
+    # uploads after the first collection only as late reports before a second collection of it
+    late = [s for s in w.steps[collects[0]:] if isinstance(s, Upload)]
+    if late:
+        assert len(collects) == 2 and all(u.time_offset_s == 0 for u in late)
+    if len(collects) == 2:
+        again = w.steps[collects[1]]
+        assert w.task.max_batch_query_count == 2
+        assert (again.interval_offset_s, again.interval_extra_s) == (first.interval_offset_s, first.interval_extra_s)
+        assert again.batch_of == ("main" if w.task.query_type == "fixed_size" else None)
+
+
+def test_workloads_reach_every_step_kind() -> None:
+    find(workloads(), lambda w: any(getattr(s, "time_offset_s", 0) == FUTURE_OFFSET_S for s in w.steps)
+         and w.task.min_batch_size == 3, settings=settings(database=None, max_examples=500))
+    late = find(workloads(), lambda w: [type(s).__name__ for s in w.steps][-3:] == ["Collect", "Upload", "Collect"],
+                settings=settings(database=None, max_examples=500))
+    assert late.steps == (Upload(count=1), Collect(), Upload(count=1), Collect(label="again"))
 
 
 def test_bad_arguments_fail_early() -> None:

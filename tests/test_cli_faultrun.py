@@ -42,7 +42,7 @@ def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
     (["--fault", "duplicate-report", "--impl", "auditor=reference"], "unknown role"),
     (["--fault", "duplicate-report", "--impl", "leader=refrence"], "did you mean reference"),
     (["--fault", "duplicate-report", "--impl", "leader=janus"], "needs the docker backend"),
-    (["--fault", "duplicate-report", "--backend", "docker"], "not available in this release"),
+    (["--fault", "duplicate-report", "--pull"], "--pull needs --backend docker"),
     (["--fault", "duplicate-report", "--timeout", "-1"], "--timeout: must be > 0"),
     (["--plan", "/nonexistent/plan.toml"], "file not found"),
     (["analyze", "/nonexistent/dir"], "not a directory"),
@@ -92,9 +92,12 @@ def test_subprocess_unknown_fault_and_bad_vdaf_no_traceback() -> None:
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [
         r.stderr.strip()] and "did you mean duplicate-report" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([str(FAULTRUN), "--fault", "duplicate-report", "--vdaf", "Poplar1"], capture_output=True,
+    r = subprocess.run([str(FAULTRUN), "--fault", "duplicate-report", "--vdaf", "Poplar2"], capture_output=True,
                        text=True, timeout=60)
-    assert r.returncode == 2 and "unknown VDAF 'Poplar1'" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "unknown VDAF 'Poplar2'" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([str(FAULTRUN), "--fault", "duplicate-report", "--vdaf", "poplar1:bits=0"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "vdaf.bits" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_subprocess_fault_run_end_to_end_then_analyze(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def test_shipped_images_default_to_reference_and_list_public_images() -> None:
     assert im.path == DEFAULT_IMAGES
     for role in ROLES:
         assert im.default(role).name == "reference"
-        assert im.default(role).kind == "local"
+        assert im.default(role).kind == "local+docker"  # a command and the reference image
     janus = im.select("leader", "janus")
     assert janus.kind == "docker"
     assert janus.image.startswith("us-west2-docker.pkg.dev/divviup-artifacts-public/janus/janus_interop_aggregator:0.7.")
@@ -54,9 +54,8 @@ def test_runner_string_form_is_read() -> None:
 @pytest.mark.parametrize(("text", "needle"), [
     (LOCAL + "\n[[leader]\nname = 'x'\n",                                          # TOML syntax, line
      f"bad.toml:{(LOCAL + chr(10)).count(chr(10)) + 1}: Expected"),
-    (LOCAL.replace('name = "reference"\ncommand = ["{python}", "-m", "dap.roles", "--role", "helper"',
-                   'name = "reference"\nimage = "x"\ncommand = ["{python}", "-m", "dap.roles", "--role", "helper"'),
-     "helper.reference: exactly one of 'command'"),
+    (LOCAL + "\n[[leader]]\nname = \"other\"\ndoc = \"neither\"\n",
+     "leader.other: needs 'command' (local backend) or 'image' (docker backend), or both"),
     (LOCAL.replace('"--role", "client", "--port", "{port}"', '"--role", "client", "--port", "8080"'),
      "client.reference.command: must contain {port}"),
     (LOCAL.replace("{state_dir}\"]\n[[client]]", "{statedir}\"]\n[[client]]"), "helper.reference.command: bad placeholder"),

@@ -357,3 +357,34 @@ def test_aggregate_share_bound_to_context(change) -> None:
     role, task_id, agg_param, batch_selector = change()
     with pytest.raises(HpkeError):
         hpke.open_aggregate_share(collector, role, task_id, agg_param, batch_selector, sealed)
+
+
+# --- the direct X25519 path against pyhpke ---------------------------------------------------
+
+X25519_SUITES = [
+    pytest.param(hpke.HpkeSuite(X25519, kdf, aead), id=f"{kdf.name}-{aead.name}")
+    for kdf in HpkeKdfId for aead in HpkeAeadId
+]
+
+
+@pytest.mark.parametrize("suite", X25519_SUITES)
+def test_x25519_direct_path_interoperates_with_pyhpke(suite: hpke.HpkeSuite) -> None:
+    """dap.hpke opens X25519 suites without pyhpke: both directions must agree with pyhpke."""
+    import pyhpke
+
+    cipher = pyhpke.CipherSuite.new(pyhpke.KEMId(suite.kem_id), pyhpke.KDFId(suite.kdf_id),
+                                    pyhpke.AEADId(suite.aead_id))
+    keypair = hpke.generate_keypair(5, suite)
+    info, aad, plaintext = b"dap-09 input share\x01\x02", b"the aad", b"x" * 100
+
+    enc, sender = cipher.create_sender_context(
+        cipher.kem.deserialize_public_key(bytes(keypair.config.public_key)), info)
+    from_pyhpke = HpkeCiphertext(5, bytes(enc), bytes(sender.seal(plaintext, aad)))
+    assert hpke.open(keypair, from_pyhpke, info, aad) == plaintext
+    with pytest.raises(HpkeError):
+        hpke.open(keypair, from_pyhpke, info + b"!", aad)
+
+    ours = hpke.seal(keypair.config, info, aad, plaintext)
+    recipient = cipher.create_recipient_context(
+        bytes(ours.enc), cipher.kem.deserialize_private_key(keypair.private_key), info)
+    assert recipient.open(bytes(ours.payload), aad) == plaintext

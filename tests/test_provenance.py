@@ -40,6 +40,7 @@ def test_sources_digest_ignores_non_python_files(tmp_path: Path) -> None:
 
 
 def test_code_identity_of_this_checkout() -> None:
+    provenance.code_identity.cache_clear()  # computed now, from the tree as it is now
     ident = provenance.code_identity()
     assert ident["sources_sha256"] == provenance.sources_digest(REPO)
     if shutil.which("git") and (REPO / ".git").exists():

@@ -65,3 +65,14 @@ def test_usage_errors_are_reported_before_anything_starts(pytester: pytest.Pytes
     res.stderr.fnmatch_lines(["*--dap-faults: no such fault 'no-such-fault'*"])
     res = _run(pytester, "--dap-impl", "leader")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_the_docker_backend_option_reaches_the_stack(pytester: pytest.Pytester, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # No engine listens on this socket: the item fails with the docker backend's one-line reason,
+    # which proves --dap-backend was handed to Stack.start (the local backend would pass).
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-engine.sock'}")
+    res = _run(pytester, "--dap-faults", "duplicate-report", "--dap-backend", "docker",
+               "--dap-artifacts", str(tmp_path / "arts"))
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*no Docker engine answers at*"])

@@ -74,8 +74,9 @@ def test_add_task_errors_are_status_error(dep: Deployment) -> None:
     bad = dep.leader.call("add_task", {"task_id": t["task_id"], "role": "leader"})
     assert bad["status"] == "error" and bad["error"]
     unsupported = dep.collector.call("add_task", {
-        "task_id": t["task_id"][:-2] + "AA", "leader": t["leader"], "vdaf": {"type": "Poplar1",
-        "bits": "8"}, "collector_authentication_token": "x", "query_type": 1})
+        "task_id": t["task_id"][:-2] + "AA", "leader": t["leader"], "vdaf": {
+            "type": "Prio3MultihotCountVec", "length": "8"},
+        "collector_authentication_token": "x", "query_type": 1})
     assert unsupported["status"] == "error"
     # Malformed JSON is a 400 (not a parsed command).
     import httpx

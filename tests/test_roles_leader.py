@@ -116,6 +116,24 @@ def test_canned_report_uploaded_twice_counts_once(dep: Deployment) -> None:
     assert r["status"] == "complete" and r["report_count"] == 2 and r["result"] == "2", r
 
 
+def test_concurrent_uploads_share_commits_and_duplicates_count_once(dep: Deployment) -> None:
+    """Concurrent uploads are group-committed: every one is acknowledged, a report uploaded
+    many times at once (possibly within one transaction) is stored and counted once."""
+    t = dep.add_task(COUNT, min_batch_size=17)
+    tid = t["task_id"]
+    lc, hc = fetch_config(t["leader"], tid), fetch_config(t["helper"], tid)
+    canned, _, _ = build_report(tid, COUNT, "1", now_rounded(), lc, hc)
+    others = [build_report(tid, COUNT, "1", now_rounded(), lc, hc)[0] for _ in range(16)]
+    bodies = [body for pair in zip([canned] * 16, others) for body in pair]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda b: put_report(dep, t, b).status_code, bodies))
+    assert codes == [201] * 32
+    task_bytes = __import__("base64").urlsafe_b64decode(tid + "=")
+    assert db_rows(dep, "SELECT count(*) FROM reports WHERE task_id=?", task_bytes) == [(17,)]
+    r = dep.collect(t)
+    assert r["status"] == "complete" and r["report_count"] == 17 and r["result"] == "17", r
+
+
 def test_far_future_report_rejected_by_client_flow(dep: Deployment) -> None:
     """interop §5 case 3: the Client's upload of a far-future report fails; it is never counted."""
     t = dep.add_task(COUNT)

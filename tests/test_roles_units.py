@@ -103,3 +103,70 @@ def test_join_and_retry_classes() -> None:
     assert join_url("http://h:1/", "tasks/x") == "http://h:1/tasks/x"
     assert [s for s in (200, 400, 409, 429, 500, 501, 502, 503, 504) if is_retryable_status(s)] \
         == [429, 500, 502, 503, 504]
+
+
+def test_group_commit_batches_concurrent_writes_and_isolates_refusals(tmp_path: Path) -> None:
+    """Writes submitted in the same event-loop turn share one transaction; an item whose
+    outcome is an exception gets it alone, the others are committed and answered."""
+    import asyncio
+
+    from dap.roles.storage import GroupCommit
+
+    store = Store(tmp_path / "g.sqlite3")
+
+    def apply(c: sqlite3.Connection, items: list[str]) -> list[object]:
+        outcomes: list[object] = []
+        for key in items:
+            if key == "refused":
+                outcomes.append(ValueError("refused alone"))
+                continue
+            c.execute("INSERT INTO meta(key, value) VALUES(?, 1)", (key,))
+            outcomes.append(f"stored {key}")
+        return outcomes
+
+    commit = GroupCommit(store, apply)
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*(commit.submit(k) for k in ("a", "refused", "b", "c")),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] == "stored a" and results[2] == "stored b" and results[3] == "stored c"
+    assert isinstance(results[1], ValueError)
+    assert (commit.flushes, commit.items) == (1, 4)
+    # Committed: visible to another connection.
+    con = sqlite3.connect(tmp_path / "g.sqlite3")
+    assert con.execute("SELECT key FROM meta WHERE key IN ('a','b','c','refused') ORDER BY key"
+                       ).fetchall() == [("a",), ("b",), ("c",)]
+    con.close()
+
+    async def later() -> object:
+        return await commit.submit("d")
+
+    assert asyncio.run(later()) == "stored d"
+    assert (commit.flushes, commit.items) == (2, 5)
+
+
+def test_group_commit_failure_rolls_back_the_whole_batch(tmp_path: Path) -> None:
+    """If the batch's transaction fails, no item of it is stored or acknowledged."""
+    import asyncio
+
+    from dap.roles.storage import GroupCommit
+
+    store = Store(tmp_path / "g.sqlite3")
+
+    def apply(c: sqlite3.Connection, items: list[str]) -> list[object]:
+        for key in items:
+            c.execute("INSERT INTO meta(key, value) VALUES(?, 1)", (key,))  # 'x' twice: PK clash
+        return ["ok"] * len(items)
+
+    commit = GroupCommit(store, apply)
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*(commit.submit(k) for k in ("y", "x", "x")),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+    assert store.query("SELECT key FROM meta WHERE key IN ('x','y')") == []
+    assert commit.flushes == 0

@@ -1,11 +1,17 @@
-"""Self-validation, campaign part: a bounded hypothesis campaign finds and shrinks bugs.
+"""Self-validation, campaign part: a bounded hypothesis campaign finds and shrinks every bug.
 
-A campaign counts only ``violation`` runs as failures (:mod:`harness.campaign`), and its
-workloads have no far-future or post-collection uploads, so only some switches are in its
-reach (docs/self-validation.md has the table). Here: ``helper-share-recompute`` (any
-workload that collects the same batch twice sends the Helper an identical
-AggregateShareReq, which the buggy Helper re-seals: idempotency) with a fixed seed and at
-most 200 examples; the shrunk plan must have at most 3 rules and still violate.
+For each test-only bug switch (:mod:`dap.roles.bugs`) one warm stack runs the bug and a
+campaign with a fixed seed and at most 200 examples (as bench/campaign.py, which also
+times it). The campaign must report a failure of the kind the bug produces -- a
+``violation`` (an invariant is False) or an ``unexpected_clean_failure`` (a plan the
+protocol must recover from ended in a clean failure: the Aggregators disagreed) -- and
+shrink it to at most 3 rules, with a reproduction command naming the buggy implementation.
+The catalogue's detection of the same bugs is ``tests/test_selfcheck.py``; which finds
+what is in docs/self-validation.md.
+
+Some failures depend on timing (a forged re-init racing the collection): hypothesis' final
+replay of the shrunk example may then pass, and the smallest failing run seen is reported
+(``reproduced=False``); the test accepts that, as the campaign does.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from harness.campaign import run_campaign
-from harness.model import VerdictClass
 from harness.run import Stack
 
 BUG_IMAGES = Path(__file__).resolve().parent / "data" / "bug_images.toml"
+MAX_EXAMPLES = 200
 
 
 def impl_for(bug: str) -> dict[str, str]:
@@ -27,21 +33,56 @@ def impl_for(bug: str) -> dict[str, str]:
     return {role: f"bug-{bug}" for role in bugs.BUGS[bug][0]}
 
 
-#: bug -> fixed seed that finds it quickly with harness/campaign.py + faults/strategies.py
-CAMPAIGN_BUGS = {"helper-share-recompute": 1}
+#: bug -> (fixed seed, failure kind, what the signature names). Seed 1 finds each within
+#: MAX_EXAMPLES with faults/strategies.py as it is (bench/campaign.py prints when).
+CAMPAIGN_BUGS: dict[str, tuple[int, str, str]] = {
+    # a retried init is prepared again: the Helper counts the job twice -> batchMismatch
+    "helper-reinit-reaccumulate": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
+    # a report forged into a new job is counted again -> batchMismatch
+    "helper-replay-per-job": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
+    # the second identical AggregateShareReq (a second collection) is re-sealed
+    "helper-share-recompute": (1, "violation", "idempotency"),
+    # a changed re-init is prepared as new -> batchMismatch
+    "helper-reinit-no-conflict": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
+    # a tampered collection-job PUT answered 201
+    "leader-collect-no-auth": (1, "violation", "auth"),
+    # the far-future upload acknowledged
+    "leader-accept-future": (1, "violation", "rejected-uploads"),
+    # a retried init re-built under a new job ID: report_replayed, the Leader drops them
+    "leader-rebuild-retry": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
+    # a late upload aggregated: the second collection of the batch differs
+    "accept-late-reports": (1, "violation", "idempotency"),
+}
+
+
+def test_every_bug_switch_has_a_campaign_case() -> None:
+    from dap.roles import bugs
+
+    assert set(CAMPAIGN_BUGS) == set(bugs.BUGS)
+
+
+def _is_the_bug(signature: tuple[str, ...], names: str) -> bool:
+    """The signature's failure part (before ``|``, then the plan's actions) names the bug's."""
+    return any(x.startswith(names) for x in signature[:signature.index("|")])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bug", list(CAMPAIGN_BUGS))
 def test_campaign_finds_and_shrinks_bug(bug: str, tmp_path: Path) -> None:
+    seed, kind, names = CAMPAIGN_BUGS[bug]
+    # findings that are not this bug (the reference roles' own, docs/self-validation.md) are
+    # counted but not shrunk: the campaign looks for this one
     with Stack.start(tmp_path / "stack", impl=impl_for(bug), images=BUG_IMAGES) as stack:
-        result = run_campaign(stack, seed=CAMPAIGN_BUGS[bug], examples=200, artifacts=tmp_path / "campaign",
-                              timeout_s=20, shrink_budget_s=60, database=False)
-    assert result.failures, f"{bug}: no violation in {result.examples_run} examples ({result.verdicts})"
-    assert result.examples_run <= 200
+        result = run_campaign(stack, seed=seed, examples=MAX_EXAMPLES, artifacts=tmp_path / "campaign",
+                              timeout_s=20, shrink_budget_s=30, database=False,
+                              wanted=lambda sig: _is_the_bug(sig, names))
+    assert result.examples_run <= MAX_EXAMPLES and result.exit_code == 1
+    assert len(result.failures) == 1, f"{bug}: not found in {result.examples_run} examples ({result.verdicts})"
     f = result.failures[0]
+    assert _is_the_bug(f.signature, names), f.signature
+    assert f.kind == kind, (f.kind, f.report.summary)
     assert 1 <= len(f.scenario.plan.rules) <= 3, f.scenario.plan
-    assert f.report.verdict_class == VerdictClass.VIOLATION
-    assert "idempotency" in f.signature, f.signature
-    assert f.plan_file.is_file() and f.scenario_file.is_file()
-    assert "--impl helper=bug-helper-share-recompute" in f.command and str(BUG_IMAGES) in f.command
+    assert f.plan_file.is_file() and f.scenario_file.is_file() and (f.run_dir / "report.html").is_file()
+    for role, name in impl_for(bug).items():
+        assert f"--impl {role}={name}" in f.command
+    assert str(BUG_IMAGES) in f.command

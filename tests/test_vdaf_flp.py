@@ -170,3 +170,46 @@ def test_concrete_sizes(row: tuple) -> None:
     msg = vdaf.prep_shares_to_prep(None, shares)
     assert len(vdaf.encode_prep_msg(msg)) == prep_msg
     assert len(vdaf.encode_agg_share(vdaf.aggregate(None, [vdaf.prep_next(states[0], msg)]))) == agg
+
+
+# The query's shortcuts for the chunked range-check circuits, against their definitions.
+STRUCTURED = [c for c in CASES if c[0].COMBINE_USES_SUMS]
+
+
+@pytest.mark.parametrize(("valid", "good", "bad"), STRUCTURED, ids=[repr(c[0]) for c in STRUCTURED])
+@pytest.mark.parametrize("num_shares", [1, 2, 3])
+def test_structured_wires_at_equals_the_generic_dot_products(valid: Valid, good: list, bad: list,
+                                                              num_shares: int) -> None:
+    """Circuit.wires_at (no wires materialised) == Valid.wires_at (from Circuit.wires),
+    including zero padding when MEAS_LEN is not a multiple of chunk_length."""
+    p = valid.field.MODULUS
+    for _ in range(3):
+        meas = rand_vec(valid, valid.MEAS_LEN)
+        joint_rand = rand_vec(valid, valid.JOINT_RAND_LEN)
+        weights = [rand_vec(valid, calls) for calls in valid.GADGET_CALLS]
+        fast = valid.wires_at(meas, joint_rand, num_shares, weights)
+        generic = Valid.wires_at(valid, meas, joint_rand, num_shares, weights)
+        assert [[x % p for x in g] for g in fast] == [[x % p for x in g] for g in generic]
+
+
+@pytest.mark.parametrize(("valid", "good", "bad"), STRUCTURED, ids=[repr(c[0]) for c in STRUCTURED])
+def test_combine_from_output_sums_matches_combine(valid: Valid, good: list, bad: list) -> None:
+    """The query combines the gadget-output sums read off the gadget polynomial; the same
+    value as combining the individual outputs (the proof's polynomial, evaluated at the roots)."""
+    flp = FlpGeneric(valid)
+    p = valid.field.MODULUS
+    meas = rand_vec(valid, valid.MEAS_LEN)
+    joint_rand = rand_vec(valid, valid.JOINT_RAND_LEN)
+    proof = rand_vec(valid, flp.PROOF_LEN)  # any polynomial, not only honest ones
+    offset, outputs, sums = 0, [], []
+    for plan in flp._plans:
+        start = offset + plan.arity
+        offset = start + plan.poly_len
+        poly = proof[start:offset]
+        roots = [pow(plan.alpha_pows[1], k, p) for k in range(1, plan.calls + 1)]
+        at_roots = [sum(c * pow(x, i, p) for i, c in enumerate(poly)) % p for x in roots]
+        outputs.append(at_roots)
+        sums.append(sum(map(lambda a, b: a * b, plan.output_sum_coeffs, poly)))
+        assert sum(at_roots) % p == sums[-1] % p
+    assert (valid.combine_sums(meas, joint_rand, 2, sums) % p
+            == valid.combine(meas, joint_rand, 2, outputs) % p)

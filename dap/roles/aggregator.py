@@ -27,7 +27,7 @@ import os
 import struct
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from dap import hpke
 from dap.codec import TaskId
@@ -66,9 +66,20 @@ from dap.roles.storage import Store
 from dap.roles.task import AggregatorTask, TaskConfigError
 from dap.roles.vdafs import VdafOps, vdaf_ops
 
-__all__ = ["Aggregator", "Reply", "checksum_of", "xor_checksum", "bucket_key"]
+__all__ = ["Aggregator", "PendingUpload", "Reply", "checksum_of", "xor_checksum", "bucket_key"]
 
 ZERO_CHECKSUM = bytes(32)
+
+
+class PendingUpload(NamedTuple):
+    """An upload that passed :meth:`Aggregator.upload_check`: what the Leader stores."""
+
+    task: AggregatorTask
+    report_id: bytes
+    time: int
+    public_share: bytes
+    leader_share: bytes  # the decrypted Leader input share (VDAF encoding)
+    helper_ct: bytes  # the Helper's HpkeCiphertext, encoded
 
 
 class Reply:
@@ -129,6 +140,10 @@ class Aggregator:
         self._tasks: dict[bytes, tuple[AggregatorTask, VdafOps]] = {}
         self._tasks_lock = threading.Lock()
         self.keypairs = self._load_or_create_keys()
+        from dap.roles.param_helper import ParamHelper
+
+        # Tasks whose VDAF needs an aggregation parameter (Poplar1) are served there.
+        self.param = ParamHelper(self)
 
     # --- setup -------------------------------------------------------------------------
 
@@ -250,7 +265,12 @@ class Aggregator:
 
     # --- Leader: upload ----------------------------------------------------------------
 
-    def upload(self, task_id_text: str, content_type_req: Any, body: bytes) -> Reply:
+    def upload_check(self, task_id_text: str, content_type_req: Any, body: bytes) -> PendingUpload:
+        """Every upload check that needs no stored state, in Janus's order; the report to store.
+
+        Raises :class:`Problem`. The remaining check (batch already collected) and the write
+        happen in :meth:`store_uploads`, inside the transaction, for many uploads at once.
+        """
         task, ops = self._task_for(task_id_text, "leader")
         tid = task.task_id
         check_media_type(content_type_req, MEDIA_TYPE_REPORT, task_id=tid)
@@ -284,24 +304,45 @@ class Aggregator:
         if not ops.input_share_ok(0, plaintext.payload):
             raise Problem(ProblemType.REPORT_REJECTED, "Leader input share is malformed",
                           task_id=tid)
-        with self.store.tx() as c:
+        return PendingUpload(task, bytes(md.report_id), md.time, bytes(report.public_share),
+                             bytes(plaintext.payload),
+                             report.helper_encrypted_input_share.encode())
+
+    def store_uploads(self, c: Any, uploads: list[PendingUpload]) -> list[Reply | Problem]:
+        """Inside transaction ``c``: the collected-batch check and the write of each upload.
+
+        One outcome per upload, in order: ``Reply(201)`` (stored, or a repeated report ID
+        acknowledged and ignored) or the :class:`Problem` to answer. A refused upload writes
+        nothing and does not affect the others.
+        """
+        outcomes: list[Reply | Problem] = []
+        collected: dict[tuple[bytes, int], bool] = {}  # (task, time) -> in a collected batch
+        rows = []
+        for up in uploads:
+            task, tid = up.task, up.task.task_id
             if task.query_type == QueryType.TIME_INTERVAL:
-                if self.is_collected(c, task, md.time, None) and not bugs.active("accept-late-reports"):
+                key = (tid, up.time)
+                hit = collected.get(key)
+                if hit is None:
+                    hit = collected[key] = self.is_collected(c, task, up.time, None)
+                if hit and not bugs.active("accept-late-reports"):
                     exists = c.execute(
                         "SELECT 1 FROM reports WHERE task_id=? AND report_id=?",
-                        (tid, bytes(md.report_id)),
+                        (tid, up.report_id),
                     ).fetchone()
                     if exists is None:
-                        raise Problem(ProblemType.REPORT_REJECTED,
-                                      "the report's batch was already collected", task_id=tid)
+                        outcomes.append(Problem(ProblemType.REPORT_REJECTED,
+                                                "the report's batch was already collected",
+                                                task_id=tid))
+                        continue
             # A repeated report ID is ignored: stored once, acknowledged again.
-            c.execute(
-                "INSERT OR IGNORE INTO reports(task_id, report_id, time, public_share, leader_share,"
-                " helper_ct, state) VALUES(?,?,?,?,?,?, 'pending')",
-                (tid, bytes(md.report_id), md.time, report.public_share, plaintext.payload,
-                 report.helper_encrypted_input_share.encode()),
-            )
-        return Reply(201)
+            rows.append((tid, up.report_id, up.time, up.public_share, up.leader_share,
+                         up.helper_ct))
+            outcomes.append(Reply(201))
+        c.executemany(
+            "INSERT OR IGNORE INTO reports(task_id, report_id, time, public_share, leader_share,"
+            " helper_ct, state) VALUES(?,?,?,?,?,?, 'pending')", rows)
+        return outcomes
 
     # --- accumulation (both roles) -----------------------------------------------------
 
@@ -449,6 +490,8 @@ class Aggregator:
         from dap.codec import AggregationJobId
 
         task, ops = self._task_for(task_id_text, "helper")
+        if ops.needs_agg_param:
+            return self.param.init(task, ops, job_id_text, request, body)
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ, task_id=tid)
@@ -501,21 +544,26 @@ class Aggregator:
             if batch_id is not None:
                 c.execute("INSERT OR IGNORE INTO fs_batches(task_id, batch_id, created)"
                           " VALUES(?,?,?)", (tid, batch_id, time.time()))
+            # Anti-replay: one lookup for the whole job (report IDs are distinct within it).
+            seen_in = self._seen_in_jobs(
+                c, tid, [r[0] for r in results if r[3] is not PrepareError.REPORT_TOO_EARLY])
+            new_seen = []
+            collected: dict[int, bool] = {}  # report time -> in a collected batch
             for ord_, (rid, t, out_share, err, outbound) in enumerate(results):
                 bucket = bucket_key(task, t, batch_id)
                 if err is not PrepareError.REPORT_TOO_EARLY:
-                    seen = c.execute("SELECT job_id FROM seen_reports WHERE task_id=? AND report_id=?",
-                                     (tid, rid)).fetchone()
-                    if seen is not None and bugs.not_a_replay(bytes(seen[0]), job_id):
+                    seen = seen_in.get(rid)
+                    if seen is not None and bugs.not_a_replay(seen, job_id):
                         pass  # TEST-ONLY BUGS (dap/roles/bugs.py): the replay goes unnoticed
                     elif seen is not None:
                         err = PrepareError.REPORT_REPLAYED
                     else:
-                        c.execute("INSERT INTO seen_reports(task_id, report_id, job_id)"
-                                  " VALUES(?,?,?)", (tid, rid, job_id))
-                if (err is None and self.is_collected(c, task, t, batch_id)
-                        and not bugs.active("accept-late-reports")):
-                    err = PrepareError.BATCH_COLLECTED
+                        new_seen.append((tid, rid, job_id))
+                if err is None:
+                    if t not in collected:
+                        collected[t] = self.is_collected(c, task, t, batch_id)
+                    if collected[t] and not bugs.active("accept-late-reports"):
+                        err = PrepareError.BATCH_COLLECTED
                 if err is None:
                     resps.append(PrepareResp(rid, PrepareRespState.CONTINUE, payload=outbound))
                     items.append((bucket, rid, t, out_share))
@@ -523,6 +571,8 @@ class Aggregator:
                 else:
                     resps.append(PrepareResp(rid, PrepareRespState.REJECT, prepare_error=err))
                     rows.append((tid, job_id, ord_, rid, t, "failed", int(err), bucket))
+            c.executemany("INSERT INTO seen_reports(task_id, report_id, job_id) VALUES(?,?,?)",
+                          new_seen)
             self.accumulate(c, task, ops, items)
             response = AggregationJobResp(tuple(resps)).encode()
             if bugs.reprocesses_jobs():  # TEST-ONLY BUGS: the job is overwritten (upsert)
@@ -537,6 +587,18 @@ class Aggregator:
                 (tid, job_id, batch_id, bytes(req.agg_param), digest, digest, response, time.time()),
             )
         return Reply(201, response, AggregationJobResp.MEDIA_TYPE)
+
+    @staticmethod
+    def _seen_in_jobs(c: Any, tid: bytes, report_ids: list[bytes]) -> dict[bytes, bytes]:
+        """report ID -> the aggregation job it was first seen in, for those already seen."""
+        seen: dict[bytes, bytes] = {}
+        for i in range(0, len(report_ids), 500):  # bounded IN lists (SQLite variable limit)
+            part = report_ids[i : i + 500]
+            for rid, jid in c.execute(
+                "SELECT report_id, job_id FROM seen_reports WHERE task_id=? AND report_id IN"
+                f" ({','.join('?' * len(part))})", (tid, *part)):
+                seen[bytes(rid)] = bytes(jid)
+        return seen
 
     def _init_replay(self, tid: bytes, job_id: bytes, digest: bytes, c: Any = None) -> Reply | None:
         sql = "SELECT init_hash, step, state, response FROM agg_jobs WHERE task_id=? AND job_id=?"
@@ -561,6 +623,8 @@ class Aggregator:
         from dap.codec import AggregationJobId
 
         task, ops = self._task_for(task_id_text, "helper")
+        if ops.needs_agg_param:
+            return self.param.continue_(task, ops, job_id_text, request, body)
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ, task_id=tid)
@@ -598,6 +662,8 @@ class Aggregator:
         with self.store.tx() as c:
             n = c.execute("UPDATE agg_jobs SET state='deleted' WHERE task_id=? AND job_id=?",
                           (tid, job_id)).rowcount
+            if n:
+                self.param.discard_job(c, tid, job_id)  # Poplar1 prep states still waiting
         if not n:
             raise Problem(ProblemType.UNRECOGNIZED_AGGREGATION_JOB, "unknown aggregation job",
                           task_id=tid)
@@ -608,6 +674,8 @@ class Aggregator:
 
     def aggregate_share(self, task_id_text: str, request: Any, body: bytes) -> Reply:
         task, ops = self._task_for(task_id_text, "helper")
+        if ops.needs_agg_param:
+            return self.param.aggregate_share(task, ops, request, body)
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATE_SHARE_REQ, task_id=tid)

@@ -159,7 +159,7 @@ class Collector:
             helper_share = hpke.open_aggregate_share(
                 keypair, Role.HELPER, task_id, agg_param, sel, collection.helper_encrypted_agg_share)
             ops = vdaf_ops(task.vdaf)
-            result = ops.unshard(leader_share, helper_share, collection.report_count)
+            result = ops.unshard(leader_share, helper_share, collection.report_count, agg_param)
         except DapError as exc:
             return {"status": "error", "error": f"cannot finish the collection: {exc}"}
         out: dict[str, Any] = {

@@ -148,6 +148,10 @@ def interop_error(message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": "error", "error": message, **extra})
 
 
+# One encoder for every log line (json.dumps builds a new one per call for these separators).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 class RequestLog:
     """ASGI middleware: one structured JSON line per HTTP request."""
 
@@ -158,11 +162,12 @@ class RequestLog:
         self._file = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115
 
     def write(self, record: dict) -> None:
-        line = json.dumps(record, separators=(",", ":"))
+        line = _COMPACT_JSON.encode(record) + "\n"
         with self._lock:
-            print(line, file=sys.stderr, flush=True)
+            sys.stderr.write(line)
+            sys.stderr.flush()
             if self._file is not None:
-                self._file.write(line + "\n")
+                self._file.write(line)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

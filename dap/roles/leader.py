@@ -7,7 +7,10 @@ Three loops run inside the Leader process (started from the ASGI lifespan):
   to ``min_batch_size``), runs ``ping_pong_leader_init`` and stores, in one
   transaction, the job row with the *exact* AggregationJobInitReq bytes, the
   report-aggregation rows and the reports' new state ``in_job``. Only then is
-  anything sent, so a restart re-sends byte-identical requests.
+  anything sent, so a restart re-sends byte-identical requests. A pass goes on
+  creating jobs only while they come out full (``--job-size``); the job that
+  takes every pending report ends it, so reports uploaded meanwhile wait for the
+  next pass rather than leave at once in ever smaller jobs.
 * **driver**: sends each active job's stored request to the Helper with
   ``DAP-Auth-Token``. Timeouts, connection errors, 429 and 5xx other than 501
   are retried with exponential backoff and full jitter until ``--retry-budget``
@@ -28,6 +31,10 @@ Three loops run inside the Leader process (started from the ASGI lifespan):
   with backoff, never abandoned) until the Helper answers: 200 -> the
   Collection is stored (``finished``); a problem document -> ``failed`` with
   that problem type, which collection polls then return.
+
+Tasks whose VDAF needs an aggregation parameter (Poplar1) are aggregated per
+collection job instead, by :mod:`dap.roles.param_leader` (hooked into the creator
+and collector loops, plus a fourth loop, ``param_jobs``, driving its two-step jobs).
 """
 
 from __future__ import annotations
@@ -81,6 +88,13 @@ from dap.roles.vdafs import VdafOps
 __all__ = ["LeaderDriver", "join_url", "is_retryable_status"]
 
 
+# Outcomes of LeaderDriver._create_one_job.
+_CREATED_FULL = "created a job of --job-size reports (more may be pending)"
+_CREATED_PARTIAL = "created a job with every pending report"
+_NOTHING = "nothing to do"
+_RETRY = "state changed under the creator: try again"
+
+
 def join_url(base: str, rel: str) -> str:
     """Resolve ``rel`` against ``base`` treated as a directory (dap-09.md §5)."""
     if not base.endswith("/"):
@@ -124,6 +138,10 @@ class LeaderDriver:
         self._wake = asyncio.Event()
         self._sem = asyncio.Semaphore(8)
         self._client: httpx.AsyncClient | None = None
+        from dap.roles.param_leader import ParamLeader
+
+        # Tasks whose VDAF needs an aggregation parameter (Poplar1): aggregated per collection.
+        self.param = ParamLeader(self)
 
     # --- loops -------------------------------------------------------------------------
 
@@ -135,6 +153,7 @@ class LeaderDriver:
                 self._loop("creator", self.creator_pass, self.job_interval),
                 self._loop("driver", self.driver_pass, 0.05, wake=True),
                 self._loop("collector", self.collection_pass, self.collect_interval),
+                self._loop("param_jobs", self.param.driver_pass, 0.05),
             )
 
     async def _loop(self, name: str, fn: Any, interval: float, wake: bool = False) -> None:
@@ -165,13 +184,23 @@ class LeaderDriver:
     def _create_jobs(self) -> int:
         created = 0
         for task, ops in self.agg.all_tasks():
+            if ops.needs_agg_param:  # jobs come from collection jobs (dap/roles/param_leader.py)
+                self.param.form_batches(task)
+                continue
             for _ in range(50):
-                if not self._create_one_job(task, ops):
+                outcome = self._create_one_job(task, ops)
+                if outcome in (_CREATED_FULL, _CREATED_PARTIAL):
+                    created += 1
+                # A job that took every pending report ends the pass: reports uploaded while
+                # it was prepared wait for the next pass (--job-interval) instead of going out
+                # at once in ever smaller jobs, each costing a request and a transaction.
+                if outcome not in (_CREATED_FULL, _RETRY):
                     break
-                created += 1
         return created
 
-    def _create_one_job(self, task: AggregatorTask, ops: VdafOps) -> bool:
+    def _create_one_job(self, task: AggregatorTask, ops: VdafOps) -> str:
+        """Create at most one aggregation job; one of the ``_CREATED_*`` / ``_NOTHING`` /
+        ``_RETRY`` outcomes (``_RETRY``: the reports or the batch changed meanwhile)."""
         tid = task.task_id
         batch_id: bytes | None = None
         limit = self.job_size
@@ -191,12 +220,12 @@ class LeaderDriver:
             (pending,) = self.store.one(
                 "SELECT count(*) FROM reports WHERE task_id=? AND state='pending'", (tid,))
             if pending < min(self.min_job_size, limit if batch_id is not None else pending + 1):
-                return False
+                return _NOTHING
         rows = self.store.query(
             "SELECT report_id, time, public_share, leader_share, helper_ct FROM reports"
             " WHERE task_id=? AND state='pending' ORDER BY time, report_id LIMIT ?", (tid, limit))
         if not rows:
-            return False
+            return _NOTHING
         inits, states, good, failed = [], [], [], []
         started = time.perf_counter()
         for rid, t, public_share, leader_share, helper_ct in rows:
@@ -221,13 +250,16 @@ class LeaderDriver:
                 "SELECT report_id FROM reports WHERE task_id=? AND state='pending' AND report_id IN"
                 f" ({','.join('?' * len(rows))})", (tid, *[bytes(r[0]) for r in rows]))}
             if len(still) != len(rows):
-                return True
+                return _RETRY
             if task.query_type == QueryType.TIME_INTERVAL:
+                collected: dict[int, bool] = {}
                 for rid, t in good:
-                    if self.agg.is_collected(c, task, t, None) and not bugs.active("accept-late-reports"):
+                    if t not in collected:
+                        collected[t] = self.agg.is_collected(c, task, t, None)
+                    if collected[t] and not bugs.active("accept-late-reports"):
                         c.execute("UPDATE reports SET state='failed', error=? WHERE task_id=? AND"
                                   " report_id=?", (int(PrepareError.BATCH_COLLECTED), tid, rid))
-                        return True
+                        return _RETRY
             else:
                 if new_batch:
                     c.execute("INSERT INTO fs_batches(task_id, batch_id, assigned, created)"
@@ -236,14 +268,14 @@ class LeaderDriver:
                     b = c.execute("SELECT assigned, collection_job FROM fs_batches WHERE task_id=?"
                                   " AND batch_id=?", (tid, batch_id)).fetchone()
                     if b[1] is not None or b[0] + len(good) > task.min_batch_size:
-                        return True
+                        return _RETRY
                 c.execute("UPDATE fs_batches SET assigned=assigned+? WHERE task_id=? AND batch_id=?",
                           (len(good), tid, batch_id))
             for rid in failed:
                 c.execute("UPDATE reports SET state='failed', error=? WHERE task_id=? AND report_id=?",
                           (int(PrepareError.VDAF_PREP_ERROR), tid, rid))
             if not good:
-                return True
+                return _RETRY
             c.execute(
                 "INSERT INTO agg_jobs(task_id, job_id, role, state, step, batch_id, agg_param,"
                 " init_hash, request, created) VALUES(?,?,'leader','active',0,?,?,?,?,?)",
@@ -259,7 +291,7 @@ class LeaderDriver:
         self._states[(tid, job_id)] = states
         self.log({"event": "agg_job_created", "job": b64e(job_id), "reports": len(good),
                   "ms": round((time.perf_counter() - started) * 1000, 2)})
-        return True
+        return _CREATED_FULL if len(rows) == limit else _CREATED_PARTIAL
 
     # --- aggregation-job driver --------------------------------------------------------
 
@@ -400,6 +432,8 @@ class LeaderDriver:
                 rrow = self.store.one("SELECT public_share, leader_share FROM reports WHERE"
                                       " task_id=? AND report_id=?", (tid, bytes(rid)))
                 states.append(ops.leader_init(task.verify_key, bytes(rid), rrow[0], rrow[1])[0])
+        # done / failed / retry hold (ord, report_id[, error]): report_aggs rows are updated
+        # by their primary key (task, job, ord), reports by theirs (task, report_id).
         items, done, failed, retry = [], [], [], []
         for (ord_, rid, t, bucket), pr, state in zip(ras, resp.prepare_resps, states, strict=True):
             rid = bytes(rid)
@@ -407,15 +441,15 @@ class LeaderDriver:
                 try:
                     out = ops.leader_continued(state, pr.payload)
                 except DapError:
-                    failed.append((rid, int(PrepareError.VDAF_PREP_ERROR)))
+                    failed.append((ord_, rid, int(PrepareError.VDAF_PREP_ERROR)))
                     continue
                 items.append((bytes(bucket), rid, t, out))
-                done.append(rid)
+                done.append((ord_, rid))
             elif pr.prepare_resp_state == PrepareRespState.REJECT:
                 if pr.prepare_error == PrepareError.REPORT_TOO_EARLY:
-                    retry.append(rid)
+                    retry.append((ord_, rid))
                 else:
-                    failed.append((rid, int(pr.prepare_error)))
+                    failed.append((ord_, rid, int(pr.prepare_error)))
             else:
                 return "Helper answered 'finished' to an init request"
         with self.store.tx() as c:
@@ -425,17 +459,17 @@ class LeaderDriver:
                 return None
             self.agg.accumulate(c, task, ops, items)
             c.executemany("UPDATE reports SET state='done' WHERE task_id=? AND report_id=?",
-                          [(tid, rid) for rid in done])
+                          [(tid, rid) for _, rid in done])
             c.executemany("UPDATE reports SET state='failed', error=? WHERE task_id=? AND report_id=?",
-                          [(err, tid, rid) for rid, err in failed])
+                          [(err, tid, rid) for _, rid, err in failed])
             c.executemany("UPDATE reports SET state='pending', job_id=NULL WHERE task_id=? AND"
-                          " report_id=?", [(tid, rid) for rid in retry])
+                          " report_id=?", [(tid, rid) for _, rid in retry])
             c.executemany("UPDATE report_aggs SET state=?, error=? WHERE task_id=? AND job_id=?"
-                          " AND report_id=?",
-                          [("finished", None, tid, jid, rid) for rid in done]
-                          + [("failed", err, tid, jid, rid) for rid, err in failed]
-                          + [("failed", int(PrepareError.REPORT_TOO_EARLY), tid, jid, rid)
-                             for rid in retry])
+                          " AND ord=?",
+                          [("finished", None, tid, jid, ord_) for ord_, _ in done]
+                          + [("failed", err, tid, jid, ord_) for ord_, _, err in failed]
+                          + [("failed", int(PrepareError.REPORT_TOO_EARLY), tid, jid, ord_)
+                             for ord_, _ in retry])
             if row[1] is not None and (failed or retry):
                 c.execute("UPDATE fs_batches SET assigned=assigned-? WHERE task_id=? AND batch_id=?",
                           (len(failed) + len(retry), tid, row[1]))
@@ -478,6 +512,8 @@ class LeaderDriver:
             asyncio.create_task(self._guarded(key, self._drive_collection(hit[0], tid, jid)))
 
     def _try_start_collection(self, task: AggregatorTask, ops: VdafOps, jid: bytes) -> bool:
+        if ops.needs_agg_param:
+            return self.param.try_start_collection(task, ops, jid)
         tid = task.task_id
         with self.store.tx() as c:
             row = c.execute("SELECT query, agg_param, batch_selector, state FROM collection_jobs"

@@ -40,17 +40,26 @@ an OS crash or power loss can lose the last commits. ``--sync full`` selects
 All access goes through one connection guarded by a re-entrant lock, so a
 transaction (:meth:`Store.tx`) is atomic with respect to every other request
 and the background drivers of the same process.
+
+Group commit (:class:`GroupCommit`): requests handled on the event loop (the
+Leader's uploads) hand their write to a committer instead of committing alone;
+everything submitted before the committer runs goes into one transaction, and
+each request is answered only after that transaction committed, so an
+acknowledged write is exactly as durable as before, at a fraction of the
+per-commit cost when many clients upload at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Store", "SCHEMA_VERSION"]
+__all__ = ["GroupCommit", "Store", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 
@@ -177,3 +186,62 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+class GroupCommit:
+    """Writes submitted from the event loop, committed together, each awaited until committed.
+
+    ``apply(c, items)`` runs inside one :meth:`Store.tx` for every item submitted since the
+    last flush and returns one outcome per item: a value, or an exception instance that
+    :meth:`submit` raises for that item alone (the others still commit). If ``apply`` raises
+    or the commit fails, the transaction rolls back and every item of the batch gets that
+    exception: nothing of it is acknowledged.
+
+    The flush is scheduled with ``call_soon`` when the first item of a batch arrives, so it
+    runs after the request tasks that are already runnable (those whose data arrived in the
+    same event-loop iteration) have submitted theirs: no timer, no added latency when there
+    is a single request.
+    """
+
+    def __init__(self, store: Store, apply: Callable[[sqlite3.Connection, list[Any]], list[Any]]) -> None:
+        self.store = store
+        self.apply = apply
+        self._pending: list[tuple[Any, asyncio.Future]] = []
+        self._scheduled = False
+        #: Number of transactions and of items committed (for tests and benchmarks).
+        self.flushes = 0
+        self.items = 0
+
+    async def submit(self, item: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((item, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            with self.store.tx() as c:
+                outcomes = self.apply(c, [item for item, _ in batch])
+                if len(outcomes) != len(batch):
+                    raise RuntimeError(f"group commit: {len(outcomes)} outcomes for {len(batch)} items")
+        except Exception as exc:  # noqa: BLE001 - rolled back: every waiter learns why
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        self.flushes += 1
+        self.items += len(batch)
+        for (_, fut), outcome in zip(batch, outcomes):
+            if fut.done():  # the request was cancelled (client gone); its write stands
+                continue
+            if isinstance(outcome, BaseException):
+                fut.set_exception(outcome)
+            else:
+                fut.set_result(outcome)

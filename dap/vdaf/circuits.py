@@ -163,9 +163,15 @@ class _ChunkedRangeCheck(Valid):
     ``combine``. Their outputs are vectors of counts."""
 
     chunk_length: int
+    COMBINE_USES_SUMS = True  # the range check is the sum of the gadget outputs
 
     def decode(self, output: list[int], num_measurements: int) -> list[int]:
         return list(output)
+
+    def combine(
+        self, meas: list[int], joint_rand: list[int], num_shares: int, gadget_outputs: list[list[int]]
+    ) -> int:
+        return self.combine_sums(meas, joint_rand, num_shares, [sum(gadget_outputs[0])])
 
     def wires(self, meas: list[int], joint_rand: list[int], num_shares: int) -> list[list[list[int]]]:
         p = self.field.MODULUS
@@ -173,6 +179,42 @@ class _ChunkedRangeCheck(Valid):
         return [
             _range_check_wires(p, meas, joint_rand[0], self.GADGET_CALLS[0], self.chunk_length, shares_inv)
         ]
+
+    def wires_at(
+        self, meas: list[int], joint_rand: list[int], num_shares: int, weights: list[list[int]]
+    ) -> list[list[int]]:
+        """:meth:`Valid.wires_at` from the wire structure of :func:`_range_check_wires`.
+
+        With ``q = weights[0]``, ``c = chunk_length``, ``m`` the zero-padded measurement and
+        ``R = r^c``, for input pair ``j``:
+
+        * ``sum_k q_k * r^(k*c+j+1) * m[k*c+j] = r^(j+1) * sum_k (R^k q_k) * m[k*c+j]``
+        * ``sum_k q_k * (m[k*c+j] - 1/shares) = sum_k q_k * m[k*c+j] - (1/shares) * sum(q)``
+
+        so the query needs ``2 * calls`` modular products for the weights and two plain dot
+        products per pair, instead of the ``calls * c`` weighted wire values and a dot
+        product per wire.
+        """
+        p = self.field.MODULUS
+        (q,) = weights
+        calls = self.GADGET_CALLS[0]
+        chunk = self.chunk_length
+        n = calls * chunk
+        padded = meas + [0] * (n - len(meas)) if n > len(meas) else meas
+        r_powers = list(accumulate([joint_rand[0]] * chunk, lambda a, b: a * b % p))  # r^1..r^c
+        step = r_powers[-1]
+        scaled = list(q)  # R^k * q_k
+        scale = 1
+        for k in range(1, calls):
+            scale = scale * step % p
+            scaled[k] = scale * q[k] % p
+        shift = _shares_inv(p, num_shares) * sum(q)
+        sums = []
+        for j in range(chunk):
+            column = padded[j::chunk]
+            sums.append(r_powers[j] * sum(map(mul, column, scaled)))
+            sums.append(sum(map(mul, column, q)) - shift)
+        return [sums]
 
 
 class SumVec(_ChunkedRangeCheck):
@@ -221,10 +263,8 @@ class SumVec(_ChunkedRangeCheck):
         w = self._weights
         return [sum(map(mul, w, meas[i : i + bits])) % p for i in range(0, len(meas), bits)]
 
-    def combine(
-        self, meas: list[int], joint_rand: list[int], num_shares: int, gadget_outputs: list[list[int]]
-    ) -> int:
-        return sum(gadget_outputs[0])
+    def combine_sums(self, meas: list[int], joint_rand: list[int], num_shares: int, output_sums: list[int]) -> int:
+        return output_sums[0]
 
 
 class Histogram(_ChunkedRangeCheck):
@@ -258,12 +298,10 @@ class Histogram(_ChunkedRangeCheck):
     def truncate(self, meas: list[int]) -> list[int]:
         return meas
 
-    def combine(
-        self, meas: list[int], joint_rand: list[int], num_shares: int, gadget_outputs: list[list[int]]
-    ) -> int:
+    def combine_sums(self, meas: list[int], joint_rand: list[int], num_shares: int, output_sums: list[int]) -> int:
         p = self.field.MODULUS
         shares_inv = _shares_inv(p, num_shares)
-        range_check = sum(gadget_outputs[0]) % p
+        range_check = output_sums[0] % p
         sum_check = (sum(meas) - shares_inv) % p
         r = joint_rand[1]
         return r * range_check + r * r % p * sum_check
@@ -319,12 +357,10 @@ class MultiHotHistogram(_ChunkedRangeCheck):
     def truncate(self, meas: list[int]) -> list[int]:
         return meas[: self.length]
 
-    def combine(
-        self, meas: list[int], joint_rand: list[int], num_shares: int, gadget_outputs: list[list[int]]
-    ) -> int:
+    def combine_sums(self, meas: list[int], joint_rand: list[int], num_shares: int, output_sums: list[int]) -> int:
         p = self.field.MODULUS
         shares_inv = _shares_inv(p, num_shares)
-        range_check = sum(gadget_outputs[0]) % p
+        range_check = output_sums[0] % p
         claimed = self.field.decode_from_bit_vector(meas[self.length :])
         count_check = (self.offset * shares_inv + sum(meas[: self.length]) - claimed) % p
         r = joint_rand[1]

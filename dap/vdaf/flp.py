@@ -27,7 +27,11 @@ Speed notes (field elements are plain ints; a 128-bit multiply-and-reduce costs
   verifier needs ``w_j(t)`` only, which is a dot product of the wire values with
   the Lagrange weights of the roots of unity at ``t``
   (``L_k(t) = alpha^k (t^P - 1) / (P (t - alpha^k))``, one batched inversion),
-  reduced once per wire.
+  reduced once per wire. A circuit may compute those dot products from its wire
+  structure without building the wires (``Valid.wires_at``: the chunked range
+  checks need two short dot products per input pair), and one whose output uses
+  only the sum of each gadget's outputs (``COMBINE_USES_SUMS``) gets that sum as
+  one dot product of the gadget polynomial with constants.
 """
 
 from __future__ import annotations
@@ -184,6 +188,15 @@ class Valid(ABC):
     #: Short name used in errors and reprs (``Count``, ``Sum`` ...).
     NAME: ClassVar[str] = "Valid"
 
+    #: True when :meth:`combine` uses the gadget outputs only through their sum per
+    #: gadget; the FLP query then takes each sum straight from the gadget polynomial (one
+    #: dot product with constants) and calls :meth:`combine_sums`.
+    COMBINE_USES_SUMS: ClassVar[bool] = False
+
+    def combine_sums(self, meas: list[int], joint_rand: list[int], num_shares: int, output_sums: list[int]) -> int:
+        """:meth:`combine` given ``sum(gadget_outputs[i])`` per gadget (``COMBINE_USES_SUMS``)."""
+        raise NotImplementedError(f"{self.NAME} combines individual gadget outputs")
+
     @abstractmethod
     def encode(self, measurement: Any) -> list[int]:
         """Measurement -> field vector of ``MEAS_LEN``; VdafError if invalid."""
@@ -206,6 +219,20 @@ class Valid(ABC):
     ) -> int:
         """Circuit output (unreduced allowed) from the gadget outputs of calls 1..M."""
 
+    def wires_at(
+        self, meas: list[int], joint_rand: list[int], num_shares: int, weights: list[list[int]]
+    ) -> list[list[int]]:
+        """Per gadget ``i`` and input wire ``j``: ``sum_k wires[i][j][k] * weights[i][k]``.
+
+        The FLP query's only use of the wires (``weights`` are Lagrange weights at the query
+        point). Unreduced ints of any sign are fine. Circuits whose wires have structure
+        override this to skip materialising them.
+        """
+        return [
+            [sum(map(mul, wire, w)) for wire in gadget_wires]
+            for gadget_wires, w in zip(self.wires(meas, joint_rand, num_shares), weights)
+        ]
+
     def eval(self, meas: list[int], joint_rand: list[int], num_shares: int) -> int:
         """The circuit output computed by actually evaluating the gadgets (reduced)."""
         p = self.field.MODULUS
@@ -227,7 +254,7 @@ class _GadgetPlan:
     __slots__ = (
         "gadget", "arity", "degree", "calls", "P", "N", "poly_len",
         "alpha_pows", "ntt_p", "ntt_n", "twists", "p_inv", "modulus",
-        "outputs_matrix", "weights_matrix", "weights_by_ntt",
+        "outputs_matrix", "weights_matrix", "weights_by_ntt", "output_sum_coeffs",
     )
 
     def __init__(self, field: Field, gadget: Gadget, calls: int) -> None:
@@ -254,6 +281,10 @@ class _GadgetPlan:
             self.twists.append(list(accumulate([g] * (self.P - 1), lambda a, b: a * b % p, initial=1)))
         self.p_inv = pow(self.P, -1, p)
         self.modulus = p
+        # sum_{k=1..M} poly(alpha^k) = sum_i poly[i] * (sum_k alpha^(i*k)): constant weights.
+        self.output_sum_coeffs = [
+            sum(self.alpha_pows[i * k % self.P] for k in range(1, calls + 1)) % p for i in range(self.poly_len)
+        ]
         # Gadget outputs at alpha^1..alpha^M: a precomputed (M x poly_len)
         # Vandermonde product when small, else fold modulo x^P - 1 + one NTT.
         self.outputs_matrix: list[list[int]] | None = None
@@ -408,31 +439,37 @@ class FlpGeneric:
         valid = self.valid
         plans = self._plans
 
-        # Gadget outputs at alpha^1..alpha^M straight from the gadget polynomials.
+        # Gadget outputs at alpha^1..alpha^M (or only their sums) straight from the gadget
+        # polynomials.
         outputs = []
         offset = 0
         for plan in plans:
             start = offset + plan.arity
             offset = start + plan.poly_len
-            outputs.append(plan.outputs_at_roots(proof[start:offset]))
-
-        verifier = [valid.combine(meas, joint_rand, num_shares, outputs) % p]
-        offset = 0
-        for plan, wires, t in zip(plans, valid.wires(meas, joint_rand, num_shares), query_rand):
-            start = offset + plan.arity
-            seeds = proof[offset:start]
-            offset = start + plan.poly_len
+            if valid.COMBINE_USES_SUMS:
+                outputs.append(sum(map(mul, plan.output_sum_coeffs, proof[start:offset])))
+            else:
+                outputs.append(plan.outputs_at_roots(proof[start:offset]))
+        if valid.COMBINE_USES_SUMS:
+            verifier = [valid.combine_sums(meas, joint_rand, num_shares, outputs) % p]
+        else:
+            verifier = [valid.combine(meas, joint_rand, num_shares, outputs) % p]
+        weights = []
+        for plan, t in zip(plans, query_rand):
             t_p = pow(t, plan.P, p)
             if t_p == 1:
                 raise VdafError("query randomness is a root of unity: the verifier would leak a gadget output")
-            weights = plan.lagrange_weights(t, t_p)
-            w0 = weights[0]
-            if plan.calls == 1:
-                w1 = weights[1]
-                verifier += [(seed * w0 + wire[0] * w1) % p for seed, wire in zip(seeds, wires)]
-            else:
-                rest = weights[1:]
-                verifier += [(seed * w0 + sum(map(mul, wire, rest))) % p for seed, wire in zip(seeds, wires)]
+            weights.append(plan.lagrange_weights(t, t_p))
+        # w_j(t) = L_0(t) * seed_j + sum_k L_k(t) * (wire j at call k): the circuit gives the
+        # sums (it may do so without materialising the wires).
+        wire_sums = valid.wires_at(meas, joint_rand, num_shares, [w[1:] for w in weights])
+        offset = 0
+        for plan, w, sums, t in zip(plans, weights, wire_sums, query_rand):
+            start = offset + plan.arity
+            seeds = proof[offset:start]
+            offset = start + plan.poly_len
+            w0 = w[0]
+            verifier += [(seed * w0 + total) % p for seed, total in zip(seeds, sums)]
             acc = 0
             for c in reversed(proof[start:offset]):
                 acc = (acc * t + c) % p

@@ -78,6 +78,9 @@ class LeaderInputShare:
     meas_share: list[int]
     proofs_share: list[int]
     k_blind: bytes | None
+    #: The wire encoding of ``meas_share`` when the share was decoded from the wire: the
+    #: joint-randomness binder contains exactly these bytes, so they need not be rebuilt.
+    meas_encoded: bytes | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -172,8 +175,12 @@ class Prio3:
             self._proofs_len,
         )
 
-    def _joint_rand_part(self, agg_id: int, k_blind: bytes, meas_share: list[int], nonce: bytes) -> bytes:
-        binder = bytes((agg_id,)) + nonce + self.field.encode_vec(meas_share)
+    def _joint_rand_part(
+        self, agg_id: int, k_blind: bytes, meas_share: list[int], nonce: bytes, meas_encoded: bytes | None = None
+    ) -> bytes:
+        if meas_encoded is None:
+            meas_encoded = self.field.encode_vec(meas_share)
+        binder = bytes((agg_id,)) + nonce + meas_encoded
         return self.xof.derive_seed(k_blind, self._dst[USAGE_JOINT_RAND_PART], binder)
 
     def _joint_rand_seed(self, parts: Sequence[bytes]) -> bytes:
@@ -296,7 +303,8 @@ class Prio3:
         if self.uses_joint_rand:
             if input_share.k_blind is None or len(public_share) != self.SHARES:
                 raise VdafError(f"{self.name}: missing blind or joint-randomness parts")
-            part = self._joint_rand_part(agg_id, input_share.k_blind, meas_share, nonce)
+            encoded = input_share.meas_encoded if agg_id == 0 else None
+            part = self._joint_rand_part(agg_id, input_share.k_blind, meas_share, nonce, encoded)
             parts = list(public_share)
             parts[agg_id] = part
             corrected_seed: bytes | None = self._joint_rand_seed(parts)
@@ -378,11 +386,20 @@ class Prio3:
         return total
 
     def aggregate(self, agg_param: None, out_shares: Sequence[OutShare]) -> list[int]:
-        """VDAF-08 ``aggregate``: sum of output shares."""
+        """VDAF-08 ``aggregate``: sum of output shares.
+
+        Summed column by column and reduced once per column (not once per share and
+        element): an aggregation job adds hundreds of shares at a time.
+        """
         total = self.agg_init(agg_param)
+        length = len(total)
         for share in out_shares:
-            total = self._add_checked(total, share, "output share")
-        return total
+            if len(share) != length:
+                raise VdafError(f"{self.name}: output share must have {length} elements, got {len(share)}")
+        if not out_shares:
+            return total
+        p = self.field.MODULUS
+        return [sum(column) % p for column in zip(*out_shares)]
 
     def unshard(self, agg_param: None, agg_shares: Sequence[list[int]], num_measurements: int) -> Any:
         """The aggregate result from every Aggregator's aggregate share."""
@@ -428,7 +445,12 @@ class Prio3:
             vectors = encoded[: len(encoded) - size] if self.uses_joint_rand else encoded
             vec = self.field.decode_vec(vectors, what="Leader input share")
             n = self.flp.MEAS_LEN
-            return LeaderInputShare(meas_share=vec[:n], proofs_share=vec[n:], k_blind=blind)
+            # Strict decoding (every element below the modulus) makes these bytes the
+            # canonical encoding of the measurement share.
+            return LeaderInputShare(
+                meas_share=vec[:n], proofs_share=vec[n:], k_blind=blind,
+                meas_encoded=vectors[: n * self.field.ENCODED_SIZE] if self.uses_joint_rand else None,
+            )
         if len(encoded) != self._helper_share_size:
             raise VdafError(
                 f"{self.name}: Helper input share must be {self._helper_share_size} bytes, got {len(encoded)}"

@@ -11,11 +11,13 @@ from collections.abc import Callable
 from harness.invariants.base import Context, Flow
 from harness.invariants.counted import Counted, decode_counted
 from harness.invariants.counting import collections, completeness, rejected_uploads, safety
+from harness.invariants.poplar1 import poplar1, step_skew
 from harness.invariants.protocol import BARE_4XX, PROBLEM_TYPES, auth, error_typing, idempotency
 from harness.model import Verdict
 
 __all__ = ["BARE_4XX", "INVARIANTS", "PROBLEM_TYPES", "Context", "Counted", "Flow", "auth", "collections",
-           "completeness", "decode_counted", "error_typing", "idempotency", "rejected_uploads", "safety"]
+           "completeness", "decode_counted", "error_typing", "idempotency", "poplar1", "rejected_uploads", "safety",
+           "step_skew"]
 
 #: The invariants, composed by name (order = report order).
 INVARIANTS: dict[str, Callable[[Context], Verdict]] = {
@@ -26,4 +28,6 @@ INVARIANTS: dict[str, Callable[[Context], Verdict]] = {
     "idempotency": idempotency,
     "error-typing": error_typing,
     "rejected-uploads": rejected_uploads,
+    "poplar1": poplar1,
+    "step-skew": step_skew,
 }

@@ -171,30 +171,56 @@ class Context:
 
     # -- uploads --
     @cached_property
-    def upload_flows(self) -> dict[int, list[Flow]]:
-        """Upload index -> its original upload flows (a retry after outdatedConfig is the
-        same index) and the copies of them. Sequential uploads, flow order."""
-        out: dict[int, list[Flow]] = {}
+    def _upload_mapping(self) -> tuple[dict[int, list[Flow]], bool]:
+        """(upload index -> its original upload flows and their copies, mapping trusted).
+
+        Uploads are sequential. In flow order, one original per upload (a retry after
+        outdatedConfig is the same index); if that does not give one per recorded upload
+        (an upload that never produced a flow, e.g. its HPKE config fetch was dropped), by
+        time instead: upload *i*'s originals are the ones whose request the proxy saw after
+        upload *i-1* returned and before upload *i* did (``UploadRecord.t_wall``; one clock).
+        """
+        originals = [f for f in self.of_kind("upload") if f.copy_of is None and f.request is not None]
+        by_id: dict[str, int] = {}
         idx = 0
         retried = False
-        originals = [f for f in self.of_kind("upload") if f.copy_of is None and f.request is not None]
-        by_id = {}
         for fl in originals:
-            out.setdefault(idx, []).append(fl)
             by_id[fl.flow_id] = idx
             if fl.problem == "outdatedConfig" and not retried:
                 retried = True  # the Client retries once with a fresh report
                 continue
             retried = False
             idx += 1
+        ok = idx == len(self.record.uploads)
+        uploads = sorted(self.record.uploads, key=lambda u: u.index)
+        if not ok and uploads and all(u.t_wall > 0 for u in uploads):
+            by_id = {}
+            for fl in originals:
+                t = fl.request.t_wall if fl.request is not None else 0.0
+                i = next((u.index for u in uploads if t <= u.t_wall), None)
+                if i is None:
+                    break  # an upload after the last recorded one: the mapping cannot be trusted
+                by_id[fl.flow_id] = i
+            else:
+                ok = True
+        out: dict[int, list[Flow]] = {}
+        for fl in originals:
+            if fl.flow_id in by_id:
+                out.setdefault(by_id[fl.flow_id], []).append(fl)
         for fl in self.of_kind("upload"):
             if fl.copy_of is not None and fl.copy_of in by_id:
                 out[by_id[fl.copy_of]].append(fl)
-        return out
+        return out, ok
+
+    @cached_property
+    def upload_flows(self) -> dict[int, list[Flow]]:
+        """Upload index -> its original upload flows and the copies of them (an upload that
+        never produced a flow has no entry)."""
+        return self._upload_mapping[0]
 
     @cached_property
     def upload_mapping_ok(self) -> bool:
-        return len(self.upload_flows) == len(self.record.uploads)
+        return self._upload_mapping[1]
 
     @cached_property
     def report_index(self) -> dict[str, int]:
@@ -317,6 +343,13 @@ class Context:
                 if st in ("continue", "finished") and rid in self.report_index:
                     out.setdefault(b, set()).add(self.report_index[rid])
         return out
+
+    @cached_property
+    def not_ready(self) -> dict[str, Any]:
+        """Label -> the checker's own :class:`~harness.invariants.fill.FillBound` for each
+        ``not_ready`` collection (None: the record gives no history prefix to judge)."""
+        from harness.invariants.fill import judge_not_ready
+        return {c.label: judge_not_ready(self, c) for c in self.record.collections if c.status == "not_ready"}
 
     def completed(self) -> list[CollectionRecord]:
         return [c for c in self.record.collections if c.status == "complete" and c.result is not None]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.invariants.base import Context, make_verdict, problem_token
+from harness.invariants.base import Context, is2xx, make_verdict, problem_token
 from harness.invariants.counted import Counted
 from harness.model import CollectionRecord, Verdict
 
-__all__ = ["collections", "completeness", "rejected_uploads", "safety", "same_batch"]
+__all__ = ["collections", "completeness", "late_uploads", "rejected_uploads", "safety", "same_batch"]
 
 
 def safety(ctx: Context) -> Verdict:
@@ -54,6 +54,10 @@ def safety(ctx: Context) -> Verdict:
         if bad:
             failures.append(f"{c.label}: reports outside the queried interval counted: {bad}")
             e["counted_outside_batch"] = bad
+        if c.report_count is not None and c.report_count < ctx.record.task.min_batch_size:
+            failures.append(f"{c.label}: released with report_count {c.report_count} < min_batch_size "
+                            f"{ctx.record.task.min_batch_size}")
+            e["below_min_batch_size"] = ctx.record.task.min_batch_size
         could = possible & eligible  # acknowledged or ambiguous, uncorrupted, in the batch
         if c.report_count is not None and c.report_count > len(could):
             failures.append(f"{c.label}: report_count {c.report_count} > {len(could)} reports that could count")
@@ -84,9 +88,22 @@ def same_batch(ctx: Context, a: CollectionRecord, b: CollectionRecord) -> bool:
     return ia is not None and ia == ib
 
 
+def late_uploads(ctx: Context, c: CollectionRecord) -> set[int]:
+    """Uploads made after an earlier collection of ``c``'s batch had completed: a Leader may
+    refuse or ignore such a late report (dap-09.md §12), so ``c`` need not count it."""
+    uploads = {u.index: u for u in ctx.record.uploads}
+    out: set[int] = set()
+    for d in ctx.completed():
+        if d.t_wall > c.t_wall or not same_batch(ctx, c, d):
+            continue
+        out |= {i for i, u in uploads.items() if u.t_wall > d.t_wall}
+    return out
+
+
 def completeness(ctx: Context) -> Verdict:
     """With Expectation.complete: every acknowledged, unrejected, uncorrupted report of a completed
-    collection's batch is counted (fixed_size: batch membership from the init requests)."""
+    collection's batch is counted (fixed_size: batch membership from the init requests), except
+    reports uploaded after the batch had been collected (:func:`late_uploads`)."""
     status = ctx.upload_status
     required_all = {i for i, s in status.items() if s == "acknowledged"} - set(ctx.expect.rejected_uploads) - set(
         ctx.tainted)
@@ -106,10 +123,11 @@ def completeness(ctx: Context) -> Verdict:
             if c.batch_id is None or not ctx.upload_mapping_ok:
                 ev.setdefault("note", []).append(f"{c.label}: batch membership unknown, not checked")
                 continue
-            groups.append((c.label, required_all & members.get(c.batch_id, set()), [ctx.counted[c.label]]))
+            required = required_all & members.get(c.batch_id, set())
+            groups.append((c.label, required - late_uploads(ctx, c), [ctx.counted[c.label]]))
     else:
         for c in done:
-            groups.append((c.label, required_all & ctx.eligible(c), [ctx.counted[c.label]]))
+            groups.append((c.label, required_all & ctx.eligible(c) - late_uploads(ctx, c), [ctx.counted[c.label]]))
     for name, required, ks in groups:
         if all(k.exact for k in ks):
             lost = sorted(required - set().union(*(k.counted for k in ks)))
@@ -133,7 +151,8 @@ def completeness(ctx: Context) -> Verdict:
 
 
 def collections(ctx: Context) -> Verdict:
-    """Collections end either complete with a result or failed (DAP error / timeout) without one."""
+    """Collections end either complete with a result or failed (DAP error / timeout) or not
+    ready (stopped early, batch cannot fill) without one."""
     failures = []
     ev: dict[str, Any] = {"complete": [], "clean_failures": {}}
     for c in ctx.record.collections:
@@ -141,6 +160,17 @@ def collections(ctx: Context) -> Verdict:
             if c.result is None or c.report_count is None:
                 failures.append(f"{c.label}: recorded complete without a result/report_count")
             ev["complete"].append(c.label)
+        elif c.status == "not_ready":
+            if c.result is not None:
+                failures.append(f"{c.label}: not ready but carries a result {c.result!r}")
+            bound = ctx.not_ready.get(c.label)
+            ev.setdefault("not_ready", {})[c.label] = (
+                "history prefix not recorded: treated as not completed" if bound is None else
+                {"reason": bound.reason, "storable": bound.storable, "countable": bound.countable,
+                 "min_batch_size": bound.min_batch_size, "until_seq": bound.until_seq,
+                 "given_up": list(bound.given_up), "summary": bound.summary()})
+            if bound is None or bound.reason != "uploads":
+                ev["clean_failures"][c.label] = c.error or c.status
         elif c.status in ("error", "timeout"):
             if c.result is not None:
                 failures.append(f"{c.label}: failed ({c.status}) but carries a result {c.result!r}")
@@ -165,14 +195,17 @@ def rejected_uploads(ctx: Context) -> Verdict:
             failures.append(f"upload {idx} expected rejected ({problem}) was never made")
             continue
         e["status"] = u.status
-        if u.status == "success":
-            failures.append(f"upload {idx} acknowledged, expected {problem}")
         if ctx.upload_mapping_ok:
             fls = [f for f in ctx.upload_flows.get(idx, []) if f.real_status is not None]
             e["flows"] = [f.evidence() for f in fls]
+            # the Leader's own answers only: a 2xx the proxy made up (respond) is not its doing
+            if any(is2xx(f.real_status) for f in fls):
+                failures.append(f"upload {idx} acknowledged by the Leader, expected {problem}")
             got = {f.problem for f in fls}
             if fls and problem_token(problem) not in got:
                 failures.append(f"upload {idx} answered {sorted(map(str, got))}, expected {problem}")
+        elif u.status == "success":
+            failures.append(f"upload {idx} acknowledged, expected {problem}")
         elif u.error is not None and problem_token(problem) not in u.error:
             e["note"] = "no history mapping; the record's error does not name the problem type"
         for label, k in ctx.counted.items():

@@ -276,10 +276,11 @@ def _signature(scenario: Scenario, report: CheckReport) -> tuple[str, ...]:
 
 
 def _failed_how(report: CheckReport) -> str:
-    """The DAP problem types (or statuses) the failed collections ended with, e.g. ``batchMismatch``."""
+    """How the first failed collection ended: its DAP problem type(s), e.g. ``batchMismatch``,
+    or ``not-ready`` / ``timeout`` / ``error`` (later ones often fail because it did)."""
     from dap.constants import ProblemType
     ev = next((v.evidence for v in report.verdicts if v.invariant == "collections"), {})
-    texts = [str(x) for x in (ev.get("clean_failures") or {}).values()]
+    texts = [str(x) for x in (ev.get("clean_failures") or {}).values()][:1]
     found = {p.token for p in ProblemType for t in texts if p.token in t}
     for t in texts:
         if not any(p in t for p in found):

@@ -38,8 +38,6 @@ def impl_for(bug: str) -> dict[str, str]:
 CAMPAIGN_BUGS: dict[str, tuple[int, str, str]] = {
     # a retried init is prepared again: the Helper counts the job twice -> batchMismatch
     "helper-reinit-reaccumulate": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
-    # a report forged into a new job is counted again -> batchMismatch
-    "helper-replay-per-job": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
     # the second identical AggregateShareReq (a second collection) is re-sealed
     "helper-share-recompute": (1, "violation", "idempotency"),
     # a changed re-init is prepared as new -> batchMismatch
@@ -54,11 +52,33 @@ CAMPAIGN_BUGS: dict[str, tuple[int, str, str]] = {
     "accept-late-reports": (1, "violation", "idempotency"),
 }
 
+#: Bugs the bounded campaign does not reliably find; the catalogue does (tests/test_selfcheck.py).
+#: The issue asks for "the default catalogue and/or a bounded campaign": these are the "or".
+CATALOGUE_ONLY: dict[str, str] = {
+    # Found only when a generated plan forges one report into a second job with a new job ID
+    # AND the forged job reaches the Helper before the original; two full-suite runs with
+    # seed 1 ran 200 examples (191 pass, 9 clean failures) without such a failure.
+    "helper-replay-per-job": "needs a forged second job racing the original",
+}
+
 
 def test_every_bug_switch_has_a_campaign_case() -> None:
     from dap.roles import bugs
 
-    assert set(CAMPAIGN_BUGS) == set(bugs.BUGS)
+    assert set(CAMPAIGN_BUGS) | set(CATALOGUE_ONLY) == set(bugs.BUGS)
+    assert not set(CAMPAIGN_BUGS) & set(CATALOGUE_ONLY)
+    detected_by = _catalogue_cases()  # the catalogue side (tests/test_selfcheck.py) covers them
+    assert set(CATALOGUE_ONLY) <= set(detected_by) and all(detected_by[b] for b in CATALOGUE_ONLY)
+
+
+def _catalogue_cases() -> dict[str, tuple[str, ...]]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_selfcheck", Path(__file__).with_name("test_selfcheck.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DETECTED_BY
 
 
 def _is_the_bug(signature: tuple[str, ...], names: str) -> bool:

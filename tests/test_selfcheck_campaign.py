@@ -86,7 +86,7 @@ def _is_the_bug(signature: tuple[str, ...], names: str) -> bool:
     return any(x.startswith(names) for x in signature[:signature.index("|")])
 
 
-@pytest.mark.slow
+@pytest.mark.campaign_long  # ~8 min for all bugs: outside the default run (pyproject addopts)
 @pytest.mark.parametrize("bug", list(CAMPAIGN_BUGS))
 def test_campaign_finds_and_shrinks_bug(bug: str, tmp_path: Path) -> None:
     seed, kind, names = CAMPAIGN_BUGS[bug]

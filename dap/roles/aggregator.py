@@ -95,6 +95,10 @@ class Reply:
         self.headers = headers or {}
 
 
+#: the largest value SQLite stores as INTEGER (report times are u64 on the wire)
+SQLITE_MAX_INT = 2**63 - 1
+
+
 def checksum_of(report_id: bytes) -> bytes:
     return hashlib.sha256(bytes(report_id)).digest()
 
@@ -570,7 +574,9 @@ class Aggregator:
                     rows.append((tid, job_id, ord_, rid, t, "finished", None, bucket))
                 else:
                     resps.append(PrepareResp(rid, PrepareRespState.REJECT, prepare_error=err))
-                    rows.append((tid, job_id, ord_, rid, t, "failed", int(err), bucket))
+                    # a rejected report's time may be any u64 (report_too_early): SQLite's
+                    # INTEGER is signed 64-bit, so the stored copy is clamped
+                    rows.append((tid, job_id, ord_, rid, min(t, SQLITE_MAX_INT), "failed", int(err), bucket))
             c.executemany("INSERT INTO seen_reports(task_id, report_id, job_id) VALUES(?,?,?)",
                           new_seen)
             self.accumulate(c, task, ops, items)

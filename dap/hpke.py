@@ -330,39 +330,62 @@ def _labeled_expand(hash_name: str, suite_id: bytes, prk: bytes, label: bytes, i
     return out[:length]
 
 
+def _single_block_expand_input(suite_id: bytes, label: bytes, info: bytes, length: int) -> bytes:
+    """The HMAC input of the first (and, for ``length <= Nh``, only) HKDF-Expand block of
+    LabeledExpand (RFC 9180 §4): ``labeled_info || 0x01``."""
+    return struct.pack(">H", length) + b"HPKE-v1" + suite_id + label + info + b"\x01"
+
+
+# LabeledExtract("", "eae_prk", dh) and LabeledExpand(eae_prk, "shared_secret", enc || pkR, 32)
+# of DHKEM(X25519, HKDF-SHA256) (RFC 9180 §4.1), up to their per-message parts.
+_EAE_PRK_PREFIX = b"HPKE-v1" + _KEM_X25519_SUITE_ID + b"eae_prk"
+_SHARED_SECRET_PREFIX = struct.pack(">H", 32) + b"HPKE-v1" + _KEM_X25519_SUITE_ID + b"shared_secret"
+
+
 class _X25519Base:
     """Base-mode SealBase / OpenBase with DHKEM(X25519, HKDF-SHA256) and one KDF/AEAD pair.
 
     The key schedule's ``psk_id_hash`` and ``info_hash`` depend only on ``info`` (DAP uses four
-    fixed ones), so they are cached per ``info``.
+    fixed ones), so they are cached per ``info`` (as the HMAC inputs that derive the key and
+    the base nonce).
     """
 
     def __init__(self, suite: HpkeSuite) -> None:
         self.hash_name = _HASH_OF_KDF[KDFId(suite.kdf_id)]
         self.aead_class, self.nk = _AEAD_OF_ID[AEADId(suite.aead_id)]
         self.suite_id = b"HPKE" + struct.pack(">HHH", suite.kem_id, suite.kdf_id, suite.aead_id)
-        self._contexts: dict[bytes, bytes] = {}
+        self._expand_inputs: dict[bytes, tuple[bytes, bytes]] = {}
 
-    def _key_schedule_context(self, info: bytes) -> bytes:
-        ctx = self._contexts.get(info)
-        if ctx is None:
+    def _key_and_nonce_inputs(self, info: bytes) -> tuple[bytes, bytes]:
+        """The HMAC inputs of ``LabeledExpand(secret, "key", ctx, Nk)`` and
+        ``LabeledExpand(secret, "base_nonce", ctx, 12)``: they depend on ``info`` only (the
+        key schedule context holds ``psk_id_hash`` and ``info_hash``); cached per ``info``."""
+        inputs = self._expand_inputs.get(info)
+        if inputs is None:
             h, sid = self.hash_name, self.suite_id
             ctx = (b"\x00" + _labeled_extract(h, sid, b"", b"psk_id_hash", b"")
                    + _labeled_extract(h, sid, b"", b"info_hash", info))
-            if len(self._contexts) < 64:
-                self._contexts[info] = ctx
-        return ctx
+            inputs = (_single_block_expand_input(sid, b"key", ctx, self.nk),
+                      _single_block_expand_input(sid, b"base_nonce", ctx, 12))
+            if len(self._expand_inputs) < 64:
+                self._expand_inputs[info] = inputs
+        return inputs
 
     def _aead(self, dh: bytes, enc: bytes, pk_r: bytes, info: bytes) -> tuple[Any, bytes]:
-        """(AEAD keyed for this message, base_nonce) from the DH output (sequence number 0)."""
-        kem = _KEM_X25519_SUITE_ID
-        eae_prk = _labeled_extract("sha256", kem, b"", b"eae_prk", dh)
-        shared_secret = _labeled_expand("sha256", kem, eae_prk, b"shared_secret", enc + pk_r, 32)
-        h, sid = self.hash_name, self.suite_id
-        ctx = self._key_schedule_context(bytes(info))
-        secret = _labeled_extract(h, sid, shared_secret, b"secret", b"")
-        key = _labeled_expand(h, sid, secret, b"key", ctx, self.nk)
-        nonce = _labeled_expand(h, sid, secret, b"base_nonce", ctx, 12)
+        """(AEAD keyed for this message, base_nonce) from the DH output (sequence number 0).
+
+        Every LabeledExpand here asks for at most Nh bytes (32 from SHA-256 for the KEM's
+        shared secret; Nk <= 32 and Nn = 12 from a KDF with Nh >= 32), so each is the single
+        HKDF-Expand block ``HMAC(prk, labeled_info || 0x01)`` truncated: five HMACs in all,
+        with every constant part of their inputs prepared once.
+        """
+        h = self.hash_name
+        eae_prk = hmac.digest(_ZERO_SALT["sha256"], _EAE_PRK_PREFIX + dh, "sha256")
+        shared_secret = hmac.digest(eae_prk, _SHARED_SECRET_PREFIX + enc + pk_r + b"\x01", "sha256")
+        secret = hmac.digest(shared_secret, b"HPKE-v1" + self.suite_id + b"secret", h)
+        key_input, nonce_input = self._key_and_nonce_inputs(bytes(info))
+        key = hmac.digest(secret, key_input, h)[: self.nk]
+        nonce = hmac.digest(secret, nonce_input, h)[:12]
         return self.aead_class(key), nonce
 
     def seal(self, config: HpkeConfig, info: bytes, aad: bytes, plaintext: bytes,

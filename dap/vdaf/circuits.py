@@ -46,6 +46,12 @@ def _shares_inv(p: int, num_shares: int) -> int:
     return pow(num_shares, -1, p)
 
 
+@cache
+def _lane_bits(p: int, calls: int) -> int:
+    """Bits that hold any sum of ``calls`` products of two elements of ``[0, p)``."""
+    return (calls * (p - 1) ** 2).bit_length()
+
+
 def _range_check_wires(
     p: int, meas: list[int], r: int, calls: int, chunk: int, shares_inv: int
 ) -> list[list[int]]:
@@ -193,7 +199,11 @@ class _ChunkedRangeCheck(Valid):
 
         so the query needs ``2 * calls`` modular products for the weights and two plain dot
         products per pair, instead of the ``calls * c`` weighted wire values and a dot
-        product per wire.
+        product per wire. The two dot products of a pair run as one, on packed weights
+        ``z_k = R^k q_k + q_k * 2^B``: with every ``m`` and ``q_k`` in ``[0, p)`` and
+        ``R^k q_k`` reduced, ``sum_k R^k q_k m[k*c+j] < calls * p^2 <= 2^B``, so the low ``B``
+        bits of ``sum_k z_k m[k*c+j]`` are the first sum and the rest is the second (half the
+        big-integer operations).
         """
         p = self.field.MODULUS
         (q,) = weights
@@ -203,17 +213,19 @@ class _ChunkedRangeCheck(Valid):
         padded = meas + [0] * (n - len(meas)) if n > len(meas) else meas
         r_powers = list(accumulate([joint_rand[0]] * chunk, lambda a, b: a * b % p))  # r^1..r^c
         step = r_powers[-1]
-        scaled = list(q)  # R^k * q_k
+        bits = _lane_bits(p, calls)
+        packed = [q[0] + (q[0] << bits)]  # R^0 q_0 = q_0
         scale = 1
         for k in range(1, calls):
             scale = scale * step % p
-            scaled[k] = scale * q[k] % p
+            packed.append(scale * q[k] % p + (q[k] << bits))
+        low = (1 << bits) - 1
         shift = _shares_inv(p, num_shares) * sum(q)
         sums = []
         for j in range(chunk):
-            column = padded[j::chunk]
-            sums.append(r_powers[j] * sum(map(mul, column, scaled)))
-            sums.append(sum(map(mul, column, q)) - shift)
+            both = sum(map(mul, padded[j::chunk], packed))
+            sums.append(r_powers[j] * (both & low))
+            sums.append((both >> bits) - shift)
         return [sums]
 
 

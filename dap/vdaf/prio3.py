@@ -161,8 +161,9 @@ class Prio3:
 
     # ------------------------------------------------------------------ XOF use
 
-    def _helper_meas_share(self, agg_id: int, k_meas: bytes) -> list[int]:
-        return self.xof.expand_into_vec(
+    def _helper_meas_share(self, agg_id: int, k_meas: bytes) -> tuple[list[int], bytes]:
+        """The measurement share and its encoding (what the joint-randomness binder holds)."""
+        return self.xof.expand_into_vec_encoded(
             self.field, k_meas, self._dst[USAGE_MEAS_SHARE], bytes((agg_id,)), self.flp.MEAS_LEN
         )
 
@@ -225,10 +226,10 @@ class Prio3:
             group = seeds[(j - 1) * per_helper : j * per_helper]
             k_blind = group[2] if self.uses_joint_rand else None
             helpers.append(HelperInputShare(k_meas=group[0], k_proofs=group[1], k_blind=k_blind))
-            share = self._helper_meas_share(j, group[0])
+            share, share_encoded = self._helper_meas_share(j, group[0])
             leader_meas = field.vec_sub(leader_meas, share)
             if k_blind is not None:
-                parts.append(self._joint_rand_part(j, k_blind, share, nonce))
+                parts.append(self._joint_rand_part(j, k_blind, share, nonce, share_encoded))
         rest = seeds[(self.SHARES - 1) * per_helper :]
         if self.uses_joint_rand:
             leader_blind, k_prove = rest
@@ -290,6 +291,7 @@ class Prio3:
             if type(input_share) is not LeaderInputShare:
                 raise VdafError(f"{self.name}: Aggregator 0 needs a Leader input share")
             meas_share = input_share.meas_share
+            meas_encoded = input_share.meas_encoded
             proofs_share = input_share.proofs_share
             if len(meas_share) != flp.MEAS_LEN or len(proofs_share) != self._proofs_len:
                 raise VdafError(f"{self.name}: Leader input share has the wrong length")
@@ -297,14 +299,13 @@ class Prio3:
             self._check_agg_id(agg_id)
             if type(input_share) is not HelperInputShare:
                 raise VdafError(f"{self.name}: Aggregator {agg_id} needs a Helper input share")
-            meas_share = self._helper_meas_share(agg_id, input_share.k_meas)
+            meas_share, meas_encoded = self._helper_meas_share(agg_id, input_share.k_meas)
             proofs_share = self._helper_proofs_share(agg_id, input_share.k_proofs)
 
         if self.uses_joint_rand:
             if input_share.k_blind is None or len(public_share) != self.SHARES:
                 raise VdafError(f"{self.name}: missing blind or joint-randomness parts")
-            encoded = input_share.meas_encoded if agg_id == 0 else None
-            part = self._joint_rand_part(agg_id, input_share.k_blind, meas_share, nonce, encoded)
+            part = self._joint_rand_part(agg_id, input_share.k_blind, meas_share, nonce, meas_encoded)
             parts = list(public_share)
             parts[agg_id] = part
             corrected_seed: bytes | None = self._joint_rand_seed(parts)
@@ -432,6 +433,24 @@ class Prio3:
         if isinstance(input_share, LeaderInputShare):
             return self.field.encode_vec(input_share.meas_share) + self.field.encode_vec(input_share.proofs_share) + blind
         return input_share.k_meas + input_share.k_proofs + blind
+
+    def check_input_share(self, agg_id: int, encoded: bytes) -> None:
+        """The checks of :meth:`decode_input_share` (same VdafError), without decoding.
+
+        For an Aggregator that only stores the share for later (the Leader at upload):
+        checking that every element is below the modulus does not need the elements.
+        """
+        self._check_agg_id(agg_id)
+        if agg_id != 0:
+            self.decode_input_share(agg_id, encoded)  # seeds only: nothing to save
+            return
+        if len(encoded) != self._leader_share_size:
+            raise VdafError(
+                f"{self.name}: Leader input share must be {self._leader_share_size} bytes, got {len(encoded)}"
+            )
+        size = self.xof.SEED_SIZE
+        vectors = encoded[: len(encoded) - size] if self.uses_joint_rand else encoded
+        self.field.check_vec(vectors, what="Leader input share")
 
     def decode_input_share(self, agg_id: int, encoded: bytes) -> InputShare:
         self._check_agg_id(agg_id)

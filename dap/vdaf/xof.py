@@ -86,6 +86,14 @@ class Xof(ABC):
         """``length`` elements of ``field`` from a fresh stream."""
         return cls(seed, dst, binder).next_vec(field, length)
 
+    @classmethod
+    def expand_into_vec_encoded(
+        cls, field: Field, seed: bytes, dst: bytes, binder: bytes, length: int
+    ) -> tuple[list[int], bytes]:
+        """:meth:`expand_into_vec` and ``field.encode_vec`` of the result."""
+        vec = cls.expand_into_vec(field, seed, dst, binder, length)
+        return vec, field.encode_vec(vec)
+
 
 class XofTurboShake128(Xof):
     """TurboSHAKE128 with domain byte 0x01 over ``byte(len(dst)) || dst || seed || binder``.
@@ -117,13 +125,19 @@ class XofTurboShake128(Xof):
 
     @classmethod
     def expand_into_vec(cls, field: Field, seed: bytes, dst: bytes, binder: bytes, length: int) -> list[int]:
-        message = _turboshake_message(seed, dst, binder)
-        if _oneshot is None or length == 0 or not field.FULL_MASK:
-            return cls(seed, dst, binder).next_vec(field, length)
-        vec = field.decode_raw(_oneshot(message, length * field.ENCODED_SIZE))
-        if max(vec) < field.MODULUS:
-            return vec
+        fast = _expand_oneshot(field, _turboshake_message(seed, dst, binder), length)
+        if fast is not None:
+            return fast[0]
         return cls(seed, dst, binder).next_vec(field, length)
+
+    @classmethod
+    def expand_into_vec_encoded(
+        cls, field: Field, seed: bytes, dst: bytes, binder: bytes, length: int
+    ) -> tuple[list[int], bytes]:
+        fast = _expand_oneshot(field, _turboshake_message(seed, dst, binder), length)
+        if fast is not None:
+            return fast
+        return super().expand_into_vec_encoded(field, seed, dst, binder, length)
 
 
 class FixedKeyAes128:
@@ -224,6 +238,23 @@ def _turboshake_message(seed: bytes, dst: bytes, binder: bytes) -> bytes:
     if len(dst) > 255:
         raise VdafError(f"XofTurboShake128 dst must be at most 255 bytes, got {len(dst)}")
     return b"".join((bytes((len(dst),)), dst, seed, binder))
+
+
+def _expand_oneshot(field: Field, message: bytes, length: int) -> tuple[list[int], bytes] | None:
+    """``length`` elements and their encoding from one one-shot call, or None (no one-shot
+    path, a masked field, or a rejected chunk: the caller then streams).
+
+    Without a rejection the stream bytes are the encoding: every chunk was kept unmasked
+    (``FULL_MASK``) and below the modulus, and ``encode_vec`` writes exactly those
+    little-endian chunks back.
+    """
+    if _oneshot is None or length == 0 or not field.FULL_MASK:
+        return None
+    stream = bytes(_oneshot(message, length * field.ENCODED_SIZE))
+    vec = field.decode_raw(stream)
+    if max(vec) < field.MODULUS:
+        return vec, stream
+    return None
 
 
 def _load_oneshot() -> Callable[[bytes, int], Any] | None:

@@ -57,8 +57,8 @@ TARGET_BUG_S = 120.0
 #: bug -> how its failure's signature starts (as tests/test_selfcheck_campaign.py): other
 #: failures found on the way (the reference roles' own bugs) do not count as finding it
 BUG_SIGNATURES = {
-    "helper-reinit-reaccumulate": "unexpected_clean_failure", "helper-replay-per-job": "unexpected_clean_failure",
-    "helper-share-recompute": "idempotency", "helper-reinit-no-conflict": "unexpected_clean_failure",
+    "helper-reinit-reaccumulate": "unexpected_clean_failure", "helper-replay-per-job": "anti-replay",
+    "helper-share-recompute": "idempotency", "helper-reinit-no-conflict": "idempotency",
     "leader-collect-no-auth": "auth", "leader-accept-future": "rejected-uploads",
     "leader-rebuild-retry": "unexpected_clean_failure", "accept-late-reports": "idempotency",
 }

@@ -299,6 +299,18 @@ _ENTRIES = [
         expect=Expectation(outcome=Outcome.CLEAN_FAILURE, complete=False,
                            allowed_problem_types=("batchMismatch",)),
     ),
+    _scenario(
+        "untyped-agg-share-error", "15. Collection job lifecycle (Collector ↔ Leader)",
+        """The Helper's AggregateShare is replaced by a bare 400 without a problem document
+        (an error outside DAP's vocabulary, not retryable). The Leader cannot obtain the
+        Helper's share, so the collection job fails, and a failed job MUST answer polls with
+        an error status and a problem document (the reference Leader: 502, type
+        about:blank; Janus: 500 with its own type): a clean failure, never a bare error and
+        never an aggregate.""",
+        _plan(Rule("untyped-share-error", Matcher(link=L2H, kind="agg_share", phase="response"),
+                   Respond(status=400))),
+        expect=Expectation(outcome=Outcome.CLEAN_FAILURE, complete=False),
+    ),
     # --- authentication ----------------------------------------------------------------------
     _scenario(
         "bad-leader-token", "6. Request authentication",

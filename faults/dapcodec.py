@@ -293,6 +293,7 @@ def summarize(kind: str | None, phase: str, media_type: str | None, body: bytes)
     ``step``, ``counts`` (``{"prepare_inits": n, ...}``), ``prepare_states``
     (``{report_id: "continue"|"finished"|"reject:<error>"}``), ``report_count``,
     ``batch_id``, ``interval``, ``config_ids``, ``problem_type``/``problem_token``,
+    ``agg_param_sha256`` (an init with a non-empty aggregation parameter),
     ``decode_error``; ``body_sha256`` (first 16 bytes of the SHA-256 of the exact body,
     hex) for every body that decoded as a DAP message.
     """
@@ -328,6 +329,8 @@ def _summary_of(msg: Any) -> dict[str, Any]:
     elif name == "AggregationJobInitReq":
         out["report_ids"] = [bytes(p.report_share.report_metadata.report_id).hex() for p in msg.prepare_inits]
         out["counts"] = {"prepare_inits": len(msg.prepare_inits)}
+        if msg.agg_param:  # Poplar1: a report may be prepared once per aggregation parameter
+            out["agg_param_sha256"] = hashlib.sha256(bytes(msg.agg_param)).hexdigest()[:32]
         if msg.part_batch_selector.batch_id is not None:
             out["batch_id"] = msg.part_batch_selector.batch_id.b64()
     elif name == "AggregationJobResp":

@@ -167,9 +167,10 @@ def _phase_choice(cls: type) -> st.SearchStrategy[str | None]:
 @st.composite
 def _matcher_for(draw: Any, cls: type, *, kinds: Sequence[str] | None = None, max_reports: int = MAX_REPORTS,
                  link: str | None = None, links: Sequence[str] = LINKS, default_phase_only: bool = False,
-                 predicates: bool = True) -> Matcher:
+                 predicates: bool = True, link_kinds: Sequence[str] | None = None) -> Matcher:
     """A matcher valid for action class ``cls``: link (``link`` fixes it, else one of
-    ``links``), then a kind carried on that link (``None`` = any, first), phase (``None`` = default, first;
+    ``links``), then a kind carried on that link (``None`` = any, first; ``link_kinds``
+    narrows the kinds), phase (``None`` = default, first;
     ``default_phase_only``: always), then DAP predicates that apply to that kind and phase
     (each ``None`` first; ``predicates=False``: none). Shrinks toward ``client->leader``,
     any kind, default phase, no predicates."""
@@ -179,7 +180,7 @@ def _matcher_for(draw: Any, cls: type, *, kinds: Sequence[str] | None = None, ma
     else:
         if link is None:
             link = draw(st.sampled_from(tuple(links)))
-        kind = draw(st.sampled_from((None, *LINK_KINDS[link])))
+        kind = draw(st.sampled_from((None, *(link_kinds or LINK_KINDS[link]))))
     phase = None if default_phase_only else draw(_phase_choice(cls))
     effective = phase or cls.default_phase
     report_index = step = status = None
@@ -286,8 +287,9 @@ def recoverable_rules(max_reports: int = MAX_REPORTS) -> st.SearchStrategy[tuple
     ``synthesize`` after the Helper's answer."""
     mr = {"max_reports": max_reports}
     # a fault that fires once must hit a request the Leader retries: no predicate that may
-    # match nothing (a report index, a status) -- the rule's limits already pick the message
-    l2h = {"link": "leader->helper", "predicates": False, **mr}
+    # match nothing (a report index, a status) -- the rule's limits already pick the message --
+    # and no kind that never travels here (no Prio3 continuation; no job is deleted)
+    l2h = {"link": "leader->helper", "predicates": False, "link_kinds": ("agg_init", "agg_share"), **mr}
 
     def with_limits(pair: st.SearchStrategy[tuple[Matcher, Any]], lim: st.SearchStrategy[Limits]) -> Any:
         return st.builds(lambda p, li: (p[0], p[1], li), pair, lim)
@@ -374,7 +376,8 @@ def workloads(vdaf: str | None = None, max_reports: int = MAX_REPORTS,
       Histogram first, sized to the reports;
     - ``Upload`` of 1.. reports at the run's base time: always inside the queried batch, so
       the batch fills unless a fault loses reports; ``min_batch_size`` 1..3, never more
-      than these reports;
+      than these reports, or (first) 1 for time_interval and all of them for fixed_size
+      (whose collected batch then holds every one of them);
     - optionally a far-future ``Upload`` (``FUTURE_OFFSET_S``) right after it: the
       expectation then demands ``reportTooEarly`` for those indices (:func:`expectation_for`);
     - optionally a second ``Upload`` after a 500 ms pause (another aggregation job), at the
@@ -390,15 +393,27 @@ def workloads(vdaf: str | None = None, max_reports: int = MAX_REPORTS,
     raise here (ValueError; a bad ``vdaf`` spec: WorkloadError).
     """
     from harness.model import QUERY_TYPES
-    from harness.workload import parse_vdaf
 
     if max_reports < 1:
         raise ValueError(f"max_reports must be >= 1, got {max_reports}")
     if not query_types or not set(query_types) <= set(QUERY_TYPES):
         raise ValueError(f"query_types must be a non-empty subset of {QUERY_TYPES}, got {query_types!r}")
     if vdaf is not None:
-        parse_vdaf(vdaf, max_reports)  # harness.errors.WorkloadError on a bad spec or size
+        check_campaign_vdaf(vdaf, max_reports)
     return _workloads(vdaf, max_reports, tuple(query_types))
+
+
+def check_campaign_vdaf(vdaf: str, max_reports: int = MAX_REPORTS) -> None:
+    """Raise :class:`harness.errors.WorkloadError` (one line) for a ``--vdaf`` spec campaigns
+    cannot run: a bad spec or size, or Poplar1, whose measurements are bit strings walked
+    level by level (:mod:`harness.heavy_hitters`) -- these strategies generate Prio3
+    measurements and single-collection workloads only."""
+    from harness.errors import WorkloadError
+    from harness.workload import parse_vdaf
+
+    if parse_vdaf(vdaf, max_reports).type == "Poplar1":
+        raise WorkloadError("--vdaf poplar1: campaigns generate Prio3 workloads only; run the Poplar1 "
+                            "catalogue entries instead (faultrun --fault poplar1-heavy-hitters, docs/poplar1.md)")
 
 
 @st.composite
@@ -409,32 +424,45 @@ def _workloads(draw: Any, vdaf: str | None, max_reports: int, query_types: tuple
     # Every choice is drawn whatever the earlier ones were and then clamped to the report
     # budget: hypothesis orders examples shortlex (fewer choices first), so a draw that
     # happened only when reports were left would make *more* reports the simpler example.
+    # The total comes first and the optional groups take from it, the rest going to the
+    # first upload: dropping a group (its flag to False) keeps the total, so a failure that
+    # needs N reports shrinks to one upload of N.
     tp = TIME_PRECISION_S
     query_type = draw(st.sampled_from(tuple(query_types)))
-    main = draw(st.integers(1, max_reports))
-    left = max_reports - main
-    steps: list[Any] = [Upload(count=main)]
-    min_batch_size = min(draw(st.integers(1, MAX_MIN_BATCH_SIZE)), main)
+    total = draw(st.integers(1, max_reports))
+    # 0 (the simplest): time_interval 1; fixed_size all of the first upload, so the collected
+    # (first) batch holds every report of it and a fault on any of their jobs matters -- with
+    # 1, fixed_size batches hold one report each and the collection sees only the first
+    size_choice = draw(st.integers(0, MAX_MIN_BATCH_SIZE))
+    spare = total - 1  # the first upload keeps at least one report
+    future = second = late = offset = 0
     if draw(st.booleans()):  # far-future reports
-        future = min(draw(st.integers(1, 2)), left)
-        if future:
-            left -= future
-            steps.append(Upload(count=future, time_offset_s=FUTURE_OFFSET_S))
+        future = min(draw(st.integers(1, 2)), spare)
+        spare -= future
     if draw(st.booleans()):  # a second job, in this batch or the one before
-        second = min(draw(st.integers(1, max_reports)), left)
+        second = min(draw(st.integers(1, max_reports)), spare)
         offset = draw(st.sampled_from((0, -tp)))
-        if second:
-            left -= second
-            steps += [Pause(ms=500), Upload(count=second, time_offset_s=offset)]
+        spare -= second
     widen = draw(st.sampled_from(((0, 0), (-tp, tp))))  # drawn for both query types: equal-length choices
+    again = draw(st.sampled_from(("none", "at_once", "after_late_uploads")))
+    if again == "after_late_uploads":
+        late = min(draw(st.integers(1, 2)), spare)
+        spare -= late
+    main = 1 + spare
+    if size_choice == 0:
+        min_batch_size = main if query_type == "fixed_size" else 1
+    else:
+        min_batch_size = min(size_choice, main)
+    steps: list[Any] = [Upload(count=main)]
+    if future:
+        steps.append(Upload(count=future, time_offset_s=FUTURE_OFFSET_S))
+    if second:
+        steps += [Pause(ms=500), Upload(count=second, time_offset_s=offset)]
     first = Collect(interval_offset_s=widen[0], interval_extra_s=widen[1]) if query_type == "time_interval" \
         else Collect()
     steps.append(first)
-    again = draw(st.sampled_from(("none", "at_once", "after_late_uploads")))
-    if again == "after_late_uploads":
-        late = min(draw(st.integers(1, 2)), left)
-        if late:
-            steps.append(Upload(count=late))
+    if late:
+        steps.append(Upload(count=late))
     if again != "none":
         steps.append(Collect(label="again", batch_of="main" if query_type == "fixed_size" else None,
                              interval_offset_s=first.interval_offset_s, interval_extra_s=first.interval_extra_s))

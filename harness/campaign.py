@@ -333,6 +333,8 @@ class _State:
     #: failing runs of the current round (scenario, result), see :func:`failure_kind`
     violations: list[tuple[Scenario, Any]] = attrs.field(factory=list)
     shrink_started: float | None = None
+    #: how long the latest run took
+    last_run_s: float = 0.0
     #: signatures already reported (keep_going): not failures in later rounds
     known: set[tuple[str, ...]] = attrs.field(factory=set)
     #: True ends generation (another worker found a failure); shrinking is never cut short by it
@@ -348,7 +350,10 @@ class _State:
             self.stop = True
         if not shrinking and self.max_examples_left is not None and self.max_examples_left <= 0:
             self.stop = True
-        if shrinking and self.shrink_started is not None and now - self.shrink_started > self.shrink_budget_s:
+        # the budget bounds shrinking: no run is started that would likely end beyond it (a
+        # failure that ends in a timeout makes every shrink run last that long)
+        if shrinking and self.shrink_started is not None and \
+                now - self.shrink_started + self.last_run_s > self.shrink_budget_s:
             self.stop = True
         if not shrinking and self.external_stop is not None and self.external_stop():
             self.stop = True
@@ -366,6 +371,8 @@ class _State:
         except HarnessError as exc:
             self._infra(run_dir, f"{type(exc).__name__}: {exc}")
             return
+        finally:
+            self.last_run_s = time.monotonic() - now
         vc = result.report.verdict_class
         kind = failure_kind(scenario, result.report)
         self.verdicts[kind or vc.value] += 1
@@ -516,7 +523,7 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     """
     from hypothesis.database import DirectoryBasedExampleDatabase
 
-    from faults.strategies import MAX_REPORTS, MAX_RULES, scenarios
+    from faults.strategies import MAX_REPORTS, MAX_RULES, check_campaign_vdaf, scenarios
     if examples is None and time_budget_s is None:
         raise ValueError("give examples or time_budget_s")
     if examples is not None and examples < 1:
@@ -524,8 +531,7 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     if time_budget_s is not None and time_budget_s <= 0:
         raise ValueError(f"time_budget_s must be > 0, got {time_budget_s}")
     if vdaf is not None:
-        from harness.workload import parse_vdaf
-        parse_vdaf(vdaf, 1)  # fail early on a bad spec (WorkloadError)
+        check_campaign_vdaf(vdaf, 1)  # fail early: a bad spec, or Poplar1 (WorkloadError)
     max_rules = MAX_RULES if max_rules is None else max_rules
     max_reports = MAX_REPORTS if max_reports is None else max_reports
     artifacts = Path(artifacts).resolve()
@@ -846,8 +852,8 @@ def campaign_command(argv: Sequence[str]) -> int:
             raise UsageError(f"--impl {role}= given twice")
         impl[role] = name
     if args.vdaf is not None:
-        from harness.workload import parse_vdaf
-        parse_vdaf(args.vdaf, 1)
+        from faults.strategies import check_campaign_vdaf
+        check_campaign_vdaf(args.vdaf, 1)
     root = args.artifacts or Path("artifacts") / time.strftime("campaign-%Y%m%dT%H%M%SZ", time.gmtime())
     try:
         root.mkdir(parents=True, exist_ok=True)

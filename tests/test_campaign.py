@@ -233,6 +233,9 @@ def test_bad_arguments(tmp_path: Path) -> None:
         run_campaign(FakeStack(), seed=1, artifacts=tmp_path)
     with pytest.raises(ValueError, match="examples"):
         run_campaign(FakeStack(), seed=1, examples=0, artifacts=tmp_path)
+    from harness.errors import WorkloadError
+    with pytest.raises(WorkloadError, match="Prio3 workloads only"):
+        run_campaign(FakeStack(), seed=1, examples=1, vdaf="poplar1", artifacts=tmp_path)
 
 
 def test_derive_seed_is_stable_and_distinct() -> None:

@@ -185,7 +185,8 @@ def test_cli_campaign_usage_errors(tmp_path: Path) -> None:
     for argv, msg in ((["campaign", "--seed", "1"], "one of the arguments --examples --time-budget is required"),
                       (["campaign", "--examples", "2"], "--seed"),
                       (["campaign", "--examples", "2", "--time-budget", "1m", "--seed", "1"], "not allowed with"),
-                      (["campaign", "--time-budget", "soon", "--seed", "1"], "not a duration")):
+                      (["campaign", "--time-budget", "soon", "--seed", "1"], "not a duration"),
+                      (["campaign", "--examples", "2", "--seed", "1", "--vdaf", "poplar1"], "Prio3 workloads only")):
         p = subprocess.run([sys.executable, "-m", "harness.cli", *argv], capture_output=True, text=True,
                            timeout=60, cwd=REPO)
         assert p.returncode == 2, (argv, p.stderr)

@@ -278,3 +278,5 @@ def test_bad_arguments_fail_early() -> None:
     from harness.errors import WorkloadError
     with pytest.raises(WorkloadError, match="unknown VDAF"):
         workloads(vdaf="prio9")
+    with pytest.raises(WorkloadError, match="campaigns generate Prio3 workloads only"):
+        workloads(vdaf="poplar1:bits=4")

@@ -476,6 +476,69 @@ def test_duplicate_init_with_changed_body_is_not_compared():
     assert verdict(checker.check(record(), h2.events, scenario()), "idempotency").valid is False
 
 
+def test_reinit_with_other_body_accepted_is_violation():
+    # the mutated re-PUT answered 409: what the Helper must do
+    h = honest()
+    orig = next(e.flow_id for e in h.events if e.kind == "agg_init")
+    h.init("J1", list(range(6)), status=409, body="mutated", copy_of=orig, origin="synthesize:reinit_mutated")
+    assert verdict(checker.check(record(), h.events, scenario()), "idempotency").valid is True
+    # answered 201 (prepared anew), even with every report refused so that nothing counts twice
+    h = honest()
+    orig = next(e.flow_id for e in h.events if e.kind == "agg_init")
+    mutated = h.init("J1", list(range(6)), body="mutated",
+                     states={rid(i): "reject:batch_collected" for i in range(6)},
+                     copy_of=orig, origin="synthesize:reinit_mutated")
+    v = verdict(checker.check(record(), h.events, scenario()), "idempotency")
+    assert v.valid is False and "different bodies" in v.detail
+    seq = {e.flow_id: e.flow_seq for e in h.events}
+    assert v.evidence["conflicting_inits"] == {f"/tasks/{TASK}/aggregation_jobs/J1": [seq[orig], seq[mutated]]}
+
+
+def test_reinit_with_other_body_after_delete_or_changed_in_flight_is_not_judged():
+    h = honest()
+    h.exchange("agg_delete", "DELETE", f"/tasks/{TASK}/aggregation_jobs/J1", 204)
+    h.init("J1", list(range(6)), body="other")
+    assert verdict(checker.check(record(), h.events, scenario()), "idempotency").valid is True
+    # the first body was changed in flight: what the Helper stored is not the recorded body
+    h = honest()
+    first = next(e.flow_id for e in h.events if e.kind == "agg_init")
+    h.fault(first, "corrupt-field", field="prepare_inits[0].payload", op="flip", before="00", after="01")
+    h.init("J1", list(range(6)), body="other")
+    assert "conflicting_inits" not in verdict(checker.check(record(), h.events, scenario()), "idempotency").evidence
+
+
+def test_report_prepared_in_two_jobs_is_violation():
+    h = honest()
+    orig = next(e.flow_id for e in h.events if e.kind == "agg_init")
+    # the forged second job answered report_replayed: anti-replay works
+    h.init("J2", [0], states={rid(0): "reject:report_replayed"}, copy_of=orig, origin="synthesize:reinit_new_job")
+    assert verdict(checker.check(record(), h.events, scenario()), "anti-replay").valid is True
+    h = honest()
+    orig = next(e.flow_id for e in h.events if e.kind == "agg_init")
+    forged = h.init("J2", [0], copy_of=orig, origin="synthesize:reinit_new_job")
+    v = verdict(checker.check(record(), h.events, scenario()), "anti-replay")
+    assert v.valid is False and "prepared in 2 aggregation jobs" in v.detail
+    seq = {e.flow_id: e.flow_seq for e in h.events}
+    assert v.evidence["replayed"] == {rid(0): {f"/tasks/{TASK}/aggregation_jobs/J1": seq[orig],
+                                               f"/tasks/{TASK}/aggregation_jobs/J2": seq[forged]}}
+
+
+def test_report_in_two_jobs_allowed_when_first_rejected_or_other_agg_param():
+    # report_too_early at first: the Leader may send it again in a later job
+    h = History()
+    h.upload(0)
+    h.init("J1", [0], states={rid(0): "reject:report_too_early"})
+    h.init("J2", [0])
+    assert verdict(checker.check(record(1), h.events, scenario(complete=False)), "anti-replay").valid is True
+    # Poplar1: once per aggregation parameter
+    h = History()
+    h.upload(0)
+    for job, param in (("J1", "level0"), ("J2", "level1")):
+        fid = h.init(job, [0])
+        next(e for e in h.events if e.flow_id == fid and e.phase == "request").summary["agg_param_sha256"] = param
+    assert verdict(checker.check(record(1), h.events, scenario(complete=False)), "anti-replay").valid is True
+
+
 def test_duplicate_agg_share_must_replay_ciphertext():
     h = honest()
     h.agg_share(6, cipher="c1")
@@ -496,6 +559,41 @@ def test_unexpected_5xx_is_violation_injected_is_not():
     h.agg_share(6, status=500, body="other")
     v = verdict(checker.check(record(), h.events, scenario()), "error-typing")
     assert v.valid is False and v.evidence["unexpected"][0]["status"] == 500
+
+
+def _failed_collection(share_fault=None, poll_problem="about:blank"):
+    """A history whose only AggregateShareReq failed as the Leader saw it, then a 502 poll."""
+    h = History()
+    for i in range(6):
+        h.upload(i)
+    h.init("J1", list(range(6)))
+    h.exchange("collection_create", "PUT", f"/tasks/{TASK}/collection_jobs/C1", 201,
+               {"message": "CollectionReq", "interval": [BASE, 3600]})
+    fid = h.agg_share(6)
+    if share_fault is not None:
+        h.fault(fid, "respond", phase="response", replaced_status=200, **share_fault)
+    h.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/C1", 502, problem=poll_problem)
+    return h
+
+
+def test_poll_5xx_relaying_an_untyped_helper_failure_is_allowed():
+    failed = [CollectionRecord("main", QUERY, "error")]
+    # the Helper's share replaced by a bare 400: the Leader cannot type the failure
+    h = _failed_collection({"status": 400, "problem_type": None})
+    v = verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)), "error-typing")
+    assert v.valid is True and v.evidence["relayed"] == [max(e.flow_seq for e in h.events)]
+    # ... but not without a problem document (a bare 5xx: §15 owes one)
+    h = _failed_collection({"status": 400, "problem_type": None}, poll_problem=None)
+    assert verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)),
+                   "error-typing").valid is False
+    # ... nor when the failure had a DAP type the Leader should have passed on
+    h = _failed_collection({"status": 400, "problem_type": "batchMismatch"})
+    assert verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)),
+                   "error-typing").valid is False
+    # ... nor when the Helper answered 200 untouched
+    h = _failed_collection()
+    assert verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)),
+                   "error-typing").valid is False
 
 
 def test_real_5xx_behind_replaced_response_is_violation():

@@ -176,7 +176,9 @@ class H:
         return self
 
     def init(self, status=201, body="i1", problem=None, path=JOB):
-        return self.x("agg_init", "PUT", status, {"message": "AggregationJobInitReq", "body_sha256": body},
+        # one aggregation parameter (level) per job, as the reference Leader makes them
+        return self.x("agg_init", "PUT", status, {"message": "AggregationJobInitReq", "body_sha256": body,
+                                                  "agg_param_sha256": f"param-of-{path}"},
                       {"message": "AggregationJobResp", "body_sha256": "ir1",
                        "prepare_states": {f"{i:032x}": "continue" for i in range(8)}}
                       if status == 201 else None, problem, path=path)

@@ -554,3 +554,13 @@ def test_leader_retries_continue_with_identical_bytes(tmp_path: Path) -> None:
     finally:
         proxy.close()
         dep.close()
+
+
+def test_helper_report_time_beyond_sqlite_integer(helper: RoleProcess) -> None:
+    # A report time above SQLite's signed 64-bit INTEGER (a campaign corrupting the time
+    # found the Prio3 Helper answering 500) is just far in the future: report_too_early,
+    # the job still 201, the job's other report prepared.
+    ld = PoplarLeader(helper)
+    late, ok = ld.report(5, t=2**64 - 1), ld.report(6)
+    resps, _ = ld.run_init(ld.job_url(), [late, ok], ld.param(0, (0, 1)))
+    assert states_of(resps) == [PrepareError.REPORT_TOO_EARLY, PrepareRespState.CONTINUE]

@@ -10,7 +10,7 @@ the entry's expected outcome is not met. The same entries run on a correct stack
 their expectation (as the full catalogue does in ``tests/test_catalogue_e2e.py``): the
 detection is the bug's, not the scenario's.
 
-The bounded hypothesis campaign against some switches is in ``tests/test_selfcheck_campaign.py``.
+The bounded hypothesis campaign against every switch is in ``tests/test_selfcheck_campaign.py``.
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ DETECTED_BY: dict[str, tuple[str, ...]] = {
     # the late identical replay gets different PrepareResps (idempotency violation)
     "helper-reinit-reaccumulate": ("drop-agg-init-response", "duplicate-agg-init", "delay-beyond-timeout",
                                    "replay-agg-init-after-collection"),
-    # batchMismatch: the Helper counted the report of the new job again
+    # anti-replay violation: the forged new job's report answered continue, not report_replayed
+    # (and batchMismatch when the forged job reaches the Helper before the collection)
     "helper-replay-per-job": ("replay-report-in-new-job",),
     # idempotency violation: the same AggregateShareReq answered with another ciphertext
     "helper-share-recompute": ("drop-agg-share-response", "duplicate-agg-share-request"),
-    # batchMismatch: the mutated re-init was prepared and its 7 intact reports counted again
+    # idempotency violation: the mutated re-init under the same job ID answered 201 (and
+    # batchMismatch when it reaches the Helper before the collection with intact reports)
     "helper-reinit-no-conflict": ("mutate-agg-init",),
     # auth violation: the tampered collection-job PUT answered 201
     "leader-collect-no-auth": ("bad-collector-token",),

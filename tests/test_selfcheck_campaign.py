@@ -40,8 +40,10 @@ CAMPAIGN_BUGS: dict[str, tuple[int, str, str]] = {
     "helper-reinit-reaccumulate": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
     # the second identical AggregateShareReq (a second collection) is re-sealed
     "helper-share-recompute": (1, "violation", "idempotency"),
-    # a changed re-init is prepared as new -> batchMismatch
-    "helper-reinit-no-conflict": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
+    # a changed re-init under the same job ID answered 201 (idempotency judges the answer)
+    "helper-reinit-no-conflict": (1, "violation", "idempotency"),
+    # a report forged into a second job prepared again (anti-replay judges the answer)
+    "helper-replay-per-job": (1, "violation", "anti-replay"),
     # a tampered collection-job PUT answered 201
     "leader-collect-no-auth": (1, "violation", "auth"),
     # the far-future upload acknowledged
@@ -53,13 +55,10 @@ CAMPAIGN_BUGS: dict[str, tuple[int, str, str]] = {
 }
 
 #: Bugs the bounded campaign does not reliably find; the catalogue does (tests/test_selfcheck.py).
-#: The issue asks for "the default catalogue and/or a bounded campaign": these are the "or".
-CATALOGUE_ONLY: dict[str, str] = {
-    # Found only when a generated plan forges one report into a second job with a new job ID
-    # AND the forged job reaches the Helper before the original; two full-suite runs with
-    # seed 1 ran 200 examples (191 pass, 9 clean failures) without such a failure.
-    "helper-replay-per-job": "needs a forged second job racing the original",
-}
+#: The issue asks for "the default catalogue and/or a bounded campaign": these would be the
+#: "or". None now: the two forged-request switches used to depend on a race with the
+#: collection, until the checker judged the Helper's answers to the forged requests.
+CATALOGUE_ONLY: dict[str, str] = {}
 
 
 def test_every_bug_switch_has_a_campaign_case() -> None:

@@ -61,7 +61,7 @@ from dap.messages import (
     Report,
 )
 from dap.roles import bugs
-from dap.roles.http import Plain, Problem, check_auth, check_media_type
+from dap.roles.http import Plain, Problem, UpstreamProblem, check_auth, check_media_type
 from dap.roles.storage import Store
 from dap.roles.task import AggregatorTask, TaskConfigError
 from dap.roles.vdafs import VdafOps, vdaf_ops
@@ -808,8 +808,8 @@ class Aggregator:
             return Reply(200, result, Collection.MEDIA_TYPE)
         if state == "failed":
             ptype = ProblemType.from_token(problem) if problem else None
-            if ptype is None:
-                raise Plain(500, detail or "collection job failed")
+            if ptype is None:  # the Helper's answer carried no DAP problem type
+                raise UpstreamProblem(detail or "collection job failed", task_id=tid)
             raise Problem(ptype, detail or "", task_id=tid)
         return Reply(202, headers={"Retry-After": "1"})
 

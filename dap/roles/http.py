@@ -5,7 +5,9 @@
   ``type``, ``title``, ``status``, ``detail`` and — whenever the task is known —
   ``taskid`` (divviup-ts 0.9.1 crashes on a problem document without it).
   Status: 403 for ``unauthorizedRequest`` (as Janus), 400 for every other DAP
-  problem type.
+  problem type. A failure outside DAP's vocabulary that still owes the client a
+  problem document (a collection job the Helper failed without a DAP problem type)
+  is ``UpstreamProblem``: 502 with type ``about:blank`` (RFC 9457 section 4.2.1).
 * :class:`Plain` is a non-DAP HTTP error without a problem document (409
   Conflict for a mutated re-PUT, 404 for an unknown collection job, ...).
 * :func:`check_auth` accepts exactly one credential: ``DAP-Auth-Token: <token>``
@@ -36,6 +38,7 @@ from dap.roles.task import b64e
 __all__ = [
     "Plain",
     "Problem",
+    "UpstreamProblem",
     "RequestLog",
     "check_auth",
     "check_media_type",
@@ -45,11 +48,12 @@ __all__ = [
 
 
 class Problem(Exception):
-    """A DAP-level error answered with a problem document."""
+    """A DAP-level error answered with a problem document (``problem_type`` None:
+    ``about:blank``, only through :class:`UpstreamProblem`)."""
 
     def __init__(
         self,
-        problem_type: ProblemType,
+        problem_type: ProblemType | None,
         detail: str = "",
         *,
         task_id: bytes | None = None,
@@ -59,7 +63,16 @@ class Problem(Exception):
         self.detail = detail
         self.task_id = task_id
         self.status = status or (403 if problem_type is ProblemType.UNAUTHORIZED_REQUEST else 400)
-        super().__init__(f"{problem_type.token}: {detail}")
+        super().__init__(f"{problem_type.token if problem_type else 'about:blank'}: {detail}")
+
+
+class UpstreamProblem(Problem):
+    """The Helper failed a request without a DAP problem type, and a client is owed a
+    problem document for it (dap-09.md section 15: a failed collection job answers polls
+    with an error status and a problem document): 502 Bad Gateway, type ``about:blank``."""
+
+    def __init__(self, detail: str = "", *, task_id: bytes | None = None) -> None:
+        super().__init__(None, detail, task_id=task_id, status=502)
 
 
 class Plain(Exception):
@@ -72,17 +85,18 @@ class Plain(Exception):
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> Response:
+    pt = problem.problem_type
     doc: dict[str, Any] = {
-        "type": problem.problem_type.uri,
-        "title": problem.problem_type.description,
+        "type": pt.uri if pt is not None else "about:blank",
+        "title": pt.description if pt is not None else "Bad Gateway",
         "status": problem.status,
     }
     if problem.detail:
         doc["detail"] = problem.detail
     if problem.task_id is not None:
         doc["taskid"] = b64e(problem.task_id)
-    if request is not None:
-        request.state.problem_type = problem.problem_type.token
+    if request is not None and pt is not None:
+        request.state.problem_type = pt.token
     return Response(
         json.dumps(doc).encode(), status_code=problem.status, media_type=MEDIA_TYPE_PROBLEM_JSON
     )

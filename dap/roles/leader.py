@@ -501,7 +501,7 @@ class LeaderDriver:
                     # Batch validation failed once the batch was known (current_batch):
                     # the job fails with that problem type, reported on the next poll.
                     with self.store.tx() as c:
-                        self._fail(c, tid, jid, p.problem_type.token, p.detail)
+                        self._fail(c, tid, jid, p.problem_type.token if p.problem_type else None, p.detail)
                     continue
                 if not started:
                     continue

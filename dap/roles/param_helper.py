@@ -97,7 +97,7 @@ class ParamHelper:
 
     def init(self, task: AggregatorTask, ops: VdafOps, job_id_text: str, request: Any,
              body: bytes) -> Any:
-        from dap.roles.aggregator import Reply, bucket_key
+        from dap.roles.aggregator import SQLITE_MAX_INT, Reply, bucket_key
 
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
@@ -172,7 +172,8 @@ class ParamHelper:
                     prep_rows.append((tid, job_id, ord_, ops.encode_prep_state(state)))
                 else:
                     resps.append(PrepareResp.reject(rid, err))
-                    rows.append((tid, job_id, ord_, rid, t, "failed", int(err), bucket))
+                    # report_too_early may carry any u64 time; SQLite's INTEGER is signed 64-bit
+                    rows.append((tid, job_id, ord_, rid, min(t, SQLITE_MAX_INT), "failed", int(err), bucket))
             response = AggregationJobResp(tuple(resps)).encode()
             c.executemany(
                 "INSERT INTO report_aggs(task_id, job_id, ord, report_id, time, state, error, bucket)"

@@ -12,10 +12,10 @@ from harness.invariants.base import Context, Flow
 from harness.invariants.counted import Counted, decode_counted
 from harness.invariants.counting import collections, completeness, rejected_uploads, safety
 from harness.invariants.poplar1 import poplar1, step_skew
-from harness.invariants.protocol import BARE_4XX, PROBLEM_TYPES, auth, error_typing, idempotency
+from harness.invariants.protocol import BARE_4XX, PROBLEM_TYPES, anti_replay, auth, error_typing, idempotency
 from harness.model import Verdict
 
-__all__ = ["BARE_4XX", "INVARIANTS", "PROBLEM_TYPES", "Context", "Counted", "Flow", "auth", "collections",
+__all__ = ["BARE_4XX", "INVARIANTS", "PROBLEM_TYPES", "Context", "Counted", "Flow", "anti_replay", "auth", "collections",
            "completeness", "decode_counted", "error_typing", "idempotency", "poplar1", "rejected_uploads", "safety",
            "step_skew"]
 
@@ -26,6 +26,7 @@ INVARIANTS: dict[str, Callable[[Context], Verdict]] = {
     "collections": collections,
     "auth": auth,
     "idempotency": idempotency,
+    "anti-replay": anti_replay,
     "error-typing": error_typing,
     "rejected-uploads": rejected_uploads,
     "poplar1": poplar1,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from dap.constants import ProblemType
 from harness.invariants.base import AUTHENTICATED, BODY_FAULTS, Context, Flow, is2xx, make_verdict, problem_token
 from harness.invariants.counting import same_batch
 from harness.invariants.counted import ints
 from harness.model import Verdict
 
-__all__ = ["BARE_4XX", "PROBLEM_TYPES", "auth", "error_typing", "idempotency"]
+__all__ = ["BARE_4XX", "PROBLEM_TYPES", "anti_replay", "auth", "error_typing", "idempotency"]
 
 _BATCH = ("batchInvalid", "invalidBatchSize", "batchQueriedTooManyTimes", "batchOverlap", "batchMismatch")
 
@@ -154,6 +155,7 @@ def idempotency(ctx: Context) -> Verdict:
     for fl in ctx.of_kind("agg_continue"):
         if is2xx(fl.real_status) and fl.response is not None:
             continued[fl.path] = min(continued.get(fl.path, fl.response.seq), fl.response.seq)
+    failures += _conflicting_inits(groups, deleted, ev)
     for key, fls in groups.items():
         cut = deleted.get(key[2])
         if cut is not None:
@@ -187,6 +189,82 @@ def idempotency(ctx: Context) -> Verdict:
     return make_verdict("idempotency", failures, ev, "repeated requests and collections agree")
 
 
+def _conflicting_inits(groups: dict[tuple, list[Flow]], deleted: dict[str, int], ev: dict[str, Any]) -> list[str]:
+    """Init PUTs with different bodies both answered 2xx under one job ID (before any DELETE
+    of the job). A Helper stores what it answered 2xx to, so a re-PUT with another body MUST
+    fail (dap-09.md §10.3); accepting it means the job was prepared anew. This judges the
+    answer itself, whatever the race with the collection made of the counts. ``groups`` hold
+    only bodies the Helper received as recorded (none changed in flight)."""
+    accepted: dict[str, dict[str, list[Flow]]] = {}  # job path -> body key -> 2xx flows
+    for key, fls in groups.items():
+        if key[0] != "agg_init":
+            continue
+        cut = deleted.get(key[2])
+        ok = [f for f in fls if is2xx(f.real_status) and (cut is None or f.first_seq < cut)]
+        if ok:
+            accepted.setdefault(key[2], {})[repr(key[3:])] = ok
+    failures = []
+    for path, by_body in accepted.items():
+        if len(by_body) < 2:
+            continue
+        seqs = sorted(f.flow_seq for fls in by_body.values() for f in fls)
+        ev.setdefault("conflicting_inits", {})[path] = seqs
+        failures.append(f"init PUTs to {path} with {len(by_body)} different bodies all answered 2xx "
+                        f"(flows {seqs}): a re-PUT with another body MUST fail (§10.3)")
+    return failures
+
+
+def anti_replay(ctx: Context) -> Verdict:
+    """No report is prepared in two aggregation jobs (dap-09.md §12).
+
+    The Helper's own answers decide: a report its 2xx init response did not reject (state
+    ``continue``/``finished``) under two job IDs of one task, with one aggregation parameter
+    (Poplar1 prepares a report once per parameter), means the second job took a report the
+    Helper had already aggregated: it MUST have answered ``report_replayed``. This holds
+    whatever the collections counted (a replay that lands after the collection is refused
+    as batch_collected by the buckets, not by anti-replay, and counts nothing)."""
+    accepted: dict[tuple[str, str], dict[str, int]] = {}  # (report, agg param) -> job path -> flow_seq
+    for fl in ctx.of_kind("agg_init"):
+        if not fl.delivered or not is2xx(fl.real_status) or _body_key(ctx, fl) is None:
+            continue  # not answered by the Helper, or the Helper saw another body than recorded
+        if fl.faults_of("auth") or any(f.action == "auth" for f in ctx.inherited_faults(fl)):
+            continue  # judged by auth
+        agg_param = str(fl.req.get("agg_param_sha256", ""))
+        for report_id, state in fl.resp.get("prepare_states", {}).items():
+            if not str(state).startswith("reject"):
+                accepted.setdefault((report_id, agg_param), {}).setdefault(fl.path, fl.flow_seq)
+    failures: list[str] = []
+    ev: dict[str, Any] = {"replayed": {}}
+    for (report_id, _), jobs in sorted(accepted.items()):
+        if len(jobs) > 1:
+            ev["replayed"][report_id] = dict(sorted(jobs.items(), key=lambda kv: kv[1]))
+            failures.append(f"report {report_id} prepared in {len(jobs)} aggregation jobs (flows "
+                            f"{sorted(jobs.values())}): a replay MUST be answered report_replayed (§12)")
+    n = len({r for r, _ in accepted})
+    return make_verdict("anti-replay", failures, ev, f"{n} report(s) prepared, each in one aggregation job")
+
+
+def _relays_untyped_failure(ctx: Context, poll: Flow) -> bool:
+    """A collection poll's 5xx with a problem document may relay a failure DAP has no
+    problem type for: an earlier AggregateShareReq of the task answered, as the Leader saw
+    it, with a non-retryable 4xx without a DAP problem type (a ``respond`` fault's, or the
+    Helper's own, which is then judged on its own flow). The Leader cannot type it, and
+    §15 owes the Collector an error status with a problem document (Janus: 500)."""
+    task_prefix = poll.path.split("/collection_jobs/", 1)[0] + "/"
+    for fl in ctx.of_kind("agg_share"):
+        if fl.first_seq > poll.first_seq or not fl.path.startswith(task_prefix):
+            continue
+        injected = fl.faults_of("respond")
+        if injected:
+            status, ptype = injected[-1].changed.get("status"), injected[-1].changed.get("problem_type")
+        else:
+            status, ptype = fl.real_status, fl.resp.get("problem_type")
+        typed = ptype is not None and ProblemType.from_token(problem_token(str(ptype)) or "") is not None
+        if isinstance(status, int) and 400 <= status < 500 and status != 429 and not typed:
+            return True
+    return False
+
+
 def error_typing(ctx: Context) -> Verdict:
     """Every 4xx carries an expected DAP problem type; no 5xx but injected ones."""
     failures = []
@@ -198,7 +276,10 @@ def error_typing(ctx: Context) -> Verdict:
             continue
         why = None
         if st >= 500:
-            why = f"{st} from the upstream"
+            if fl.kind == "collection_poll" and fl.resp.get("problem_type") and _relays_untyped_failure(ctx, fl):
+                ev.setdefault("relayed", []).append(fl.flow_seq)
+            else:
+                why = f"{st} from the upstream"
         elif 400 <= st < 500:
             tok = fl.problem
             if tok is None:

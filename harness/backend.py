@@ -40,7 +40,7 @@ import sys
 import warnings
 import weakref
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import attrs
 
@@ -88,11 +88,23 @@ class RoleProc:
         return self.state_dir / "role.log"
 
 
-_LIVE: weakref.WeakSet[LocalBackend] = weakref.WeakSet()
+#: open backends (local and Docker), closed at interpreter exit if their owner did not
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def close_at_exit(backend: Any) -> None:
+    """Have ``backend.close()`` run at interpreter exit unless it is closed (and
+    :func:`forget_at_exit`-ed) before: the last resort that never leaves children or
+    containers behind."""
+    _LIVE.add(backend)
+
+
+def forget_at_exit(backend: Any) -> None:
+    _LIVE.discard(backend)
 
 
 @atexit.register
-def _close_all() -> None:  # last resort: an interpreter exit never leaves children behind
+def _close_all() -> None:
     for backend in list(_LIVE):
         backend.close()
 
@@ -108,7 +120,7 @@ class LocalBackend:
     procs: dict[str, RoleProc] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
-        _LIVE.add(self)
+        close_at_exit(self)
 
     def start(self, role: str, entry: ImageEntry) -> str:
         if entry.command is None:

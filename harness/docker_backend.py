@@ -33,7 +33,6 @@ missing locally.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -45,7 +44,6 @@ import tempfile
 import threading
 import time
 import warnings
-import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,9 +53,11 @@ import attrs
 
 from faults.errors import ControlError, ProxyStartError
 from faults.plan import Plan, dump_plan
+from harness.backend import close_at_exit, forget_at_exit
 from harness.errors import BackendError, UsageError
 from harness.images import ImageEntry
 from proxy_addons.control import ControlClient
+from proxy_addons.owner import faultproxy_args
 
 __all__ = ["DEFAULT_PROXY_IMAGE", "LABEL", "ContainerFaultProxy", "DockerBackend", "connect", "engine_is_local",
            "remove_leftovers"]
@@ -237,15 +237,6 @@ def _tail(path: Path, n: int = 4000) -> str:
     return data[-n:].decode("utf-8", "replace")
 
 
-_LIVE: weakref.WeakSet[DockerBackend] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:  # last resort: an interpreter exit never leaves containers behind
-    for backend in list(_LIVE):
-        backend.close()
-
-
 @attrs.define(eq=False)
 class DockerBackend:
     """Runs roles as containers on a fresh bridge network. Owner: ``close()`` removes all."""
@@ -264,7 +255,7 @@ class DockerBackend:
     _closed: bool = False
 
     def __attrs_post_init__(self) -> None:
-        _LIVE.add(self)
+        close_at_exit(self)  # last resort: an interpreter exit never leaves containers behind
 
     @property
     def prefix(self) -> str:
@@ -479,7 +470,7 @@ class DockerBackend:
                 self.network = None
                 with contextlib.suppress(Exception):
                     self.client.close()
-        _LIVE.discard(self)
+        forget_at_exit(self)
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True) and (getattr(self, "roles", None) or getattr(self, "network", None)):
@@ -529,27 +520,11 @@ class ContainerFaultProxy:
         return f"http://{PROXY_ALIAS}:{self.ports[link]}"
 
     def command(self) -> list[str]:
-        cmd = ["-q", "-s", PROXY_SCRIPT]
-        for link, port in self.ports.items():
-            cmd += ["--mode", f"reverse:{self.upstreams[link]}@0.0.0.0:{port}"]
-        links = ",".join(f"{port}={link}" for link, port in self.ports.items())
-        cmd += [
-            "--set", f"faultrun_links={links}",
-            "--set", f"faultrun_history={PROXY_MOUNT}/history.jsonl",
-            "--set", f"faultrun_control={PROXY_CONTROL_PORT}",
-            "--set", "faultrun_control_host=0.0.0.0",
-            "--set", f"faultrun_token_file={PROXY_MOUNT}/control.token",
-            "--set", "confdir=/tmp/mitmproxy",
-            "--set", "client_replay_concurrency=-1",
-            "--set", "flow_detail=0",
-            "--set", "termlog_verbosity=warn",
-            "--set", "connection_strategy=lazy",
-        ]
-        if self.plan is not None:
-            cmd += ["--set", f"faultrun_plan={PROXY_MOUNT}/plan.toml"]
-        if self.save_flows:
-            cmd += ["-w", f"{PROXY_MOUNT}/flows.mitm"]
-        return cmd
+        # listens on every interface of the container: the roles reach it by its alias
+        return faultproxy_args(script=PROXY_SCRIPT, ports=self.ports, upstreams=self.upstreams,
+                               listen_host="0.0.0.0", files_dir=PROXY_MOUNT, control_port=PROXY_CONTROL_PORT,
+                               plan=self.plan is not None, save_flows=self.save_flows,
+                               extra_sets=("faultrun_control_host=0.0.0.0", "confdir=/tmp/mitmproxy"))
 
     def start(self) -> ContainerFaultProxy:
         if self.container is not None:

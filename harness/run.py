@@ -349,7 +349,6 @@ class Stack:
         def fill_check(query: dict[str, Any]) -> FillBound | None:
             return self._fill_bound(query, pt, scenario.workload.task, base_time, since, uploads)
 
-        vdaf = scenario.workload.task.vdaf
         client, collector = self.clients["client"], self.clients["collector"]
         index = 0
         for step in scenario.workload.steps:

@@ -39,10 +39,34 @@ from faults.errors import ControlError, ProxyStartError
 from faults.plan import Plan, dump_plan
 from proxy_addons.control import ControlClient
 
-__all__ = ["FaultProxy", "free_port", "mitmdump_command"]
+__all__ = ["FaultProxy", "faultproxy_args", "free_port", "mitmdump_command"]
 
 log = logging.getLogger(__name__)
 SCRIPT = Path(__file__).with_name("faultproxy.py")
+
+
+def faultproxy_args(*, script: str, ports: Mapping[str, int], upstreams: Mapping[str, str], listen_host: str,
+                    files_dir: str, control_port: int, plan: bool, save_flows: bool,
+                    extra_sets: Sequence[str] = ()) -> list[str]:
+    """mitmdump's arguments (after the executable) for the fault proxy: one reverse mode
+    per link on ``listen_host``, the addon's options, and its files (history, control
+    token, plan, flows) under ``files_dir`` -- the host work dir, or where a container
+    mounts it (harness.docker_backend). ``extra_sets`` are more ``name=value`` options."""
+    args = ["-q", "-s", script]
+    for link, port in ports.items():
+        args += ["--mode", f"reverse:{upstreams[link]}@{listen_host}:{port}"]
+    links = ",".join(f"{port}={link}" for link, port in ports.items())
+    sets = [f"faultrun_links={links}", f"faultrun_history={files_dir}/history.jsonl",
+            f"faultrun_control={control_port}", f"faultrun_token_file={files_dir}/control.token",
+            "client_replay_concurrency=-1", "flow_detail=0", "termlog_verbosity=warn",
+            "connection_strategy=lazy", *extra_sets]
+    if plan:
+        sets.append(f"faultrun_plan={files_dir}/plan.toml")
+    for opt in sets:
+        args += ["--set", opt]
+    if save_flows:
+        args += ["-w", f"{files_dir}/flows.mitm"]
+    return args
 
 
 def free_port() -> int:
@@ -105,28 +129,14 @@ class FaultProxy:
 
     def command(self) -> list[str]:
         """The full mitmdump command line (ports must be assigned)."""
-        cmd = [*mitmdump_command(), "-q", "-s", str(SCRIPT)]
-        for link, port in self.ports.items():
-            cmd += ["--mode", f"reverse:{self.upstreams[link]}@127.0.0.1:{port}"]
-        links = ",".join(f"{port}={link}" for link, port in self.ports.items())
-        cmd += [
-            "--set", f"faultrun_links={links}",
-            "--set", f"faultrun_history={self.history_path}",
-            "--set", f"faultrun_control={self.control_port}",
-            "--set", f"faultrun_token_file={self.workdir / 'control.token'}",
-            "--set", "client_replay_concurrency=-1",
-            "--set", "flow_detail=0",
-            "--set", "termlog_verbosity=warn",
-            "--set", "connection_strategy=lazy",
-        ]
-        if self.plan is not None:
-            cmd += ["--set", f"faultrun_plan={self.workdir / 'plan.toml'}"]
+        cmd = [*mitmdump_command(), *faultproxy_args(
+            script=str(SCRIPT), ports=self.ports, upstreams=self.upstreams, listen_host="127.0.0.1",
+            files_dir=str(self.workdir), control_port=self.control_port, plan=self.plan is not None,
+            save_flows=self.save_flows)]
         if self.ssl_insecure:
             cmd += ["--set", "ssl_insecure=true"]
         if self.upstream_ca is not None:
             cmd += ["--set", f"ssl_verify_upstream_trusted_ca={self.upstream_ca}"]
-        if self.save_flows:
-            cmd += ["-w", str(self.flows_path)]
         cmd += list(self.extra_args)
         return cmd
 

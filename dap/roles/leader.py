@@ -47,9 +47,11 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin
 
+import attrs
 import httpx
 
 from dap import hpke
@@ -116,6 +118,35 @@ def _problem_of(resp: httpx.Response) -> tuple[str | None, str]:
         except (ValueError, AttributeError):
             pass
     return None, resp.text[:200]
+
+
+@attrs.frozen
+class HelperAnswer:
+    """What became of one aggregation-job request to the Helper: exactly one of ``response``
+    (a 2xx that decoded), ``retry`` (why it is worth re-sending the same bytes: transport
+    error, 429/5xx but 501, an undecodable 2xx -- the Helper replays its stored response) or
+    ``failure`` (a non-retryable answer: the job is abandoned)."""
+
+    response: AggregationJobResp | None = None
+    retry: str | None = None
+    failure: str | None = None
+
+
+async def ask_helper(send: Callable[[], Awaitable[httpx.Response]]) -> HelperAnswer:
+    """Send one aggregation-job request (``send``) and classify the Helper's answer."""
+    try:
+        resp = await send()
+    except httpx.TransportError as exc:
+        return HelperAnswer(retry=f"transport: {exc!r}")
+    if 200 <= resp.status_code < 300:
+        try:
+            return HelperAnswer(response=AggregationJobResp.decode(resp.content))
+        except DecodeError as exc:
+            return HelperAnswer(retry=f"undecodable response: {exc}")
+    if is_retryable_status(resp.status_code):
+        return HelperAnswer(retry=f"HTTP {resp.status_code}")
+    ptype, detail = _problem_of(resp)
+    return HelperAnswer(failure=f"HTTP {resp.status_code} {ptype or ''} {detail}".strip())
 
 
 class LeaderDriver:
@@ -344,30 +375,19 @@ class LeaderDriver:
                 c.execute("UPDATE agg_jobs SET first_attempt=? WHERE task_id=? AND job_id=?",
                           (now, tid, jid))
         url = join_url(task.helper, f"tasks/{b64e(tid)}/aggregation_jobs/{b64e(jid)}")
-        assert self._client is not None
-        try:
-            resp = await self._client.put(url, content=body,
-                                          headers=self._headers(task, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ))
-        except httpx.TransportError as exc:
-            await self._retry_job(task, tid, jid, first_attempt, attempts, f"transport: {exc!r}")
-            return
-        if 200 <= resp.status_code < 300:
-            try:
-                decoded = AggregationJobResp.decode(resp.content)
-            except DecodeError as exc:
-                await self._retry_job(task, tid, jid, first_attempt, attempts,
-                                      f"undecodable response: {exc}")
-                return
-            error = await asyncio.to_thread(self._finish_job, task, ops, tid, jid, decoded)
+        client = self._client
+        assert client is not None
+        answer = await ask_helper(lambda: client.put(
+            url, content=body, headers=self._headers(task, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ)))
+        if answer.retry is not None:
+            await self._retry_job(task, tid, jid, first_attempt, attempts, answer.retry)
+        elif answer.failure is not None:
+            await self._abandon(task, tid, jid, answer.failure)
+        else:
+            assert answer.response is not None
+            error = await asyncio.to_thread(self._finish_job, task, ops, tid, jid, answer.response)
             if error:
                 await self._abandon(task, tid, jid, error)
-            return
-        if is_retryable_status(resp.status_code):
-            await self._retry_job(task, tid, jid, first_attempt, attempts,
-                                  f"HTTP {resp.status_code}")
-            return
-        ptype, detail = _problem_of(resp)
-        await self._abandon(task, tid, jid, f"HTTP {resp.status_code} {ptype or ''} {detail}".strip())
 
     async def _retry_job(self, task: AggregatorTask, tid: bytes, jid: bytes, first: float,
                          attempts: int, why: str) -> None:

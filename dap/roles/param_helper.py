@@ -151,7 +151,7 @@ class ParamHelper:
             if batch_id is not None:
                 c.execute("INSERT OR IGNORE INTO fs_batches(task_id, batch_id, created)"
                           " VALUES(?,?,?)", (tid, batch_id, time.time()))
-            resps, rows, prep_rows, uses = [], [], [], []
+            resps, rows, prep_rows = [], [], []
             for ord_, (rid, t, state, err, outbound) in enumerate(results):
                 bucket = bucket_key(task, t, batch_id)
                 if err is not PrepareError.REPORT_TOO_EARLY:

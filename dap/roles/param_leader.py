@@ -49,7 +49,7 @@ from dap.constants import (
     QueryType,
     Role,
 )
-from dap.errors import DapError, DecodeError
+from dap.errors import DapError
 from dap.messages import (
     AggregateShareReq,
     AggregationJobContinueReq,
@@ -329,39 +329,27 @@ class ParamLeader:
         url = self._job_url(task, tid, jid)
         client = self.d._client
         assert client is not None
-        try:
-            if step == 0:
-                resp = await client.put(url, content=init_req, headers=self.d._headers(
-                    task, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ))
-            else:
-                resp = await client.post(url, content=continue_req, headers=self.d._headers(
-                    task, MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ))
-        except httpx.TransportError as exc:
-            await self._retry(task, tid, jid, first_attempt, attempts, f"transport: {exc!r}")
-            return
-        from dap.roles.leader import _problem_of, is_retryable_status
+        from dap.roles.leader import ask_helper
 
-        if 200 <= resp.status_code < 300:
-            try:
-                decoded = AggregationJobResp.decode(resp.content)
-            except DecodeError as exc:
-                await self._retry(task, tid, jid, first_attempt, attempts,
-                                  f"undecodable response: {exc}")
-                return
-            step_fn = self._after_init if step == 0 else self._after_continue
-            error, nothing_left = await asyncio.to_thread(step_fn, task, ops, tid, jid,
-                                                          bytes(agg_param), decoded)
-            if error:
-                await self._abandon(task, tid, jid, error)
-            elif nothing_left:
-                await self._delete_at_helper(task, tid, jid)
+        if step == 0:
+            answer = await ask_helper(lambda: client.put(url, content=init_req, headers=self.d._headers(
+                task, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ)))
+        else:
+            answer = await ask_helper(lambda: client.post(url, content=continue_req, headers=self.d._headers(
+                task, MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ)))
+        if answer.retry is not None:
+            await self._retry(task, tid, jid, first_attempt, attempts, answer.retry)
             return
-        if is_retryable_status(resp.status_code):
-            await self._retry(task, tid, jid, first_attempt, attempts, f"HTTP {resp.status_code}")
+        if answer.failure is not None:
+            await self._abandon(task, tid, jid, f"step {step}: {answer.failure}")
             return
-        ptype, detail = _problem_of(resp)
-        await self._abandon(task, tid, jid,
-                            f"step {step}: HTTP {resp.status_code} {ptype or ''} {detail}".strip())
+        step_fn = self._after_init if step == 0 else self._after_continue
+        error, nothing_left = await asyncio.to_thread(step_fn, task, ops, tid, jid, bytes(agg_param),
+                                                      answer.response)
+        if error:
+            await self._abandon(task, tid, jid, error)
+        elif nothing_left:
+            await self._delete_at_helper(task, tid, jid)
 
     def _job_url(self, task: AggregatorTask, tid: bytes, jid: bytes) -> str:
         from dap.roles.leader import join_url

@@ -39,7 +39,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from itertools import accumulate
-from operator import add, mul, sub
+from operator import add, mul
 from typing import Any, ClassVar
 
 from dap.errors import VdafError

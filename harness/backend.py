@@ -34,7 +34,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import warnings
@@ -46,17 +45,12 @@ import attrs
 
 from harness.errors import BackendError, UsageError
 from harness.images import REPO, ImageEntry
+from proxy_addons.ports import free_port
 
 __all__ = ["BACKENDS", "Backend", "LocalBackend", "RoleProc", "free_port", "get_backend"]
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "docker")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Backend(Protocol):

@@ -38,11 +38,13 @@ from faults.classify import LINKS
 from faults.errors import ControlError, ProxyStartError
 from faults.plan import Plan, dump_plan
 from proxy_addons.control import ControlClient
+from proxy_addons.ports import free_port
 
 __all__ = ["FaultProxy", "faultproxy_args", "free_port", "mitmdump_command"]
 
 log = logging.getLogger(__name__)
 SCRIPT = Path(__file__).with_name("faultproxy.py")
+_BIND_ATTEMPTS = 3
 
 
 def faultproxy_args(*, script: str, ports: Mapping[str, int], upstreams: Mapping[str, str], listen_host: str,
@@ -67,13 +69,6 @@ def faultproxy_args(*, script: str, ports: Mapping[str, int], upstreams: Mapping
     if save_flows:
         args += ["-w", f"{files_dir}/flows.mitm"]
     return args
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def mitmdump_command() -> list[str]:
@@ -110,6 +105,7 @@ class FaultProxy:
     process: subprocess.Popen | None = attrs.field(default=None, init=False)
     _token: str = attrs.field(default="", init=False, repr=False)
     _log: object = attrs.field(default=None, init=False, repr=False)
+    _log_start: int = attrs.field(default=0, init=False, repr=False)
 
     @property
     def history_path(self) -> Path:
@@ -148,6 +144,18 @@ class FaultProxy:
         if unknown:
             raise ProxyStartError(f"unknown link {sorted(unknown)[0]!r} (known: {', '.join(LINKS)})")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            try:
+                return self._start_once()
+            except ProxyStartError as exc:
+                # A port free when picked was taken before mitmdump bound it (by a program that
+                # does not use free_port): pick new ones.
+                if attempt == _BIND_ATTEMPTS or "address already in use" not in exc.log_tail.lower():
+                    raise
+                log.warning("mitmdump could not bind a port (attempt %d); retrying with new ports", attempt)
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> FaultProxy:
         self.ports = {link: free_port() for link in self.upstreams}
         self.control_port = free_port()
         self._token = secrets.token_urlsafe(24)
@@ -158,6 +166,7 @@ class FaultProxy:
             dump_plan(self.plan, self.workdir / "plan.toml")
         try:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - owned, closed in close()
+            self._log_start = self._log.tell()
             self.process = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                 cwd=self.workdir, start_new_session=True,
@@ -169,18 +178,24 @@ class FaultProxy:
             raise
         return self
 
-    def _log_tail(self, n: int = 40) -> str:
+    def _this_start_log(self) -> list[str]:
+        """The log lines of the current start attempt (the file is appended to across attempts)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                return f.read().decode("utf-8", "replace").splitlines()
         except OSError:
-            return ""
+            return []
+
+    def _log_tail(self, n: int = 40) -> str:
+        return "\n".join(self._this_start_log()[-n:])
 
     def _startup_error(self) -> str:
         """The first option/plan error line mitmdump logged, without the exception class."""
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
+        lines = self._this_start_log()
+        for line in lines:
+            if "failed to listen" in line:  # "[hh:mm:ss] ... failed to listen on 127.0.0.1:N with ..."
+                return line.split("] ", 1)[-1].strip()
         for marker in ("OptionsError: ", "Error: "):
             for line in lines:
                 if marker in line and not line.startswith(" "):

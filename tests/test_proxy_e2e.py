@@ -6,6 +6,7 @@ channel (as the harness does) and checks what the upstream saw and what the clie
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from proxy_fixtures import (
 
 from dap import messages as m
 from faults import ControlError, FaultEvent, MessageEvent, comparable
-from proxy_addons import FaultProxy
+from proxy_addons import FaultProxy, free_port
 from proxy_addons.control import ControlClient
 
 REPORT_CT = {"Content-Type": m.Report.MEDIA_TYPE}
@@ -356,6 +357,45 @@ def test_proxy_start_failure_is_reported_and_cleaned(tmp_path: Path) -> None:
         fp.start()
     assert str(info.value).startswith("mitmdump exited with 1 during startup: faultrun_plan: rule 'x': unknown action 'nope'")
     assert fp.process is None
+
+
+def test_proxy_start_retries_when_a_picked_port_is_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A program outside free_port's bookkeeping binds the picked port before mitmdump does.
+    import proxy_addons.owner as owner
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = iter([taken])
+        monkeypatch.setattr(owner, "free_port", lambda: next(picks, None) or free_port())
+        with FaultProxy({"client->leader": "http://127.0.0.1:1"}, workdir=tmp_path) as fp:
+            assert taken not in fp.ports.values()
+            fp.control.status()
+    log_text = (tmp_path / "mitmdump.log").read_text()
+    assert "address already in use" in log_text  # the first attempt did hit the taken port
+
+
+def test_proxy_start_gives_up_on_ports_after_three_attempts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from faults import ProxyStartError
+    import proxy_addons.owner as owner
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        calls: list[int] = []
+
+        def pick() -> int:  # the link port is always the taken one, the control port a free one
+            calls.append(taken)
+            return taken if len(calls) % 2 else free_port()
+
+        monkeypatch.setattr(owner, "free_port", pick)
+        fp = FaultProxy({"client->leader": "http://127.0.0.1:1"}, workdir=tmp_path)
+        with pytest.raises(ProxyStartError, match=f"failed to listen on 127.0.0.1:{taken}"):
+            fp.start()
+    assert fp.process is None
+    assert len(calls) == 3 * 2  # three attempts, one link port and the control port each
 
 
 def test_dap_aware_matching_on_encoded_reports(run: Run) -> None:

@@ -144,16 +144,16 @@ class FaultProxy:
         if unknown:
             raise ProxyStartError(f"unknown link {sorted(unknown)[0]!r} (known: {', '.join(LINKS)})")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _BIND_ATTEMPTS + 1):
+        for attempt in range(1, _BIND_ATTEMPTS):
             try:
                 return self._start_once()
             except ProxyStartError as exc:
                 # A port free when picked was taken before mitmdump bound it (by a program that
                 # does not use free_port): pick new ones.
-                if attempt == _BIND_ATTEMPTS or "address already in use" not in exc.log_tail.lower():
+                if "address already in use" not in exc.log_tail.lower():
                     raise
                 log.warning("mitmdump could not bind a port (attempt %d); retrying with new ports", attempt)
-        raise AssertionError("unreachable")
+        return self._start_once()
 
     def _start_once(self) -> FaultProxy:
         self.ports = {link: free_port() for link in self.upstreams}

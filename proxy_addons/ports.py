@@ -19,6 +19,7 @@ A port that is bound right now (another program's server) is skipped.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import random
 import socket
@@ -31,6 +32,7 @@ _LOWEST = 10_000  # below: well-known and commonly configured service ports
 _FALLBACK_EPHEMERAL_LOW = 32_768
 
 
+@functools.cache
 def port_range() -> range:
     """The ports :func:`free_port` hands out: from 10000 up to the ephemeral range."""
     try:
@@ -55,34 +57,29 @@ def _counter_path() -> Path:
     return Path(tempfile.gettempdir()) / f"dap-faultrun-ports-{os.getuid()}"
 
 
-def _next_candidates(ports: range, count: int) -> list[int]:
-    """``count`` ports after the shared counter's position (which moves past them)."""
-    path = _counter_path()
+def _next_port(ports: range) -> int:
+    """The port at the shared counter's position (which moves on by one)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(_counter_path(), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:  # unwritable temp dir: random picks (collisions between pickers unlikely)
-        start = random.randrange(len(ports))
-        return [ports[(start + i) % len(ports)] for i in range(count)]
+        return random.choice(ports)
     with os.fdopen(fd, "r+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        text = f.read().strip()
+        fcntl.flock(f, fcntl.LOCK_EX)  # released by the close
         try:
-            pos = int(text) % len(ports)
+            pos = int(f.read().strip()) % len(ports)
         except ValueError:  # new file (or damaged): start somewhere random, not always at the bottom
             pos = random.randrange(len(ports))
         f.seek(0)
         f.truncate()
-        f.write(str((pos + count) % len(ports)))
-        f.flush()
-        # the lock goes with the file's close
-    return [ports[(pos + i) % len(ports)] for i in range(count)]
+        f.write(str((pos + 1) % len(ports)))
+    return ports[pos]
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now and that no other picker is handed soon."""
     ports = port_range()
     for _ in range(256):
-        port = _next_candidates(ports, 1)[0]
+        port = _next_port(ports)
         if _bindable(port):
             return port
     raise OSError(f"no free TCP port on 127.0.0.1 in {ports.start}-{ports.stop - 1}")

@@ -34,9 +34,9 @@ COPY faults ./faults
 COPY proxy_addons ./proxy_addons
 COPY harness ./harness
 RUN python -m compileall -q dap faults proxy_addons harness \
- && python -c "import dap.roles.cli, proxy_addons.addon, harness.interop_image" \
+ && python -c "import dap.roles.cli, proxy_addons.addon, harness.stack.interop_image" \
  && mkdir -p /logs && chmod 1777 /logs
 
 EXPOSE 8080
-ENTRYPOINT ["python", "-m", "harness.interop_image"]
+ENTRYPOINT ["python", "-m", "harness.stack.interop_image"]
 CMD ["--help"]

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from faults import Limits, Matcher, Plan, Rule  # noqa: E402
 from faults.actions import Delay, DropRequest, Respond  # noqa: E402
-from proxy_addons.owner import FaultProxy, free_port, mitmdump_command  # noqa: E402
+from harness.stack.proxy import FaultProxy, free_port, mitmdump_command  # noqa: E402
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -641,9 +641,9 @@ def _decode_lines(i: int, wire: Wire, ns: dict[str, Any]) -> list[str]:
             ns[f"m{i}"] = wire.members
             ns[f"enum{i}"] = wire.enum_cls.__name__
             lines += [
-                f"try:",
+                "try:",
                 f"    v{i} = m{i}[v{i}]",
-                f"except KeyError:",
+                "except KeyError:",
                 f"    raise _Fail(f'unknown {{enum{i}}} value {{v{i}}}', pos) from None",
             ]
         return [*lines, "pos = n_"]

@@ -7,8 +7,7 @@ Public names (see the submodules for details)::
 """
 
 from faults.actions import ACTIONS, EVENT_NAMES, SYNTHESIZERS, action_name
-from faults.classify import KINDS, LINKS, PHASES, classify
-from faults.errors import ControlError, FaultError, PlanError, ProxyError, ProxyStartError
+from faults.errors import FaultError, PlanError
 from faults.history import ControlEvent, FaultEvent, HistoryWriter, MessageEvent, comparable, read_history
 from faults.plan import (
     PLAN_VERSION,
@@ -23,11 +22,12 @@ from faults.plan import (
     plan_from_dict,
     plan_to_dict,
 )
+from faults.vocabulary import KINDS, LINKS, PHASES, classify
 
 __all__ = [
     "ACTIONS", "EVENT_NAMES", "SYNTHESIZERS", "action_name",
     "KINDS", "LINKS", "PHASES", "classify",
-    "ControlError", "FaultError", "PlanError", "ProxyError", "ProxyStartError",
+    "FaultError", "PlanError", "WorkloadError",
     "ControlEvent", "FaultEvent", "HistoryWriter", "MessageEvent", "comparable", "read_history",
     "PLAN_VERSION", "Limits", "Matcher", "Plan", "Rule",
     "dump_plan", "dumps_plan", "load_plan", "loads_plan", "plan_from_dict", "plan_to_dict",

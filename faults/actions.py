@@ -32,7 +32,7 @@ from attrs import validators as v
 
 from dap.constants import ProblemType
 from faults import dapcodec
-from faults.classify import classify
+from faults.vocabulary import classify, problem_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     import random
@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ACTIONS",
+    "Change",
     "EVENT_NAMES",
     "SYNTHESIZERS",
     "Action",
@@ -57,7 +58,9 @@ __all__ = [
     "Respond",
     "Synthesize",
     "Truncate",
+    "action_class",
     "action_name",
+    "change_from_dict",
 ]
 
 def _int(*extra: Any) -> Any:
@@ -100,7 +103,8 @@ class ActionContext(Protocol):
     """Seeded from (plan seed, rule id); the action's own stream."""
 
     def record(self, **changed: Any) -> None:
-        """Write a fault event for this rule and flow to history, now."""
+        """Write a fault event for this rule and flow to history, now (``changed``: the fields of
+        the action's ``Change``)."""
 
     def send_copy(self, copy: http.HTTPFlow, *, origin: str, delay_ms: int = 0) -> None:
         """Send a request copy upstream (marked: never matched again, recorded)."""
@@ -118,12 +122,80 @@ class ActionContext(Protocol):
         """Tell pending replays of this rule that one more matching message went by."""
 
 
-class Action(Protocol):
-    phases: ClassVar[frozenset[str]]
-    default_phase: ClassVar[str]
-    observes: ClassVar[bool]
+@attrs.frozen(kw_only=True)
+class Change:
+    """What one application of an action did: the ``changed`` object of its fault event in
+    history. Each action's own ``Change`` adds its fields; every field defaults to None
+    (absent from the JSON). Common to all:"""
 
-    async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None: ...
+    #: the action chose to change nothing (why: an empty body, an undecodable message...)
+    skipped: str | None = None
+    #: the action raised; the flow went on unchanged (a harness bug, recorded)
+    action_failed: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        """The action did what it does (not skipped, did not fail)."""
+        return self.skipped is None and self.action_failed is None
+
+    @property
+    def changed_anything(self) -> bool:
+        """The message is different because of it (a body fault may leave the bytes equal)."""
+        return self.applied
+
+    @property
+    def copies_made(self) -> int:
+        """Requests it sends (or stores to send) upstream besides the original."""
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of the event (None fields left out, tuples as lists)."""
+        return {a.name: list(x) if isinstance(x, tuple) else x
+                for a in attrs.fields(type(self)) if (x := getattr(self, a.name)) is not None}
+
+
+class Action:
+    """What every action shares (toxiproxy keeps this in one wrapper around every toxic): the
+    phases it can run in, and what it *means*, declared once here for the proxy, the checker,
+    the campaign strategies and the report. Subclasses are frozen attrs classes whose fields
+    are the parameters and which implement ``apply``; ``Change`` is the typed record of what
+    one application did."""
+
+    #: the phases the action can run in; ``default_phase`` when the rule's matcher names none
+    phases: ClassVar[frozenset[str]]
+    default_phase: ClassVar[str] = "request"
+    #: the action also wants :meth:`observe` for every message the rule's matcher accepts
+    observes: ClassVar[bool] = False
+    #: it sends extra requests upstream (recorded as flows of their own, ``copy_of`` the original)
+    sends_copies: ClassVar[bool] = False
+    #: ... and those requests are byte-for-byte the request as it was (not forged)
+    copies_verbatim: ClassVar[bool] = False
+    #: it changes the body of the message (the Aggregator sees other bytes)
+    changes_body: ClassVar[bool] = False
+    #: it changes the request's credentials
+    tampers_auth: ClassVar[bool] = False
+    #: at phase request the proxy answers instead of the upstream (which never sees the request);
+    #: at phase response its answer replaces the upstream's
+    answers_in_place: ClassVar[bool] = False
+    #: the message is lost: a request never delivered, a response the client never gets
+    drops: ClassVar[bool] = False
+    #: it changes only when the message arrives, never what it says
+    timing_only: ClassVar[bool] = False
+    Change: ClassVar[type[Change]] = Change
+
+    # and ``async def apply(self, flow, ctx) -> None``: change the live flow, ``ctx.record`` what changed
+
+    def check_target(self, kind: str | None, phase: str) -> None:
+        """What the action needs of the messages its rule matches (ValueError, one line, if the
+        matcher's kind / phase cannot work); checked when a plan is loaded."""
+
+    def observe(self, flow: http.HTTPFlow, ctx: ActionContext) -> bool:
+        """Another message the matcher accepts (``observes`` actions only); True = do not apply."""
+        return False
+
+
+def _opt_tuple(value: Any) -> tuple[Any, ...] | None:
+    return None if value is None else tuple(value)
 
 
 _REQ = frozenset({"request"})
@@ -151,12 +223,17 @@ def _phase(flow: http.HTTPFlow) -> str:
 
 
 @attrs.frozen
-class DropRequest:
+class DropRequest(Action):
     """Never forward the request; the client's connection is closed without an answer."""
 
     phases: ClassVar = _REQ
     default_phase: ClassVar = "request"
     observes: ClassVar = False
+    drops: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        dropped: str | None = None
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         ctx.record(dropped="request")
@@ -164,13 +241,19 @@ class DropRequest:
 
 
 @attrs.frozen
-class DropResponse:
+class DropResponse(Action):
     """Forward the request (the upstream processes it), then lose the reply: the client's
     connection is closed without a response."""
 
     phases: ClassVar = _RESP
     default_phase: ClassVar = "response"
     observes: ClassVar = False
+    drops: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        dropped: str | None = None
+        upstream_status: int | None = None
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         ctx.record(dropped="response", upstream_status=flow.response.status_code if flow.response else None)
@@ -178,7 +261,7 @@ class DropResponse:
 
 
 @attrs.frozen
-class Delay:
+class Delay(Action):
     """Hold the message ``delay_ms`` plus a seeded jitter in [0, ``jitter_ms``]; other flows go on."""
 
     delay_ms: int = attrs.field(validator=_int(v.ge(0)))
@@ -187,6 +270,11 @@ class Delay:
     phases: ClassVar = _BOTH
     default_phase: ClassVar = "request"
     observes: ClassVar = False
+    timing_only: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        delay_ms: int | None = None
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         total = self.delay_ms + (ctx.rng.randint(0, self.jitter_ms) if self.jitter_ms else 0)
@@ -195,7 +283,7 @@ class Delay:
 
 
 @attrs.frozen
-class Duplicate:
+class Duplicate(Action):
     """Send ``copies`` extra copies of the request upstream: all at once (``spacing_ms`` 0),
     or the i-th copy ``i * spacing_ms`` after the original. Copies are marked and never
     matched again; their responses are recorded, never shown to the client."""
@@ -206,6 +294,17 @@ class Duplicate:
     phases: ClassVar = _REQ
     default_phase: ClassVar = "request"
     observes: ClassVar = False
+    sends_copies: ClassVar = True
+    copies_verbatim: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        copies: int | None = None
+        spacing_ms: int | None = None
+
+        @property
+        def copies_made(self) -> int:
+            return (self.copies or 0) if self.applied else 0
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         ctx.record(copies=self.copies, spacing_ms=self.spacing_ms)
@@ -214,7 +313,7 @@ class Duplicate:
 
 
 @attrs.frozen
-class Reorder:
+class Reorder(Action):
     """Hold the message until the next message this rule's matcher accepts has gone
     through (its response arrived, or for phase response: it was delivered), then deliver
     it. Released, never dropped, on a plan change or after ``max_hold_ms``."""
@@ -224,6 +323,12 @@ class Reorder:
     phases: ClassVar = _BOTH
     default_phase: ClassVar = "request"
     observes: ClassVar = True
+    timing_only: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        held: bool | None = None
+        released: str | None = None
 
     def observe(self, flow: http.HTTPFlow, ctx: ActionContext) -> bool:
         """Another matching message: it overtakes the held one. True = do not hold it too."""
@@ -236,7 +341,7 @@ class Reorder:
 
 
 @attrs.frozen
-class ReplayLater:
+class ReplayLater(Action):
     """Keep a copy of the request and send it again later: after the named event
     (``after_event``, see :data:`EVENT_NAMES`) or after ``after_messages`` more messages
     this rule's matcher accepts. Exactly one of the two. The original goes through."""
@@ -247,6 +352,18 @@ class ReplayLater:
     phases: ClassVar = _REQ
     default_phase: ClassVar = "request"
     observes: ClassVar = True
+    sends_copies: ClassVar = True
+    copies_verbatim: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        stored: bool | None = None
+        after_event: str | None = None
+        after_messages: int | None = None
+
+        @property
+        def copies_made(self) -> int:
+            return 1 if self.applied and self.stored else 0
 
     def __attrs_post_init__(self) -> None:
         if (self.after_event is None) == (self.after_messages is None):
@@ -265,7 +382,7 @@ class ReplayLater:
 
 
 @attrs.frozen
-class CorruptBytes:
+class CorruptBytes(Action):
     """Flip ``flips`` distinct, seeded bit positions in the body."""
 
     flips: int = attrs.field(default=1, validator=_int(v.ge(1)))
@@ -273,6 +390,15 @@ class CorruptBytes:
     phases: ClassVar = _BOTH
     default_phase: ClassVar = "request"
     observes: ClassVar = False
+    changes_body: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        flipped_bits: tuple[int, ...] | None = attrs.field(default=None, converter=_opt_tuple)
+
+        @property
+        def changed_anything(self) -> bool:
+            return self.applied and bool(self.flipped_bits)
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         msg = _message(flow, _phase(flow))
@@ -288,7 +414,7 @@ class CorruptBytes:
 
 
 @attrs.frozen
-class Truncate:
+class Truncate(Action):
     """Cut the last ``drop_bytes`` bytes off the body (all of it if it is shorter)."""
 
     drop_bytes: int = attrs.field(default=1, validator=_int(v.ge(1)))
@@ -296,6 +422,16 @@ class Truncate:
     phases: ClassVar = _BOTH
     default_phase: ClassVar = "request"
     observes: ClassVar = False
+    changes_body: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        length_before: int | None = None
+        length_after: int | None = None
+
+        @property
+        def changed_anything(self) -> bool:
+            return self.applied and self.length_before != self.length_after
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         msg = _message(flow, _phase(flow))
@@ -309,7 +445,7 @@ CORRUPT_OPS = ("set", "add", "random", "flip", "zero", "reverse", "shuffle", "dr
 
 
 @attrs.frozen
-class CorruptField:
+class CorruptField(Action):
     """Decode the body with the DAP codec, change one field, re-encode.
 
     ``field`` is a codec field path of the message class for the rule's kind and phase
@@ -326,6 +462,18 @@ class CorruptField:
     phases: ClassVar = _BOTH
     default_phase: ClassVar = "request"
     observes: ClassVar = False
+    changes_body: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        field: str | None = None
+        op: str | None = None
+        before: Any = None
+        after: Any = None
+
+        @property
+        def changed_anything(self) -> bool:
+            return self.applied and self.before != self.after
 
     def __attrs_post_init__(self) -> None:
         if self.op in ("set", "add") and self.value is None:
@@ -337,6 +485,14 @@ class CorruptField:
                 bytes.fromhex(self.value)
             except ValueError:
                 raise ValueError(f"value {self.value!r} is not hex") from None
+
+    def check_target(self, kind: str | None, phase: str) -> None:
+        if kind is None:
+            raise ValueError("corrupt-field needs a matcher kind (the field path is checked against its message)")
+        try:
+            dapcodec.validate_field(kind, phase, self.field, self.op)
+        except Exception as exc:
+            raise ValueError(f"field {self.field!r}: {str(exc).removeprefix(f'{self.field!r}: ')}") from exc
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         phase = _phase(flow)
@@ -360,7 +516,7 @@ _AUTH_HEADERS = ("DAP-Auth-Token", "Authorization")
 
 
 @attrs.frozen
-class Auth:
+class Auth(Action):
     """Tamper with request authentication (``DAP-Auth-Token`` / ``Authorization: Bearer``).
 
     ``mode``: ``strip`` (remove both headers), ``wrong_value`` (same header, ``value`` or a
@@ -375,6 +531,13 @@ class Auth:
     phases: ClassVar = _REQ
     default_phase: ClassVar = "request"
     observes: ClassVar = False
+    tampers_auth: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        mode: str | None = None
+        before: dict[str, list[str]] | None = None
+        after: dict[str, list[str]] | None = None
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         h = flow.request.headers
@@ -411,12 +574,8 @@ def _wrong_token(token: str, ctx: ActionContext) -> str:
             return wrong
 
 
-def _problem_uri(problem_type: str) -> str:
-    return problem_type if ":" in problem_type else "urn:ietf:params:ppm:dap:error:" + problem_type
-
-
 @attrs.frozen
-class Respond:
+class Respond(Action):
     """Answer with ``status`` (and a problem document of ``problem_type`` if given).
 
     Phase request: instead of forwarding (the upstream never sees it). Phase response:
@@ -431,6 +590,13 @@ class Respond:
     phases: ClassVar = _BOTH
     default_phase: ClassVar = "request"
     observes: ClassVar = False
+    answers_in_place: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        status: int | None = None
+        problem_type: str | None = None
+        replaced_status: int | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.problem_type is not None and ":" not in self.problem_type:
@@ -445,7 +611,7 @@ class Respond:
         headers: dict[str, str] = {}
         body = b""
         if self.problem_type is not None:
-            doc: dict[str, Any] = {"type": _problem_uri(self.problem_type), "status": self.status}
+            doc: dict[str, Any] = {"type": problem_uri(self.problem_type), "status": self.status}
             doc["title"] = self.detail or "injected by dap-faultrun"
             task = classify(flow.request.method, flow.request.path).task_id
             if task:
@@ -457,7 +623,7 @@ class Respond:
 
 
 @attrs.frozen
-class Synthesize:
+class Synthesize(Action):
     """Send a message the honest peer never sends, built from the matched flow.
 
     ``message`` names an entry of :data:`SYNTHESIZERS`:
@@ -488,6 +654,26 @@ class Synthesize:
     phases: ClassVar = _BOTH
     default_phase: ClassVar = "response"
     observes: ClassVar = False
+    sends_copies: ClassVar = True
+
+    @attrs.frozen(kw_only=True)
+    class Change(Change):
+        message: str | None = None
+        step: int | None = None
+        report_ids: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_tuple)
+        path: str | None = None
+        old_job_id: str | None = None
+        new_job_id: str | None = None
+        mutated_report_id: str | None = None
+
+        @property
+        def copies_made(self) -> int:
+            return 1 if self.applied else 0
+
+    def check_target(self, kind: str | None, phase: str) -> None:
+        base = "agg_continue" if self.message == "continue_mutated" else "agg_init"
+        if kind != base:
+            raise ValueError(f"synthesize {self.message!r} is built from an {base} flow: set kind = '{base}'")
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
         build = SYNTHESIZERS[self.message]
@@ -557,7 +743,7 @@ SYNTHESIZERS = {
 }
 
 #: The one name -> class table.
-ACTIONS: dict[str, type] = {
+ACTIONS: dict[str, type[Action]] = {
     "drop-request": DropRequest,
     "drop-response": DropResponse,
     "delay": Delay,
@@ -577,3 +763,20 @@ _NAMES = {cls: name for name, cls in ACTIONS.items()}
 def action_name(action: Any) -> str:
     """The table name of an action instance (``Delay(...)`` -> ``"delay"``)."""
     return _NAMES[type(action)]
+
+
+def action_class(name: str) -> type[Action]:
+    """The action class of a table name (what a fault event in history calls its action)."""
+    return ACTIONS[name]
+
+
+def change_from_dict(action: str, data: Any) -> Change:
+    """A fault event's ``changed`` object as the action's typed :class:`Change` (ValueError for a
+    field the action does not record)."""
+    if isinstance(data, Change):
+        return data
+    cls = ACTIONS[action].Change if action in ACTIONS else Change
+    try:
+        return cls(**dict(data or {}))
+    except TypeError as exc:
+        raise ValueError(f"fault event of action {action!r}: {exc}") from None

@@ -1,8 +1,8 @@
-"""The named fault catalogue: one :class:`~harness.model.Scenario` per well-known fault.
+"""The named fault catalogue: one :class:`~faults.scenario.Scenario` per well-known fault.
 
 Each entry bundles the fault (a :class:`~faults.plan.Plan` written out as Rule values),
 the honest workload it runs under, the expected-behaviour class
-(:class:`~harness.model.Expectation`), the section of ``shared/spec/dap-09.md`` it tests
+(:class:`~faults.scenario.Expectation`), the section of ``shared/spec/dap-09.md`` it tests
 (heading text, section 21 of that file gives the expected outcomes) and a paragraph of
 docs whose first sentence is the one-liner ``faultrun --list`` prints.
 
@@ -39,13 +39,14 @@ from faults.actions import (
     Respond,
     Synthesize,
 )
-from faults.plan import Limits, Matcher, Plan, Rule
-from harness.heavy_hitters import heavy_hitters_workload
-from harness.model import Collect, Expectation, Outcome, Pause, Scenario, Upload, WorkloadSpec
+from faults.heavy_hitters import heavy_hitters_workload
+from faults.plan import Limits, Matcher, Plan, Rule, dumps_plan
+from faults.scenario import Collect, Expectation, Outcome, Pause, Scenario, Upload, WorkloadSpec
+from faults.vocabulary import CLIENT_LEADER, COLLECTOR_LEADER, LEADER_HELPER
 
 __all__ = ["CATALOGUE", "UnknownScenario", "get_scenario", "names"]
 
-C2L, K2L, L2H = "client->leader", "collector->leader", "leader->helper"
+C2L, K2L, L2H = CLIENT_LEADER, COLLECTOR_LEADER, LEADER_HELPER
 
 #: The reference Leader's per-request timeout against the Helper that the harness uses
 #: (``--request-timeout``); ``delay-beyond-timeout`` holds a response longer than this.
@@ -366,7 +367,7 @@ _ENTRIES = [
 ]
 
 #: Poplar1 entries: BITS 4, 8 reports from a fixed seed (two heavy hitters), a walk down the
-#: prefix tree (:mod:`harness.heavy_hitters`). The reference Leader creates one aggregation
+#: prefix tree (:mod:`faults.heavy_hitters`). The reference Leader creates one aggregation
 #: job per collection (level): the init (step 0) and one continuation (step 1), so a fault
 #: with ``Limits(nth=1)`` on a continuation hits level 0's job.
 POPLAR1_BITS = 4
@@ -511,18 +512,6 @@ def get_scenario(name: str) -> Scenario:
         raise UnknownScenario(name, near=near) from None
 
 
-def one_line(scenario: Scenario) -> str:
-    """The first sentence of a scenario's doc (what ``faultrun --list`` shows)."""
-    doc = scenario.doc
-    for i, ch in enumerate(doc):
-        if ch == "." and (i + 1 == len(doc) or doc[i + 1] == " "):
-            return doc[: i + 1]
-    return doc
-
-
-__all__ += ["one_line"]
-
-
 # --- docs/faults.md ----------------------------------------------------------------------------
 
 _OUTCOME_TEXT = {"pass": "pass", "clean_failure": "clean failure", "pass_or_clean_failure": "pass or clean failure"}
@@ -567,7 +556,6 @@ different aggregation jobs.
 
 
 def _step_text(s: object) -> str:
-    from harness.model import Collect, Pause, Upload
 
     if isinstance(s, Upload):
         return f"upload {s.count}" + (f" (time +{s.time_offset_s} s)" if s.time_offset_s else "")
@@ -583,7 +571,6 @@ def _step_text(s: object) -> str:
 
 def markdown() -> str:
     """``docs/faults.md``: a table, then one section per entry."""
-    from faults.plan import dumps_plan
 
     lines = [_INTRO, "| name | outcome | spec section |", "|---|---|---|"]
     for n, s in CATALOGUE.items():

@@ -1,25 +1,38 @@
-"""Errors raised by the fault plan model and the fault proxy.
+"""Errors raised by the fault plan model, the scenario model and the workloads.
 
-Split by who is at fault (the harness maps them to exit codes)::
+All of them mean the same thing to a user: the input (a plan, a scenario, a ``--vdaf`` /
+``--reports`` choice) is wrong; the CLI exits 2 with the one-line message::
 
     FaultError                 base of everything below
-    ├── PlanError              the plan (or a usage option) is wrong: exit 2.
-    │                          One line; ``rule_id`` names the rule when there is one.
-    └── ProxyError             the harness side failed: exit 3.
-        ├── ProxyStartError    mitmdump did not start / did not listen in time
-        └── ControlError       the control channel refused a request or is unreachable
+    ├── PlanError              the plan is wrong. One line; ``rule_id`` names the rule when
+    │                          there is one.
+    └── WorkloadError          a workload the VDAF cannot hold, a bad ``--vdaf`` spec, a
+                               Poplar1 walk that does not fit its bits
 
-Context goes in keyword-only arguments; lower-level errors (mitmproxy, httpx,
-OSError) are translated at the boundary with ``raise ... from exc``.
+Failures of the machinery that runs plans (mitmdump did not start, the control channel is
+unreachable) are the harness's: :mod:`harness.errors` (exit 3). Context goes in keyword-only
+arguments; lower-level errors are translated at the boundary with ``raise ... from exc``.
 """
 
 from __future__ import annotations
 
-__all__ = ["FaultError", "PlanError", "ProxyError", "ProxyStartError", "ControlError"]
+__all__ = ["FaultError", "PlanError", "WorkloadError", "one_line"]
+
+
+def one_line(value: BaseException | str, *, limit: int | None = None) -> str:
+    """Any message or exception as one line (whitespace folded), cut to ``limit`` characters.
+
+    attrs validators raise ``ValueError(msg, attribute, ...)``: only ``msg`` is kept. Every
+    user-facing error of the project goes through here."""
+    if isinstance(value, BaseException):
+        args = value.args
+        value = args[0] if len(args) > 1 and isinstance(args[0], str) else str(value)
+    text = " ".join(str(value).split())
+    return text if limit is None or len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 
 
 class FaultError(Exception):
-    """Base class of every error raised by :mod:`faults` and :mod:`proxy_addons`."""
+    """Base class of every error raised by :mod:`faults`: the user's input is wrong (exit 2)."""
 
 
 class PlanError(FaultError):
@@ -30,31 +43,11 @@ class PlanError(FaultError):
     """
 
     def __init__(self, problem: str, *, rule_id: str | None = None) -> None:
-        self.problem = " ".join(str(problem).split())  # always one line
+        self.problem = one_line(problem)
         self.rule_id = rule_id
         where = f"rule {rule_id!r}" if rule_id is not None else "plan"
         super().__init__(f"{where}: {self.problem}")
 
 
-class ProxyError(FaultError):
-    """The fault proxy (the harness's own machinery) failed."""
-
-
-class ProxyStartError(ProxyError):
-    """mitmdump exited or did not listen on every port in time.
-
-    ``log_tail`` holds the end of the child's output.
-    """
-
-    def __init__(self, message: str, *, log_tail: str = "") -> None:
-        self.log_tail = log_tail
-        # One line for the user; the tail of mitmdump's log stays available (``-v`` prints it).
-        super().__init__(message)
-
-
-class ControlError(ProxyError):
-    """A control-channel request failed (``status`` is the HTTP status, 0 if unreachable)."""
-
-    def __init__(self, message: str, *, status: int = 0) -> None:
-        self.status = status
-        super().__init__(message)
+class WorkloadError(FaultError):
+    """A workload that cannot run: the VDAF cannot hold it, a bad ``--vdaf`` spec, bad measurements."""

@@ -14,12 +14,15 @@ which the proxy first saw the flow in this run: stable across identical runs, un
 random ``flow_id``) and ``copy_of`` / ``origin`` for copies the proxy itself sent
 (duplicates, replays, synthesized messages).
 
-``summary`` is the decoded DAP summary (see :func:`faults.summary.summarize`): ``task_id``,
-``job_id`` (path, base64url), ``report_ids`` (hex), ``step``, ``counts``,
-``problem_type``, ``decode_error`` for a body that did not decode.
+``summary`` is the decoded DAP summary of the body (:class:`Summary`, written by
+:func:`faults.dapcodec.summarize`); a fault's ``changed`` is its action's typed
+:class:`~faults.actions.Change`.
 
-:func:`read_history` loads a file back into events; :func:`comparable` strips the fields
-that legitimately differ between two runs of the same plan over the same traffic.
+Every history file starts with a schema line (``{"event": "schema", "history_version": 1}``).
+:func:`load_history` reads a file back and names what is wrong with it instead of guessing:
+an unknown schema version, a line that is not JSON, a torn last line (the writer was killed
+mid-line) -- the checker turns any of these into an inconclusive run. :func:`comparable`
+strips the fields that legitimately differ between two runs of the same plan.
 """
 
 from __future__ import annotations
@@ -29,25 +32,102 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
+
+from faults.actions import Action, Change, action_class, change_from_dict
 
 __all__ = [
     "HISTORY_VERSION",
     "ControlEvent",
     "FaultEvent",
     "HistoryWriter",
+    "LoadedHistory",
+    "RecordingError",
     "MessageEvent",
+    "Summary",
     "comparable",
     "event_from_dict",
     "event_to_dict",
+    "load_history",
     "read_history",
+    "write_history",
 ]
 
+class RecordingError(Exception):
+    """An event could not be written: the traffic it describes must not pass unrecorded."""
+
+
 HISTORY_VERSION = 1
+#: the first line of every history file
+SCHEMA_LINE = {"event": "schema", "history_version": HISTORY_VERSION}
 log = logging.getLogger(__name__)
+
+
+def _opt_tuple(value: Any) -> tuple[Any, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _opt_pair(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
+
+
+@attrs.frozen(kw_only=True)
+class Summary:
+    """The decoded DAP summary of one message body (what the checker needs, not the body).
+
+    Fields are present as they apply to the message; absent ones are None (or empty)."""
+
+    #: the DAP message class (``AggregationJobInitReq``); None for no body / not DAP
+    message: str | None = None
+    #: IDs in the request path (base64url)
+    task_id: str | None = None
+    job_id: str | None = None
+    #: report IDs the message carries, in order (hex)
+    report_ids: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: a Report's time
+    time: int | None = None
+    config_ids: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    #: list lengths (``{"prepare_inits": 3}``)
+    counts: Mapping[str, int] = attrs.field(factory=dict)
+    #: AggregationJobResp: report ID -> ``continue`` / ``finished`` / ``reject:<error>``
+    prepare_states: Mapping[str, str] = attrs.field(factory=dict)
+    step: int | None = None
+    report_count: int | None = None
+    checksum: str | None = None
+    batch_id: str | None = None
+    interval: tuple[int, int] | None = attrs.field(default=None, converter=_opt_pair)
+    query_type: str | None = None
+    #: a problem document's ``type`` (URI) and its DAP token
+    problem_type: str | None = None
+    problem_token: str | None = None
+    #: an init with a non-empty aggregation parameter (Poplar1): its digest
+    agg_param_sha256: str | None = None
+    #: a body that did not decode: why
+    decode_error: str | None = None
+    #: first 16 bytes of SHA-256 of the exact body (hex), for every body that decoded
+    body_sha256: str | None = None
+
+    @classmethod
+    def of(cls, value: Any) -> Summary:
+        """A Summary from itself or its JSON object (ValueError for an unknown key)."""
+        if isinstance(value, Summary):
+            return value
+        try:
+            return cls(**dict(value or {}))
+        except TypeError as exc:
+            raise ValueError(f"message summary: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for a in attrs.fields(Summary):
+            x = getattr(self, a.name)
+            if x is not None and x != () and x != {}:
+                out[a.name] = list(x) if isinstance(x, tuple) else dict(x) if isinstance(x, Mapping) else x
+        return out
 
 
 @attrs.frozen
@@ -65,7 +145,7 @@ class MessageEvent:
     status: int | None = None
     media_type: str | None = None
     body_len: int = 0
-    summary: dict[str, Any] = attrs.field(factory=dict)
+    summary: Summary = attrs.field(factory=Summary, converter=Summary.of)
     copy_of: str | None = None
     origin: str | None = None
     error: str | None = None
@@ -84,8 +164,22 @@ class FaultEvent:
     phase: str
     flow_id: str
     flow_seq: int
-    changed: dict[str, Any] = attrs.field(factory=dict)
+    changed: Change = attrs.field(factory=Change)
     event: str = "fault"
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.changed, Change):  # read from JSON: the action's own record
+            object.__setattr__(self, "changed", change_from_dict(self.action, self.changed))
+
+    @property
+    def action_class(self) -> type[Action]:
+        """What the action means (its traits: :class:`faults.actions.Action`)."""
+        return action_class(self.action)
+
+    @property
+    def applied(self) -> bool:
+        """The action did what it does (not skipped, did not fail)."""
+        return self.changed.applied
 
 
 @attrs.frozen
@@ -103,10 +197,16 @@ _CLASSES: dict[str, type] = {"message": MessageEvent, "fault": FaultEvent, "cont
 
 
 def event_to_dict(ev: Event) -> dict[str, Any]:
-    return attrs.asdict(ev, recurse=False)
+    out = attrs.asdict(ev, recurse=False)
+    if isinstance(ev, MessageEvent):
+        out["summary"] = ev.summary.to_dict()
+    elif isinstance(ev, FaultEvent):
+        out["changed"] = ev.changed.to_dict()
+    return out
 
 
-def event_from_dict(data: dict[str, Any]) -> Event:
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """One history line as its event (ValueError / KeyError for a line of another shape)."""
     cls = _CLASSES[data["event"]]
     names = {f.name for f in attrs.fields(cls)}
     return cls(**{k: val for k, val in data.items() if k in names})
@@ -151,6 +251,8 @@ class HistoryWriter:
     path: Path | None = None
     keep_in_memory: bool = False
     events: list[Event] = attrs.field(factory=list)
+    #: writes that failed: ``{"seq": the seq it spent, "error": one line}`` (the gap they leave is real)
+    failures: list[dict[str, Any]] = attrs.field(factory=list)
     _file: IO[str] | None = attrs.field(default=None, init=False)
     _seq: int = attrs.field(default=0, init=False)
 
@@ -160,6 +262,9 @@ class HistoryWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._seq = _next_seq(self.path)  # appending to an earlier run: seq keeps growing
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - owned, closed in close()
+            if self._file.tell() == 0:
+                self._file.write(_ENCODER.encode(SCHEMA_LINE) + "\n")
+                self._file.flush()
         else:
             self.keep_in_memory = True
 
@@ -168,22 +273,30 @@ class HistoryWriter:
         return self._seq
 
     def _emit(self, cls: type, event: str, fields: dict[str, Any]) -> None:
+        """Write one event. An error (disk full, closed file) propagates: the caller must not let
+        the traffic it describes pass unrecorded. The seq is spent either way, so a reader sees
+        the gap."""
         seq = self._seq
         self._seq += 1
         data = {"seq": seq, "t_mono": time.monotonic(), "t_wall": time.time(), **fields, "event": event}
         if self.keep_in_memory:
             self.events.append(cls(**data))  # also checks the fields against the schema
         if self._file is not None:
-            self._file.write(_ENCODER.encode(data) + "\n")
-            self._file.flush()
+            try:
+                self._file.write(_ENCODER.encode(data) + "\n")
+                self._file.flush()
+            except (OSError, ValueError) as exc:  # disk full, file closed: never silent
+                why = f"history {self.path}: seq {seq}: {type(exc).__name__}: {exc}"
+                self.failures.append({"seq": seq, "error": why})
+                raise RecordingError(why) from exc
 
     def message(self, **fields: Any) -> None:
         """Record a :class:`MessageEvent` (fields as its attributes, minus seq/times/event)."""
         self._emit(MessageEvent, "message", fields)
 
-    def fault(self, **fields: Any) -> None:
-        """Record a :class:`FaultEvent`."""
-        self._emit(FaultEvent, "fault", fields)
+    def fault(self, *, changed: Change, **fields: Any) -> None:
+        """Record a :class:`FaultEvent` (``changed``: the action's typed record)."""
+        self._emit(FaultEvent, "fault", {**fields, "changed": changed.to_dict()})
 
     def control(self, what: str, **detail: Any) -> None:
         """Record a :class:`ControlEvent`."""
@@ -209,23 +322,63 @@ class HistoryWriter:
             self.close()
 
 
-def read_history(path: str | os.PathLike[str], *, since_seq: int = 0) -> list[Event]:
-    """Load a JSONL history. A torn last line (proxy killed mid-write) is skipped."""
+@attrs.frozen
+class LoadedHistory:
+    """A history file read back: its events, and what is wrong with the file (empty: nothing)."""
+
+    events: tuple[Event, ...]
+    problems: tuple[str, ...] = ()
+
+
+def load_history(path: str | os.PathLike[str], *, since_seq: int = 0) -> LoadedHistory:
+    """Read a JSONL history, never guessing: an unknown schema version, a line that is not an
+    event and a torn last line (the writer killed mid-line) are named in ``problems``; the events
+    before a bad line are kept. A missing file raises FileNotFoundError."""
     events: list[Event] = []
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.readlines()
-    for i, line in enumerate(lines):
+    problems: list[str] = []
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    torn = lines[-1] != b""  # a complete file ends with a newline
+    if torn:
+        problems.append(f"{path}: the last line is truncated ({len(lines[-1])} bytes without a newline): "
+                        "the history ends in a gap")
+    for n, line in enumerate(lines[:-1], 1):
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break
-            raise
-        if data.get("seq", 0) >= since_seq:
-            events.append(event_from_dict(data))
-    return events
+            obj = json.loads(line)
+            if obj.get("event") == "schema":
+                version = obj.get("history_version")
+                if version != HISTORY_VERSION:
+                    problems.append(f"{path}: history schema version {version!r}; this checker reads "
+                                    f"{HISTORY_VERSION}")
+                    return LoadedHistory((), tuple(problems))
+                continue
+            if obj.get("seq", 0) >= since_seq:
+                events.append(event_from_dict(obj))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            problems.append(f"{path}:{n}: not a history event ({type(exc).__name__}: {exc}); the events after it "
+                            "are not read")
+            break
+    return LoadedHistory(tuple(events), tuple(problems))
+
+
+def read_history(path: str | os.PathLike[str], *, since_seq: int = 0) -> list[Event]:
+    """Load a JSONL history; a torn last line is skipped, anything else wrong raises ValueError."""
+    loaded = load_history(path, since_seq=since_seq)
+    bad = [p for p in loaded.problems if "last line is truncated" not in p]
+    if bad:
+        raise ValueError(bad[0])
+    return list(loaded.events)
+
+
+def write_history(path: str | os.PathLike[str], events: Iterable[Event]) -> None:
+    """A history file of ``events`` (a run directory's slice of the proxy's history)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(_ENCODER.encode(SCHEMA_LINE) + "\n")
+        for ev in events:
+            fh.write(_ENCODER.encode(event_to_dict(ev)) + "\n")
 
 
 _VOLATILE = frozenset({"seq", "t_mono", "t_wall", "flow_id", "copy_of"})
@@ -242,6 +395,9 @@ def comparable(events: list[Event] | list[dict[str, Any]], *, kinds: tuple[str, 
         for k in _VOLATILE:
             d.pop(k, None)
         if "changed" in d:
-            d["changed"] = {k: val for k, val in d["changed"].items() if k not in _VOLATILE_CHANGED}
+            changed = d["changed"] if isinstance(d["changed"], dict) else d["changed"].to_dict()
+            d["changed"] = {k: val for k, val in changed.items() if k not in _VOLATILE_CHANGED}
+        if isinstance(d.get("summary"), Summary):
+            d["summary"] = d["summary"].to_dict()
         out.append(d)
     return out

@@ -40,10 +40,9 @@ import tomli_w
 from attrs import validators as v
 
 from dap.constants import ProblemType
-from faults import dapcodec
 from faults.actions import ACTIONS, action_name
-from faults.classify import KINDS, LINKS, PHASES
-from faults.errors import PlanError
+from faults.errors import PlanError, one_line
+from faults.vocabulary import KINDS, LINKS, PHASES
 
 __all__ = [
     "PLAN_VERSION",
@@ -152,12 +151,17 @@ class Limits:
 
 @attrs.frozen
 class Rule:
-    """One fault: ``id`` + :class:`Matcher` + action + :class:`Limits`."""
+    """One fault: ``id`` + :class:`Matcher` + action + :class:`Limits`.
+
+    ``optional``: the scenario does not need this rule to fire (a probability or ``every``
+    that may legitimately never select a message). A rule that is not optional and never
+    changes a message makes the run inconclusive: the fault under test did not happen."""
 
     id: str = attrs.field(validator=[v.instance_of(str), v.min_len(1)])
     match: Matcher = attrs.field(factory=Matcher)
     action: Any = attrs.field(default=None)
     limits: Limits = attrs.field(factory=Limits)
+    optional: bool = attrs.field(default=False, validator=v.instance_of(bool))
 
     @property
     def phase(self) -> str:
@@ -187,12 +191,6 @@ class Plan:
 # --- from / to plain data -----------------------------------------------------------
 
 
-def _one_line(exc: BaseException) -> str:
-    # attrs validators raise ValueError(msg, attribute, ...): keep only the message
-    text = exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else str(exc)
-    return " ".join(text.split())
-
-
 def _build(cls: type, data: Any, what: str, rule_id: str | None, skip: tuple[str, ...] = ()) -> Any:
     if not isinstance(data, dict):
         raise PlanError(f"{what} must be a table, got {type(data).__name__}", rule_id=rule_id)
@@ -207,7 +205,7 @@ def _build(cls: type, data: Any, what: str, rule_id: str | None, skip: tuple[str
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise PlanError(f"{what}: {_one_line(exc)}", rule_id=rule_id) from exc
+        raise PlanError(f"{what}: {one_line(exc)}", rule_id=rule_id) from exc
 
 
 def _build_action(data: Any, rule_id: str) -> Any:
@@ -242,21 +240,10 @@ def _check_rule(rule: Rule) -> None:
     if m.problem_type is not None and ":" not in m.problem_type:
         if ProblemType.from_token(m.problem_type) is None:
             raise PlanError(f"unknown DAP problem type {m.problem_type!r}", rule_id=rid)
-    name = rule.action_name
-    if name == "corrupt-field":
-        if m.kind is None:
-            raise PlanError("corrupt-field needs a matcher kind (the field path is checked against its message)",
-                            rule_id=rid)
-        try:
-            dapcodec.validate_field(m.kind, phase, act.field, act.op)
-        except Exception as exc:
-            why = _one_line(exc).removeprefix(f"{act.field!r}: ")
-            raise PlanError(f"field {act.field!r}: {why}", rule_id=rid) from exc
-    if name == "synthesize":
-        base = "agg_continue" if act.message == "continue_mutated" else "agg_init"
-        if m.kind != base:
-            raise PlanError(f"synthesize {act.message!r} is built from an {base} flow: set kind = '{base}'",
-                            rule_id=rid)
+    try:
+        act.check_target(m.kind, phase)  # what the action itself needs of the messages it matches
+    except ValueError as exc:
+        raise PlanError(one_line(exc), rule_id=rid) from exc
 
 
 def plan_from_dict(data: Any) -> Plan:
@@ -286,9 +273,12 @@ def plan_from_dict(data: Any) -> Plan:
         if rid in seen:
             raise PlanError("duplicate rule id", rule_id=rid)
         seen.add(rid)
-        unknown = sorted(set(raw) - {"id", "match", "action", "limits"})
+        unknown = sorted(set(raw) - {"id", "match", "action", "limits", "optional"})
         if unknown:
-            raise PlanError(f"unknown key {unknown[0]!r} (known: id, match, action, limits)", rule_id=rid)
+            raise PlanError(f"unknown key {unknown[0]!r} (known: id, match, action, limits, optional)", rule_id=rid)
+        optional = raw.get("optional", False)
+        if not isinstance(optional, bool):
+            raise PlanError(f"optional must be true or false, got {optional!r}", rule_id=rid)
         if "action" not in raw:
             raise PlanError("missing 'action'", rule_id=rid)
         rule = Rule(
@@ -296,6 +286,7 @@ def plan_from_dict(data: Any) -> Plan:
             match=_build(Matcher, raw.get("match", {}), "match", rid),
             action=_build_action(raw["action"], rid),
             limits=_build(Limits, raw.get("limits", {}), "limits", rid),
+            optional=optional,
         )
         _check_rule(rule)
         rules.append(rule)
@@ -325,6 +316,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         limits = _nondefault(r.limits)
         if limits:
             entry["limits"] = limits
+        if r.optional:
+            entry["optional"] = True
         rules.append(entry)
     return {"version": plan.version, "seed": plan.seed, "rules": rules}
 
@@ -349,7 +342,7 @@ def loads_plan(text: str, fmt: str | None = None) -> Plan:
     try:
         data = json.loads(text) if fmt == "json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PlanError(f"not valid {fmt.upper()}: {_one_line(exc)}") from exc
+        raise PlanError(f"not valid {fmt.upper()}: {one_line(exc)}") from exc
     return plan_from_dict(data)
 
 

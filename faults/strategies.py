@@ -1,7 +1,7 @@
 """Hypothesis strategies for fault plans and workloads: campaigns as data.
 
 Everything generated here is a plain value (:class:`~faults.plan.Plan`,
-:class:`~harness.model.WorkloadSpec`, :class:`~harness.model.Scenario`) that loads, dumps and
+:class:`~faults.scenario.WorkloadSpec`, :class:`~faults.scenario.Scenario`) that loads, dumps and
 validates like a hand-written one: **every generated plan passes**
 ``plan_from_dict(plan_to_dict(plan))`` (the same checks as ``faultrun --plan``). Validity is
 by construction (link -> kinds carried on it, action -> phases it can run in, ``corrupt-field``
@@ -56,13 +56,16 @@ from faults.actions import (
     Truncate,
     action_name,
 )
-from faults.classify import LINKS
+from faults.errors import WorkloadError
 from faults.plan import Limits, Matcher, Plan, Rule
+from faults.scenario import QUERY_TYPES, Collect, Expectation, Outcome, Pause, Scenario, TaskSpec, Upload, WorkloadSpec
+from faults.vdafs import workload_vdaf
+from faults.vocabulary import COLLECTOR_LEADER, LEADER_HELPER, LINK_KINDS, LINKS
+from faults.workload import PRIO3_TYPES, parse_vdaf, upload_count, vdaf_for
 
 __all__ = [
     "ACTION_ORDER",
     "FUTURE_OFFSET_S",
-    "LINK_KINDS",
     "MAX_COLLECTION_RETRIED",
     "MAX_DELAY_MS",
     "MAX_REPORTS",
@@ -85,16 +88,9 @@ __all__ = [
 MAX_RULES = 3
 MAX_REPORTS = 8
 
-#: Which kinds travel on which link (the classifier's vocabulary; the Client reaches the
-#: Helper directly, so Helper-bound uploads and HPKE configs are on no link).
-LINK_KINDS: dict[str, tuple[str, ...]] = {
-    "client->leader": ("upload", "hpke_config"),
-    "collector->leader": ("collection_create", "collection_poll", "collection_delete"),
-    "leader->helper": ("agg_init", "agg_continue", "agg_share", "agg_delete"),
-}
 _KIND_LINK = {k: link for link, kinds in LINK_KINDS.items() for k in kinds}
 _REPORT_KINDS = ("upload", "agg_init", "agg_continue")
-_AUTH_LINKS = ("collector->leader", "leader->helper")
+_AUTH_LINKS = (COLLECTOR_LEADER, LEADER_HELPER)
 
 #: Actions, simplest first: the order ``one_of`` shrinks toward. Hypothesis orders examples
 #: shortlex (fewer choices first, then smaller ones), so parameterless actions come first,
@@ -289,7 +285,7 @@ def recoverable_rules(max_reports: int = MAX_REPORTS) -> st.SearchStrategy[tuple
     # a fault that fires once must hit a request the Leader retries: no predicate that may
     # match nothing (a report index, a status) -- the rule's limits already pick the message --
     # and no kind that never travels here (no Prio3 continuation; no job is deleted)
-    l2h = {"link": "leader->helper", "predicates": False, "link_kinds": ("agg_init", "agg_share"), **mr}
+    l2h = {"link": LEADER_HELPER, "predicates": False, "link_kinds": ("agg_init", "agg_share"), **mr}
 
     def with_limits(pair: st.SearchStrategy[tuple[Matcher, Any]], lim: st.SearchStrategy[Limits]) -> Any:
         return st.builds(lambda p, li: (p[0], p[1], li), pair, lim)
@@ -308,7 +304,7 @@ def recoverable_rules(max_reports: int = MAX_REPORTS) -> st.SearchStrategy[tuple
         "respond": with_limits(_pair(Respond, st.builds(Respond, status=st.sampled_from(sorted(_RETRYABLE_STATUSES))),
                                      **l2h), _fires_once()),
         # the first collection-job PUT only (every auth rule here hits that one message)
-        "auth": st.builds(lambda mode: (Matcher(link="collector->leader", kind="collection_create"), Auth(mode=mode),
+        "auth": st.builds(lambda mode: (Matcher(link=COLLECTOR_LEADER, kind="collection_create"), Auth(mode=mode),
                                         Limits(nth=1)), st.sampled_from(AUTH_MODES)),
         "replay-later": with_limits(_pair(ReplayLater, st.one_of(
             st.builds(ReplayLater, after_messages=st.integers(1, 3)),
@@ -392,7 +388,6 @@ def workloads(vdaf: str | None = None, max_reports: int = MAX_REPORTS,
     offset 0, ``min_batch_size`` 1, one collection, Histogram, time_interval. Bad arguments
     raise here (ValueError; a bad ``vdaf`` spec: WorkloadError).
     """
-    from harness.model import QUERY_TYPES
 
     if max_reports < 1:
         raise ValueError(f"max_reports must be >= 1, got {max_reports}")
@@ -406,20 +401,16 @@ def workloads(vdaf: str | None = None, max_reports: int = MAX_REPORTS,
 def check_campaign_vdaf(vdaf: str, max_reports: int = MAX_REPORTS) -> None:
     """Raise :class:`harness.errors.WorkloadError` (one line) for a ``--vdaf`` spec campaigns
     cannot run: a bad spec or size, or Poplar1, whose measurements are bit strings walked
-    level by level (:mod:`harness.heavy_hitters`) -- these strategies generate Prio3
+    level by level (:mod:`faults.heavy_hitters`) -- these strategies generate Prio3
     measurements and single-collection workloads only."""
-    from harness.errors import WorkloadError
-    from harness.workload import parse_vdaf
 
-    if parse_vdaf(vdaf, max_reports).type == "Poplar1":
+    if workload_vdaf(parse_vdaf(vdaf, max_reports)).explicit_measurements:
         raise WorkloadError("--vdaf poplar1: campaigns generate Prio3 workloads only; run the Poplar1 "
                             "catalogue entries instead (faultrun --fault poplar1-heavy-hitters, docs/poplar1.md)")
 
 
 @st.composite
 def _workloads(draw: Any, vdaf: str | None, max_reports: int, query_types: tuple[str, ...]) -> Any:
-    from harness.model import Collect, Pause, TaskSpec, Upload, WorkloadSpec
-    from harness.workload import VDAF_TYPES, parse_vdaf, vdaf_for
 
     # Every choice is drawn whatever the earlier ones were and then clamped to the report
     # budget: hypothesis orders examples shortlex (fewer choices first), so a draw that
@@ -470,7 +461,7 @@ def _workloads(draw: Any, vdaf: str | None, max_reports: int, query_types: tuple
     if vdaf is not None:
         params = parse_vdaf(vdaf, total)
     else:
-        params = vdaf_for(draw(st.sampled_from(VDAF_TYPES)), total)
+        params = vdaf_for(draw(st.sampled_from(PRIO3_TYPES)), total)
     task = TaskSpec(vdaf=params, query_type=query_type, time_precision_s=tp, min_batch_size=min_batch_size,
                     max_batch_query_count=1 if again == "none" else 2)
     return WorkloadSpec(task=task, steps=tuple(steps))
@@ -531,9 +522,9 @@ def recovery(rule: Rule) -> str | None:
     if name == "synthesize":
         after_answer = rule.phase == "response" and rule.match.status in (None, 200, 201) and act.delay_ms == 0
         return "always" if after_answer else None
-    if name == "auth" and rule.match.link == "collector->leader":
+    if name == "auth" and rule.match.link == COLLECTOR_LEADER:
         return "collection_retried"
-    if rule.match.link != "leader->helper":
+    if rule.match.link != LEADER_HELPER:
         return None
     if name in ("drop-request", "drop-response"):
         return "retried"
@@ -577,7 +568,6 @@ def expectation_for(plan: Plan, workload: Any = None) -> Any:
       refused with ``reportTooEarly`` and never counted, whatever the plan (faults on the
       Client->Leader link may keep them from the Leader, which the checker accepts).
     """
-    from harness.model import Expectation, Outcome, Upload
 
     rejected: dict[int, str] = {}
     if workload is not None:
@@ -595,11 +585,9 @@ def expectation_for(plan: Plan, workload: Any = None) -> Any:
 @st.composite
 def scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS,
               name: str = "campaign") -> Any:
-    """A :class:`~harness.model.Scenario`: a workload first (it bounds report indices), then a
+    """A :class:`~faults.scenario.Scenario`: a workload first (it bounds report indices), then a
     plan (:func:`plans`; half of them ``recoverable``) and its :func:`expectation_for`.
     Shrinks as both do."""
-    from harness.model import Scenario
-    from harness.workload import upload_count
 
     wl = draw(workloads(vdaf=vdaf, max_reports=max_reports))
     # Half the plans are made only of faults the protocol must recover from: there the

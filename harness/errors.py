@@ -3,19 +3,23 @@
     HarnessError
     ├── ConfigError          the user's input is wrong: exit 2
     │   ├── ImagesError      images.toml: file, line (when known), key
-    │   ├── WorkloadError    --vdaf / --reports / --query-type / a workload the VDAF cannot hold
     │   └── UsageError       conflicting or unknown flags, unknown fault, unknown implementation
     └── InfraError           the harness or its processes failed: exit 3
         ├── BackendError     a role could not be started / stopped (or a backend is unavailable)
-        └── InteropError     an interop test API call failed at the HTTP level (not a DAP error)
+        ├── InteropError     an interop test API call failed at the HTTP level (not a DAP error)
+        └── ProxyError       the fault proxy (mitmdump + addon) failed
+            ├── ProxyStartError  mitmdump exited or did not listen on every port in time
+            └── ControlError     the control channel refused a request or is unreachable
+
+Errors in the user's plan, scenario or workload are :class:`faults.errors.FaultError` (exit 2).
 
 Each message is one line. Context goes in keyword-only arguments (``role``, ``path``...).
 """
 
 from __future__ import annotations
 
-__all__ = ["BackendError", "ConfigError", "HarnessError", "ImagesError", "InfraError", "InteropError",
-           "UsageError", "WorkloadError"]
+__all__ = ["BackendError", "ConfigError", "ControlError", "HarnessError", "ImagesError", "InfraError",
+           "InteropError", "ProxyError", "ProxyStartError", "UsageError"]
 
 
 class HarnessError(Exception):
@@ -37,10 +41,6 @@ class ImagesError(ConfigError):
         self.path, self.line, self.key = path, line, key
 
 
-class WorkloadError(ConfigError):
-    pass
-
-
 class UsageError(ConfigError):
     pass
 
@@ -59,3 +59,24 @@ class InteropError(InfraError):
     def __init__(self, message: str, *, role: str | None = None, path: str | None = None) -> None:
         super().__init__(f"{role} {path}: {message}" if role else message)
         self.role, self.path = role, path
+
+
+class ProxyError(InfraError):
+    """The fault proxy (the harness's own machinery) failed."""
+
+
+class ProxyStartError(ProxyError):
+    """mitmdump exited or did not listen on every port in time; ``log_tail`` holds the end of its
+    output (``-v`` prints it)."""
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+class ControlError(ProxyError):
+    """A control-channel request failed (``status`` is the HTTP status, 0 if unreachable)."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

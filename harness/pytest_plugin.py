@@ -28,7 +28,11 @@ from typing import Any
 
 import pytest
 
-__all__ = ["pytest_addoption", "pytest_collect_file", "pytest_configure"]
+from faults.catalogue import CATALOGUE
+from harness.cli.args import one_impl_each
+from harness.errors import UsageError
+
+__all__ = ["pytest_addoption", "pytest_configure"]
 
 _STACK_KEY = pytest.StashKey[Any]()
 
@@ -53,13 +57,10 @@ def _wanted(config: pytest.Config) -> bool:
 
 
 def _parse_impl(text: str | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in filter(None, (x.strip() for x in (text or "").split(","))):
-        role, eq, name = item.partition("=")
-        if not eq or not role.strip() or not name.strip():
-            raise pytest.UsageError(f"--dap-impl: expected ROLE=NAME[,ROLE=NAME...], got {item!r}")
-        out[role.strip()] = name.strip()
-    return out
+    try:
+        return one_impl_each([text] if text else [])
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc).replace("--impl", "--dap-impl")) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,7 +69,6 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _parse_impl(config.option.dap_impl)  # a usage error before anything starts
     faults = _fault_names(config)
-    from faults.catalogue import CATALOGUE
     unknown = [f for f in faults if f not in CATALOGUE]
     if unknown:
         raise pytest.UsageError(f"--dap-faults: no such fault {unknown[0]!r} (faultrun --list shows them)")
@@ -78,7 +78,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _fault_names(config: pytest.Config) -> list[str]:
-    from faults.catalogue import CATALOGUE
     text = config.option.dap_faults
     if text is None:
         return list(CATALOGUE)
@@ -95,7 +94,7 @@ class _Session:
 
     def stack_for(self, item: pytest.Item) -> Any:
         if self.stack is None:
-            from harness.run import Stack
+            from harness.run import Stack  # the process machinery: only once an item runs
             root = self.config.option.dap_artifacts or self.config._tmp_path_factory.mktemp("dap-faultrun")  # type: ignore[attr-defined]
             opt = self.config.option
             self.stack = Stack.start(artifacts_root=root, impl=_parse_impl(opt.dap_impl), images=opt.dap_images,
@@ -144,7 +143,6 @@ class CatalogueItem(pytest.Item):
         self.add_marker(pytest.mark.dap_fault(fault))
 
     def runtest(self) -> None:
-        from faults.catalogue import CATALOGUE
         scenario = CATALOGUE[self.fault]
         stack = self.owner.stack_for(self)
         result = stack.run_scenario(scenario, timeout_s=self.config.option.dap_timeout)
@@ -175,7 +173,7 @@ class CampaignItem(pytest.Item):
         self.owner = owner
 
     def runtest(self) -> None:
-        from harness.campaign import run_campaign
+        from harness.campaign import run_campaign  # hypothesis + the process machinery: only when asked
         stack = self.owner.stack_for(self)
         o = self.config.option
         result = run_campaign(stack, seed=o.dap_seed, examples=o.dap_campaign,

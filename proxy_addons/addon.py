@@ -20,6 +20,7 @@ never match copies the proxy sent itself (``flow.is_replay`` / ``faultrun.copy``
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,16 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from faults import dapcodec
-from faults.classify import LINKS, classify
 from faults.errors import PlanError
-from faults.history import HistoryWriter
+from faults.history import HistoryWriter, RecordingError
 from faults.plan import Matcher, Plan, load_plan
+from faults.vocabulary import LINKS, classify, problem_uri
+from proxy_addons.control import ControlServer
 from proxy_addons.runtime import META_COPY, FlowInfo, RuleContext, RunState, events_for
 
 __all__ = ["FaultProxyAddon", "parse_links"]
 
 log = logging.getLogger(__name__)
-_PROBLEM_PREFIX = "urn:ietf:params:ppm:dap:error:"
 
 
 def parse_links(text: str) -> dict[int, str]:
@@ -150,8 +151,6 @@ class FaultProxyAddon:
     async def running(self) -> None:
         port = ctx.options.faultrun_control
         if port:
-            from proxy_addons.control import ControlServer
-
             token = Path(ctx.options.faultrun_token_file).read_text().strip()
             self.control = ControlServer(self, token=token)
             await self.control.start(ctx.options.faultrun_control_host or "127.0.0.1", port)
@@ -210,14 +209,37 @@ class FaultProxyAddon:
             copy_of=(info.copy or {}).get("of"), origin=(info.copy or {}).get("origin"), error=error,
         )
 
+    # --- recording is never lossy -------------------------------------------------------------------
+
+    def _record_or_refuse(self, flow: http.HTTPFlow, info: FlowInfo, phase: str, error: str | None = None) -> bool:
+        """Record one message; if that fails, the flow does not go on unrecorded (False)."""
+        try:
+            self._record(flow, info, phase, error)
+        except Exception as exc:
+            self._refuse_unrecorded(flow, phase, exc)
+            return False
+        return True
+
+    def _refuse_unrecorded(self, flow: http.HTTPFlow, phase: str, exc: BaseException) -> None:
+        """A history write failed: note it (the run becomes inconclusive) and answer 502 with a
+        problem document naming the proxy instead of letting the message through unrecorded
+        (mitmproxy's own ``save`` addon fails loudly too)."""
+        if not isinstance(exc, RecordingError):  # the writer notes its own failures
+            self.history.failures.append({"seq": -1, "error": f"recording a {phase}: {type(exc).__name__}: {exc}"})
+        log.error("faultrun: recording a %s failed, answering 502: %s", phase, exc)
+        if phase == "error" or not flow.live:
+            return
+        doc = {"type": "about:blank", "status": 502, "title": "dap-faultrun fault proxy: the message could not be "
+               "recorded in the history, so it was not forwarded", "detail": str(exc)[:300]}
+        flow.response = http.Response.make(502, json.dumps(doc).encode(),
+                                           {"Content-Type": "application/problem+json"})
+
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.error is not None or not flow.live or self.state is None:
             return
-        try:
-            info = self._info(flow)
-            self._record(flow, info, "request")
-        except Exception:  # recording must never take the proxy down; the failure is logged
-            log.exception("faultrun: recording request failed")
+        info = self._info(flow)
+        if not self._record_or_refuse(flow, info, "request"):
+            info.answered = True
             return
         if info.copy is None and self.state.candidates("request", info.kind):
             await self._apply(flow, info, "request")
@@ -230,25 +252,21 @@ class FaultProxyAddon:
             if flow.error is not None or not flow.live:
                 return
             info = self._info(flow)
-        try:
-            self._record(flow, info, "response")
-        except Exception:
-            log.exception("faultrun: recording response failed")
+        if not self._record_or_refuse(flow, info, "response"):
+            self._finish(flow, info)
+            return
         if (flow.live and flow.error is None and info.copy is None and not info.answered
                 and self.state.candidates("response", info.kind)):
             await self._apply(flow, info, "response")
             if flow.error is not None:  # killed in the response hook: mitmproxy fires no error hook
-                self._record(flow, info, "error", error=flow.error.msg)
+                self._record_or_refuse(flow, info, "error", error=flow.error.msg)
         self._finish(flow, info)
 
     async def error(self, flow: http.HTTPFlow) -> None:
         info = self._infos.get(flow.id)
         if info is None or self.state is None:
             return
-        try:
-            self._record(flow, info, "error", error=flow.error.msg if flow.error else "error")
-        except Exception:
-            log.exception("faultrun: recording error failed")
+        self._record_or_refuse(flow, info, "error", error=flow.error.msg if flow.error else "error")
         self._finish(flow, info)
 
     def _finish(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
@@ -277,9 +295,18 @@ class FaultProxyAddon:
                 continue
             try:
                 await action.apply(flow, rctx)
+            except RecordingError as exc:  # the fault happened but is not in the history: refuse the flow
+                self._refuse_unrecorded(flow, phase, exc)
+                info.answered = True
+                break
             except Exception as exc:  # an action bug is recorded as such, the flow goes on
                 log.exception("faultrun: action %s of rule %s failed", type(action).__name__, rs.rule.id)
-                rctx.record(action_failed=f"{type(exc).__name__}: {exc}")
+                try:
+                    rctx.record(action_failed=f"{type(exc).__name__}: {exc}")
+                except RecordingError as rec_exc:
+                    self._refuse_unrecorded(flow, phase, rec_exc)
+                    info.answered = True
+                    break
             if phase == "request" and flow.response is not None:
                 info.answered = True  # the proxy answered: response rules do not apply
                 break
@@ -306,8 +333,7 @@ class FaultProxyAddon:
             if not any(index.get(r) == m.report_index for r in info.report_ids(phase)):
                 return False
         if m.problem_type is not None:
-            want = m.problem_type if ":" in m.problem_type else _PROBLEM_PREFIX + m.problem_type
-            if info.resp_summary.get("problem_type") != want:
+            if info.resp_summary.get("problem_type") != problem_uri(m.problem_type):
                 return False
         return True
 

@@ -18,28 +18,27 @@ POST       /event?name=N      fire named event N (``manual:...`` or an EVENT_NAM
 GET        /history?since=S   JSONL (``application/jsonl``): events with seq >= S
 =========  =================  ==========================================================
 
-:class:`ControlClient` is the harness side (httpx, synchronous).
+The harness side is :class:`harness.stack.control.ControlClient`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+import threading
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
-from faults.errors import ControlError, PlanError
-from faults.history import Event, event_from_dict, event_to_dict
+from faults.errors import PlanError
+from faults.history import HistoryWriter, event_to_dict
 from faults.plan import Plan, dumps_plan, loads_plan
+from proxy_addons.runtime import RunState
 
-if TYPE_CHECKING:  # pragma: no cover
-    from proxy_addons.addon import FaultProxyAddon
-
-__all__ = ["TOKEN_HEADER", "ControlClient", "ControlServer"]
+__all__ = ["TOKEN_HEADER", "ControlServer"]
 
 log = logging.getLogger(__name__)
 TOKEN_HEADER = "X-Faultrun-Token"
@@ -48,13 +47,25 @@ _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 4
             413: "Payload Too Large", 500: "Internal Server Error"}
 
 
-class ControlServer:
-    """Serves the control API for one :class:`~proxy_addons.addon.FaultProxyAddon`."""
+class ControlledProxy(Protocol):
+    """What the control channel needs of the proxy it controls (the addon)."""
 
-    def __init__(self, addon: FaultProxyAddon, *, token: str) -> None:
+    state: RunState | None
+    history: HistoryWriter
+
+    def set_plan(self, plan: Plan, *, why: str) -> None: ...
+
+    def fire_event(self, name: str) -> int: ...
+
+
+class ControlServer:
+    """Serves the control API for one proxy (:class:`~proxy_addons.addon.FaultProxyAddon`)."""
+
+    def __init__(self, addon: ControlledProxy, *, token: str) -> None:
         self.addon = addon
         self.token = token
         self.server: asyncio.Server | None = None
+        self._index = _SeqIndex(None)
 
     async def start(self, host: str, port: int) -> None:
         self.server = await asyncio.start_server(self._serve, host, port)
@@ -109,6 +120,13 @@ class ControlServer:
             return _json(403, {"error": "missing or wrong control token"})
         url = urlsplit(target)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if url.path == "/history" and method.upper() == "GET":
+            try:
+                since = int(query.get("since", "0"))
+            except ValueError:
+                return _json(400, {"error": "since must be an integer"})
+            # off the event loop: the proxy keeps forwarding while a long history is read
+            return 200, "application/jsonl", await asyncio.to_thread(self._history, since)
         return self._route(method.upper(), url.path, query, body)
 
     def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
@@ -136,78 +154,73 @@ class ControlServer:
             if not name:
                 return _json(400, {"error": "event needs ?name="})
             return _json(200, {"sent": addon.fire_event(name)})
-        if path == "/history" and method == "GET":
-            try:
-                since = int(query.get("since", "0"))
-            except ValueError:
-                return _json(400, {"error": "since must be an integer"})
-            return 200, "application/jsonl", self._history(since)
         if path in ("/status", "/plan", "/reset", "/release", "/event", "/history"):
             return _json(405, {"error": f"{method} not allowed on {path}"})
         return _json(404, {"error": f"no control endpoint {path}"})
 
     def _history(self, since: int) -> bytes:
+        """Events with seq >= ``since`` as JSONL (run in a worker thread). Reading starts at the
+        last checkpoint at or before ``since`` (:class:`_SeqIndex`), so a scenario late in an
+        hour-long campaign reads its own events, not the whole file."""
         hist = self.addon.history
-        if hist.path is not None:
-            out = []
-            with open(hist.path, "rb") as fh:
+        if hist.path is None:
+            return b"".join(json.dumps(event_to_dict(e), default=str).encode() + b"\n"
+                            for e in hist.events if e.seq >= since)
+        if self._index.path != hist.path:  # a new history file (faultrun_history changed)
+            self._index = _SeqIndex(hist.path)
+        return self._index.read_since(since)
+
+
+class _SeqIndex:
+    """Byte offsets of history lines by seq, kept as the file is read (it only grows), every
+    :data:`CHECKPOINT_EVERY` events: where to start reading for a given ``since``."""
+
+    CHECKPOINT_EVERY = 256
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.seqs: list[int] = []  # ascending
+        self.offsets: list[int] = []
+        self._lock = threading.Lock()
+
+    def read_since(self, since: int) -> bytes:
+        assert self.path is not None
+        with self._lock:
+            i = bisect.bisect_right(self.seqs, since) - 1
+            offset = self.offsets[i] if i >= 0 else 0
+            out: list[bytes] = []
+            with open(self.path, "rb") as fh:
+                fh.seek(offset)
+                pos = offset
                 for line in fh:
                     if not line.endswith(b"\n"):
-                        break
-                    if since and json.loads(line).get("seq", 0) < since:
-                        continue
-                    out.append(line)
+                        break  # a line being written right now: the next read gets it
+                    seq = _seq_of(line)
+                    if seq is not None:
+                        if (not self.seqs or seq > self.seqs[-1]) and seq % self.CHECKPOINT_EVERY == 0:
+                            self.seqs.append(seq)
+                            self.offsets.append(pos)
+                        if seq >= since:
+                            out.append(line)
+                    pos += len(line)
             return b"".join(out)
-        return b"".join(
-            json.dumps(event_to_dict(e), default=str).encode() + b"\n" for e in hist.events if e.seq >= since
-        )
+
+
+def _seq_of(line: bytes) -> int | None:
+    """The seq of one history line (the writer puts it first: ``{"seq":12,...``); None for the
+    schema line or a damaged line (the reader's gap check names those)."""
+    if line.startswith(b'{"seq":'):
+        end = line.find(b",", 7)
+        try:
+            return int(line[7:end])
+        except ValueError:
+            return None
+    try:
+        seq = json.loads(line).get("seq")
+    except (ValueError, AttributeError):
+        return None
+    return seq if isinstance(seq, int) else None
 
 
 def _json(status: int, obj: Any) -> tuple[int, str, bytes]:
     return status, "application/json", json.dumps(obj).encode()
-
-
-class ControlClient:
-    """Synchronous client of the control channel (harness side). Errors raise ControlError."""
-
-    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout_s: float = 10.0) -> None:
-        self.base_url = f"http://{host}:{port}"
-        self._client = httpx.Client(base_url=self.base_url, headers={TOKEN_HEADER: token}, timeout=timeout_s,
-                                    trust_env=False)
-
-    def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
-            resp = self._client.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise ControlError(f"control channel {method} {path}: {exc}") from exc
-        if resp.status_code != 200:
-            try:
-                msg = resp.json().get("error", resp.text)
-            except ValueError:
-                msg = resp.text
-            raise ControlError(f"control channel {method} {path}: {resp.status_code} {msg}", status=resp.status_code)
-        return resp
-
-    def status(self) -> dict[str, Any]:
-        return self._call("GET", "/status").json()
-
-    def load_plan(self, plan: Plan | str) -> int:
-        """Install a plan (a :class:`Plan` or its text); return the history seq it starts at."""
-        text = dumps_plan(plan, "toml") if isinstance(plan, Plan) else plan
-        return self._call("PUT", "/plan", content=text.encode()).json()["history_seq"]
-
-    def reset(self) -> int:
-        return self._call("POST", "/reset").json()["history_seq"]
-
-    def release(self) -> int:
-        return self._call("POST", "/release").json()["released"]
-
-    def fire_event(self, name: str) -> int:
-        return self._call("POST", "/event", params={"name": name}).json()["sent"]
-
-    def history(self, since: int = 0) -> list[Event]:
-        text = self._call("GET", "/history", params={"since": since}).text
-        return [event_from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
-
-    def close(self) -> None:
-        self._client.close()

@@ -242,6 +242,7 @@ class RunState:
             "held": sorted(self.holds),
             "pending_replays": len(self.pending),
             "history_seq": self.history.next_seq,
+            "recording_failures": self.history.failures[-100:],
             "reports_seen": len(self.report_index),
         }
 
@@ -265,10 +266,11 @@ class RuleContext:
         return self.rs.rng
 
     def record(self, **changed: Any) -> None:
-        name = action_name(self.rs.rule.action)
+        action = self.rs.rule.action
+        name = action_name(action)
         self.state.history.fault(
             rule_id=self.rule_id, action=name, link=self.info.link, kind=self.info.kind, phase=self.phase,
-            flow_id=self.flow.id, flow_seq=self.info.flow_seq, changed=changed,
+            flow_id=self.flow.id, flow_seq=self.info.flow_seq, changed=type(action).Change(**changed),
         )
         applied = self.flow.metadata.setdefault(META_FAULTS, [])
         if not applied or applied[-1] != {"rule_id": self.rule_id, "action": name, "phase": self.phase}:

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 TIME_PRECISION = 3600
 
 
-from harness.backend import free_port  # noqa: E402  (shared with the harness)
-from harness.interop import InteropClient, b64  # noqa: E402
+from harness.stack.backend import free_port
+from harness.stack.interop import InteropClient, b64
 
 
 class RoleProcess:
@@ -153,13 +153,13 @@ class Deployment:
                  max_batch_size: int | None = None, max_batch_query_count: int = 1,
                  time_precision: int = TIME_PRECISION,
                  task_expiration: int = 32503680000, helper_for_leader: str = "") -> dict:
-        """The runner sequence up to add_task (harness.interop.provision_task); returns the task.
+        """The runner sequence up to add_task (harness.stack.interop.provision_task); returns the task.
 
         ``helper_for_leader``: the Helper URL the Leader is given (e.g. a fault proxy's).
         """
         from dap.vdaf.params import VdafParams
-        from harness.interop import provision_task
-        from harness.model import TaskSpec
+        from faults.scenario import TaskSpec
+        from harness.stack.interop import provision_task
 
         now = int(time.time())
         spec = TaskSpec(vdaf=VdafParams.from_interop(vdaf),
@@ -254,7 +254,6 @@ __all__ = ["Deployment", "RoleProcess", "deployment", "expected_result", "free_p
 
 def fetch_config(base: str, task_id: str) -> Any:
     from dap.messages import HpkeConfigList
-
     from dap.roles.leader import join_url
 
     r = httpx.get(join_url(base, f"hpke_config?task_id={task_id}"), timeout=10)

@@ -1,4 +1,4 @@
-"""harness.analyze: re-checking stored run directories (tests/data/runs/*) without running anything.
+"""harness.cli.analyze: re-checking stored run directories (tests/data/runs/*) without running anything.
 
 Each directory holds scenario.json, record.json, history.jsonl and expected.json (the verdict
 class, the invariants that must be violated, whether the Expectation is met, and why). The
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import checker
-from harness.analyze import AnalyzeError, analyze, load_run
-from harness.model import VerdictClass, check_report_from_dict, to_dict
+from faults.scenario import to_dict
+from harness.check.verdict import VerdictClass, check_report_from_dict, exit_code_for, expectation_met
+from harness.cli.analyze import analyze
+from harness.report.rundir import AnalyzeError, load_run
 
 RUNS = Path(__file__).parent / "data" / "runs"
 ALL = sorted(p.name for p in RUNS.iterdir() if (p / "expected.json").is_file())
@@ -38,8 +39,8 @@ def test_stored_run(name):
     assert report.verdict_class == VerdictClass(want["verdict_class"]), report.summary
     assert violated == sorted(want["violated"]), [(v.invariant, v.detail) for v in report.verdicts]
     assert not [v for v in report.verdicts if v.valid is None], report.summary
-    scenario, _, _ = load_run(RUNS / name)
-    assert checker.expectation_met(report.verdict_class, scenario.expect) is want["expectation_met"]
+    scenario = load_run(RUNS / name).scenario
+    assert expectation_met(report.verdict_class, scenario.expect) is want["expectation_met"]
     assert ("NOT met" not in report.summary) is want["expectation_met"] or report.verdict_class == "infra"
     # every failed verdict carries evidence
     for v in report.verdicts:
@@ -69,21 +70,53 @@ def test_history_is_read_from_the_records_first_seq(tmp_path):
     record["history_since_seq"] = last - 1  # the 500 exchange is the last two events
     (run / "record.json").write_text(json.dumps(record))
     assert analyze(run).verdict_class == VerdictClass.VIOLATION
-    record["history_since_seq"] = last + 1  # ... and now it belongs to an earlier scenario
+    record["history_since_seq"] = last + 1  # ... and now nothing of the history belongs to this run
     (run / "record.json").write_text(json.dumps(record))
-    assert analyze(run).verdict_class == VerdictClass.PASS
+    rep = analyze(run)
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE  # unknown is never a pass
+    assert rep.reasons and "nothing was recorded" in rep.reasons[0]
 
 
-def test_torn_last_line_and_missing_history(tmp_path):
+def test_torn_last_line_is_a_gap_not_a_verdict(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(RUNS / "auth-bypass", run)
+    assert analyze(run).verdict_class == VerdictClass.VIOLATION
     with open(run / "history.jsonl", "a") as fh:
         fh.write('{"seq": 999, "event": "mess')
-    assert analyze(run).verdict_class == VerdictClass.VIOLATION
+    rep = analyze(run)
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE
+    assert "truncated" in rep.reasons[0] and "inconclusive" in rep.summary
+
+
+def test_missing_history_is_inconclusive_never_pass(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RUNS / "honest-pass", run)
+    assert analyze(run).verdict_class == VerdictClass.PASS
     (run / "history.jsonl").unlink()
-    rep = analyze(run)  # no history: nothing to judge auth by, the record alone is consistent
-    assert rep.verdict_class == VerdictClass.PASS
-    assert next(v for v in rep.verdicts if v.invariant == "auth").detail.startswith("no tampered")
+    rep = analyze(run)
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE
+    assert "history.jsonl: missing" in rep.reasons[0]
+    assert exit_code_for(rep, load_run(run).scenario) == 4
+
+
+def test_a_gap_in_the_history_is_inconclusive(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RUNS / "honest-pass", run)
+    lines = (run / "history.jsonl").read_text().splitlines(keepends=True)
+    (run / "history.jsonl").write_text("".join(lines[:3] + lines[4:]))  # one event lost
+    rep = analyze(run)
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE
+    assert "gap" in rep.reasons[0]
+
+
+def test_unknown_history_schema_version_is_rejected(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RUNS / "honest-pass", run)
+    body = (run / "history.jsonl").read_text()
+    (run / "history.jsonl").write_text('{"event": "schema", "history_version": 7}\n' + body)
+    rep = analyze(run)
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE
+    assert "schema version 7" in rep.reasons[0]
 
 
 def test_unreadable_run_dirs(tmp_path):

@@ -19,17 +19,15 @@ import pytest
 
 from faults.actions import action_name
 from faults.plan import load_plan
-from harness.campaign import (
-    CampaignFailure,
-    derive_seed,
-    freeze,
-    load_regression,
-    reproduction_command,
-    run_campaign,
-)
-from harness.cli import _select, build_parser
-from harness.model import CheckReport, Collect, Expectation, Scenario, Upload, Verdict, VerdictClass, WorkloadSpec
-from harness.workload import upload_count, vdaf_for
+from faults.scenario import Collect, Expectation, Scenario, Upload, WorkloadSpec
+from faults.workload import upload_count, vdaf_for
+from harness.campaign.driver import run_campaign
+from harness.campaign.freeze import freeze, load_regression
+from harness.campaign.reproduce import reproduction_command
+from harness.campaign.result import CampaignFailure, derive_seed
+from harness.check.verdict import CheckReport, Verdict, VerdictClass
+from harness.cli.args import one_impl_each
+from harness.cli.faultrun import _select, build_parser
 
 
 @attrs.define
@@ -233,7 +231,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
         run_campaign(FakeStack(), seed=1, artifacts=tmp_path)
     with pytest.raises(ValueError, match="examples"):
         run_campaign(FakeStack(), seed=1, examples=0, artifacts=tmp_path)
-    from harness.errors import WorkloadError
+    from faults.errors import WorkloadError
     with pytest.raises(WorkloadError, match="Prio3 workloads only"):
         run_campaign(FakeStack(), seed=1, examples=1, vdaf="poplar1", artifacts=tmp_path)
 
@@ -249,8 +247,8 @@ def test_derive_seed_is_stable_and_distinct() -> None:
 def _plan_scenario(tmp_path: Path, steps: tuple, complete: bool = True) -> tuple[Scenario, Path, Path]:
     from faults.actions import Duplicate
     from faults.plan import Matcher, Plan, Rule, dump_plan
+    from faults.scenario import TaskSpec, to_dict
     from faults.strategies import expectation_for
-    from harness.model import TaskSpec, to_dict
     plan = Plan(seed=11, rules=(Rule("r0", Matcher(link="leader->helper"), Duplicate()),))
     n = sum(s.count for s in steps if isinstance(s, Upload))
     wl = WorkloadSpec(task=TaskSpec(vdaf=vdaf_for("Prio3Sum", n), query_type="fixed_size"), steps=steps)
@@ -273,7 +271,7 @@ def test_flag_expressible_workloads_reproduce_with_faultrun_plan(tmp_path: Path)
     args = build_parser().parse_args(argv[1:])
     (rebuilt,) = _select(args)
     assert rebuilt.workload == s.workload and rebuilt.plan == s.plan
-    assert args.seed == 11 and args.impl == [("leader", "reference")]
+    assert args.seed == 11 and one_impl_each(args.impl) == {"leader": "reference"}
 
 
 def test_other_workloads_reproduce_with_faultrun_scenario(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.campaign import run_campaign, run_campaign_workers
-from harness.model import VerdictClass
+from harness.check.verdict import VerdictClass
 from harness.run import Stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def test_a_batch_that_cannot_fill_ends_not_ready_at_once_and_passes(stack: Stack
     does (so the run passes, also where the expectation is an exact aggregate)."""
     from faults.actions import DropRequest
     from faults.plan import Matcher, Plan, Rule
-    from harness.model import Collect, Scenario, Upload, WorkloadSpec
+    from faults.scenario import Collect, Scenario, Upload, WorkloadSpec
 
     plan = Plan(seed=1, rules=(Rule("lose-uploads", Matcher(link="client->leader", kind="upload"), DropRequest()),))
     t0 = time.monotonic()
@@ -114,7 +114,7 @@ def test_reports_the_leader_gave_up_end_the_collection_early_as_a_clean_failure(
     DELETEs them, so the batch cannot fill; the collection ends well before the timeout."""
     from faults.actions import Auth
     from faults.plan import Matcher, Plan, Rule
-    from harness.model import Collect, Expectation, Scenario, Upload, WorkloadSpec
+    from faults.scenario import Collect, Expectation, Scenario, Upload, WorkloadSpec
 
     plan = Plan(seed=1, rules=(Rule("bad-token", Matcher(link="leader->helper", kind="agg_init"),
                                     Auth(mode="wrong_value")),))
@@ -132,9 +132,9 @@ def test_reports_the_leader_gave_up_end_the_collection_early_as_a_clean_failure(
 
 def test_far_future_and_late_uploads_on_the_reference(stack: Stack) -> None:
     from faults.plan import Plan
+    from faults.scenario import Collect, Scenario, TaskSpec, Upload, WorkloadSpec
     from faults.strategies import FUTURE_OFFSET_S, expectation_for
-    from harness.model import Collect, Scenario, TaskSpec, Upload, WorkloadSpec
-    from harness.workload import vdaf_for
+    from faults.workload import vdaf_for
 
     wl = WorkloadSpec(task=TaskSpec(vdaf=vdaf_for("Prio3Histogram", 5), max_batch_query_count=2),
                       steps=(Upload(count=2), Upload(count=1, time_offset_s=FUTURE_OFFSET_S), Collect(),

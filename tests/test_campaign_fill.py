@@ -1,5 +1,5 @@
 """The early end of a collection whose batch cannot fill, and the checker rules campaigns
-lean on: ``not_ready`` judged from the history prefix (harness.invariants.fill), a batch
+lean on: ``not_ready`` judged from the history prefix (harness.check.fill), a batch
 released below ``min_batch_size``, late uploads, a far-future upload the proxy answered.
 
 Histories are built with tests/test_checker.py's helpers; every "honest" variant is
@@ -11,19 +11,12 @@ from __future__ import annotations
 import attrs
 from test_checker import BASE, HIST, QUERY, TASK, History, histogram, rid, verdict
 
-from harness import checker
-from harness.invariants.fill import fill_bound
-from harness.model import (
-    CollectionRecord,
-    Expectation,
-    RunRecord,
-    Scenario,
-    TaskSpec,
-    UploadRecord,
-    VerdictClass,
-    WorkloadSpec,
-)
 from faults.plan import Plan
+from faults.scenario import Expectation, Scenario, TaskSpec, WorkloadSpec
+from harness.check import checker
+from harness.check.fill import fill_bound
+from harness.check.verdict import VerdictClass
+from harness.record import CollectionRecord, RunRecord, UploadRecord
 
 
 def upload(h: History, i: int, *, t: int = BASE, status: int | None = 201, problem: str | None = None, **kw) -> str:
@@ -291,10 +284,10 @@ def test_uploads_map_to_flows_by_time_when_one_never_reached_the_proxy() -> None
     ups = (UploadRecord(0, "0", BASE, "success", t_wall=1.0), UploadRecord(1, "1", BASE, "error", t_wall=2.0),
            UploadRecord(2, "2", BASE, "success", t_wall=3.0))
     rec = RunRecord("t", TASK, TaskSpec(vdaf=HIST), BASE, 0, ups, ())
-    from harness.invariants.base import Context
+    from harness.check.flows import Context
     ctx = Context(rec, h.events, scenario())
     assert ctx.upload_mapping_ok
-    assert {i: [f.req["report_ids"][0] for f in fls] for i, fls in ctx.upload_flows.items()} == \
+    assert {i: [f.req.report_ids[0] for f in fls] for i, fls in ctx.upload_flows.items()} == \
         {0: [rid(0)], 2: [rid(2)]}
     # without wall times the old, order-based mapping stays (and sees the mismatch)
     rec0 = attrs.evolve(rec, uploads=tuple(attrs.evolve(u, t_wall=0.0) for u in ups))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
+import attrs
 from hypothesis import HealthCheck, find, given, settings
 
 from faults import dapcodec
-import attrs
-
 from faults.actions import (
     Auth,
     Delay,
@@ -22,10 +21,10 @@ from faults.actions import (
     action_name,
 )
 from faults.plan import Limits, Matcher, Plan, Rule, dumps_plan, loads_plan, plan_from_dict, plan_to_dict
+from faults.scenario import Collect, Pause, Upload, WorkloadSpec, scenario_from_dict, to_dict
 from faults.strategies import (
     ACTION_ORDER,
     FUTURE_OFFSET_S,
-    LINK_KINDS,
     MAX_COLLECTION_RETRIED,
     MAX_REPORTS,
     MAX_RETRIED_FIRES,
@@ -39,9 +38,9 @@ from faults.strategies import (
     scenarios,
     workloads,
 )
-from harness.model import Collect, Pause, Upload, WorkloadSpec, scenario_from_dict, to_dict
+from faults.vocabulary import LINK_KINDS
+from faults.workload import capacity, upload_count
 from harness.run import check_scenario
-from harness.workload import capacity, upload_count
 
 
 def fast(n: int) -> settings:
@@ -275,7 +274,7 @@ def test_bad_arguments_fail_early() -> None:
         workloads(max_reports=0)
     with pytest.raises(ValueError, match="query_types"):
         workloads(query_types=("sideways",))
-    from harness.errors import WorkloadError
+    from faults.errors import WorkloadError
     with pytest.raises(WorkloadError, match="unknown VDAF"):
         workloads(vdaf="prio9")
     with pytest.raises(WorkloadError, match="campaigns generate Prio3 workloads only"):

@@ -11,8 +11,8 @@ from proxy_fixtures import init_req
 
 from dap import messages as m
 from faults import dapcodec, dumps_plan, loads_plan, plan_from_dict, plan_to_dict
-from faults.catalogue import CATALOGUE, UnknownScenario, get_scenario, one_line
-from harness.model import Outcome, Pause, Scenario, Upload, scenario_from_dict, to_dict
+from faults.catalogue import CATALOGUE, UnknownScenario, get_scenario
+from faults.scenario import Outcome, Pause, Scenario, Upload, scenario_from_dict, to_dict
 
 SPEC = Path("/work/shared/spec/dap-09.md")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "faults.md"
@@ -71,7 +71,7 @@ def test_entry_scenario_json_round_trip(name: str, sc: Scenario) -> None:
 @pytest.mark.parametrize(("name", "sc"), ENTRIES, ids=IDS)
 def test_entry_docs_and_spec_section(name: str, sc: Scenario) -> None:
     assert len(sc.doc) > 80 and sc.doc == " ".join(sc.doc.split())
-    line = one_line(sc)
+    line = sc.summary_line
     assert line.endswith(".") and 10 < len(line) < len(sc.doc)
     num = re.match(r"^(\d+(?:\.\d+)?)\.? ", sc.spec_section)
     assert num, sc.spec_section

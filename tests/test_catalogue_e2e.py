@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from faults.catalogue import CATALOGUE
-from harness.checker import expectation_met
-from harness.model import Outcome, Scenario, VerdictClass
+from faults.scenario import Outcome, Scenario
+from harness.check.verdict import VerdictClass, expectation_met
 from harness.run import Stack
 
 ENTRIES = list(CATALOGUE.items())

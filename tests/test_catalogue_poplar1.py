@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from faults.catalogue import CATALOGUE, POPLAR1_REPORTS
+from faults.heavy_hitters import decode_agg_param, expected_counts
 from faults.history import MessageEvent
-from harness.heavy_hitters import decode_agg_param, expected_counts
-from harness.model import VerdictClass
+from harness.check.verdict import VerdictClass
 from harness.run import RunResult, Stack
 
 
@@ -54,7 +54,7 @@ def exact_levels(result: RunResult, labels: list[str]) -> None:
 def test_baseline_walks_every_level(stack: Stack) -> None:
     r = run(stack, "poplar1-heavy-hitters")
     exact_levels(r, ["level0", "level1", "level2", "level3"])
-    steps = [req.summary["step"] for req, resp in continues(r) if resp.status == 200]
+    steps = [req.summary.step for req, resp in continues(r) if resp.status == 200]
     assert steps == [1, 1, 1, 1]  # one real continuation per level's job
 
 
@@ -66,7 +66,7 @@ def test_identical_continuation_is_replayed(stack: Stack, name: str) -> None:
     by_body: dict[str, set[str]] = {}
     for req, resp in continues(r):
         assert resp.status == 200, resp
-        by_body.setdefault(req.summary["body_sha256"], set()).add(resp.summary["body_sha256"])
+        by_body.setdefault(req.summary.body_sha256, set()).add(resp.summary.body_sha256)
     # some step-1 body reached the Helper twice, and both answers are the same bytes
     assert sum(1 for req, _ in continues(r)) > len(by_body)
     assert all(len(resps) == 1 for resps in by_body.values())
@@ -78,17 +78,17 @@ def test_mutated_continuation_is_step_mismatch(stack: Stack) -> None:
     synth = [(q, a) for q, a in continues(r) if q.origin == "synthesize:continue_mutated"]
     assert len(synth) == 1
     q, a = synth[0]
-    assert q.summary["step"] == 1 and a.status == 400 and a.summary["problem_token"] == "stepMismatch"
+    assert q.summary.step == 1 and a.status == 400 and a.summary.problem_token == "stepMismatch"
     genuine = [x for x, y in continues(r) if x.path == q.path and x.origin is None]
-    assert genuine and genuine[0].summary["body_sha256"] != q.summary["body_sha256"]
+    assert genuine and genuine[0].summary.body_sha256 != q.summary.body_sha256
 
 
 def test_skipped_step_is_step_mismatch_before_step_one(stack: Stack) -> None:
     r = run(stack, "skip-step")
     exact_levels(r, ["level0", "level1"])
     job = [(q, a) for q, a in continues(r) if q.path == continues(r)[0][0].path]
-    assert [(q.summary["step"], a.status) for q, a in job] == [(2, 400), (1, 200)]
-    assert job[0][1].summary["problem_token"] == "stepMismatch"
+    assert [(q.summary.step, a.status) for q, a in job] == [(2, 400), (1, 200)]
+    assert job[0][1].summary.problem_token == "stepMismatch"
 
 
 def test_old_step_replayed_is_refused(stack: Stack) -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of harness.checker: each invariant on constructed records and histories.
+"""Unit tests of harness.check.checker: each invariant on constructed records and histories.
 
 Every honest-run variant below is checked to pass first, then one thing is broken and the
 invariant named must fail (so each test could fail).
@@ -9,20 +9,13 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from dap.vdaf.params import VdafParams
 from faults.history import FaultEvent, MessageEvent
 from faults.plan import Plan
-from harness import checker
-from harness.model import (
-    CollectionRecord,
-    Expectation,
-    RunRecord,
-    Scenario,
-    TaskSpec,
-    UploadRecord,
-    VerdictClass,
-    WorkloadSpec,
-)
-from dap.vdaf.params import VdafParams
+from faults.scenario import Expectation, Scenario, TaskSpec, WorkloadSpec
+from harness.check import checker
+from harness.check.verdict import VerdictClass, exit_code_for, expectation_met
+from harness.record import CollectionRecord, RunRecord, UploadRecord
 
 TASK = "dGFzaw"
 BASE = 1_700_000_000 - 1_700_000_000 % 3600
@@ -348,7 +341,7 @@ def test_clean_failure_class_and_expectation():
     assert "met" in rep.summary and "NOT" not in rep.summary
     rep = checker.check(rec, h.events, scenario(outcome="pass"))
     assert rep.verdict_class == VerdictClass.CLEAN_FAILURE and "expected pass: NOT met" in rep.summary
-    assert not checker.expectation_met(rep.verdict_class, Expectation(outcome="pass"))
+    assert not expectation_met(rep.verdict_class, Expectation(outcome="pass"))
 
 
 def test_failed_collection_with_result_is_violation():
@@ -360,7 +353,7 @@ def test_failed_collection_with_result_is_violation():
 def test_infra_wins():
     rep = checker.check(record(infra=("helper did not start",)), [], scenario())
     assert rep.verdict_class == VerdictClass.INFRA
-    assert not checker.expectation_met(rep.verdict_class, Expectation(outcome="pass_or_clean_failure"))
+    assert not expectation_met(rep.verdict_class, Expectation(outcome="pass_or_clean_failure"))
 
 
 # --- auth ---------------------------------------------------------------------------------------------------
@@ -535,7 +528,8 @@ def test_report_in_two_jobs_allowed_when_first_rejected_or_other_agg_param():
     h.upload(0)
     for job, param in (("J1", "level0"), ("J2", "level1")):
         fid = h.init(job, [0])
-        next(e for e in h.events if e.flow_id == fid and e.phase == "request").summary["agg_param_sha256"] = param
+        i = next(i for i, e in enumerate(h.events) if e.flow_id == fid and e.phase == "request")
+        h.events[i] = attrs.evolve(h.events[i], summary=attrs.evolve(h.events[i].summary, agg_param_sha256=param))
     assert verdict(checker.check(record(1), h.events, scenario(complete=False)), "anti-replay").valid is True
 
 
@@ -639,7 +633,10 @@ def test_raising_invariant_is_unknown_not_a_crash():
     rep = checker.check(record(), honest().events, scenario(), invariants={**checker.INVARIANTS, "boom": boom})
     v = verdict(rep, "boom")
     assert v.valid is None and "kaput" in v.detail
-    assert rep.verdict_class == VerdictClass.PASS and "unknown: boom" in rep.summary
+    # an invariant that cannot decide makes the run inconclusive: unknown is never a pass
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE and "unknown: boom" in rep.summary
+    assert rep.reasons == (f"invariant boom could not decide: {v.detail}",)
+    assert exit_code_for(rep, scenario()) == 4
 
 
 def test_history_before_the_scenario_is_ignored():
@@ -660,7 +657,7 @@ def test_history_before_the_scenario_is_ignored():
     ("pass_or_clean_failure", "violation", False),
 ])
 def test_expectation_met(outcome, cls, met):
-    assert checker.expectation_met(cls, Expectation(outcome=outcome)) is met
+    assert expectation_met(cls, Expectation(outcome=outcome)) is met
 
 
 def test_resend_after_delete_may_differ():
@@ -676,8 +673,8 @@ def test_synthesized_copy_without_hash_is_its_own_body():
     fid = h.request("agg_init", "PUT", f"/tasks/{TASK}/aggregation_jobs/J1",
                     {"report_ids": [rid(i) for i in range(6)]}, copy_of=orig, origin="synthesize:reinit_mutated")
     h.response(fid, 409)
-    for ev in h.events:  # drop the hashes: an older history
-        ev.summary.pop("body_sha256", None)
+    h.events[:] = [attrs.evolve(ev, summary=attrs.evolve(ev.summary, body_sha256=None))  # an older history
+                   if isinstance(ev, MessageEvent) else ev for ev in h.events]
     assert verdict(checker.check(record(), h.events, scenario()), "idempotency").valid is True
 
 
@@ -713,7 +710,7 @@ def test_fixed_size_batches_are_disjoint_and_complete_per_batch():
         h.upload(i)
     for job, batch, ids in (("J1", "B1", [0, 1, 2]), ("J2", "B2", [3, 4, 5])):
         h.init(job, ids)
-        h.events[-2] = attrs.evolve(h.events[-2], summary={**h.events[-2].summary, "batch_id": batch})
+        h.events[-2] = attrs.evolve(h.events[-2], summary=attrs.evolve(h.events[-2].summary, batch_id=batch))
     cols = [CollectionRecord("a", q, "complete", histogram([0, 1, 2]), 3, batch_id="B1"),
             CollectionRecord("b", q, "complete", histogram([3, 4, 5]), 3, batch_id="B2")]
     rec = attrs.evolve(record(collections=cols), task=fs)
@@ -783,7 +780,8 @@ def test_every_report_round_trips_through_json():
     """report.json is written with to_dict: evidence keys must already be strings."""
     import json
 
-    from harness.model import check_report_from_dict, to_dict
+    from faults.scenario import to_dict
+    from harness.check.verdict import check_report_from_dict
 
     h = History()
     for i in range(6):

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import apply_overrides, main
-from harness.workload import counted_indices, expected_aggregate, measurement_for, parse_vdaf, vdaf_for, with_reports
+from faults.workload import counted_indices, expected_aggregate, measurement_for, parse_vdaf, vdaf_for, with_reports
+from faults.workload import apply_overrides
+from harness.cli import main
 
 FAULTRUN = Path(sys.executable).with_name("faultrun")
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +124,7 @@ def test_overrides_rescale_workload_and_vdaf() -> None:
     from faults.catalogue import CATALOGUE
     s = CATALOGUE["duplicate-report"]
     s2 = apply_overrides(s, vdaf=None, reports=20, query_type="fixed_size")
-    from harness.workload import upload_count
+    from faults.workload import upload_count
     assert upload_count(s2.workload) == 20
     assert s2.workload.task.vdaf.length == 20 and s2.workload.task.query_type == "fixed_size"
     s3 = apply_overrides(s, vdaf="sum", reports=None, query_type=None)
@@ -142,10 +143,10 @@ def test_workload_functions() -> None:
     assert measurement_for(v, 1) == ["0", "1", "0"] and expected_aggregate(v, [1, 1]) == ["0", "2", "0"]
     c = vdaf_for("count", 3)
     assert measurement_for(c, 2) == "1" and expected_aggregate(c, [0, 1]) == "2" and counted_indices(c, "2") is None
-    from harness.errors import WorkloadError
+    from faults.errors import WorkloadError
     with pytest.raises(WorkloadError, match="capacity 6"):
         measurement_for(h, 6)
-    from harness.model import Collect, Pause, Upload, WorkloadSpec
+    from faults.scenario import Collect, Pause, Upload, WorkloadSpec
     wl = WorkloadSpec(steps=(Upload(count=4), Pause(), Upload(count=4), Collect()))
     assert [s.count for s in with_reports(wl, 5).steps if isinstance(s, Upload)] == [2, 3]
 

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from test_codec_fixtures import (
+    AGG_SHARE_REQ_BYTES,
+    COLLECTION_REQ_CURRENT_BYTES,
+    HPKE_CONFIG_LIST_BYTES,
+    INIT_REQ_BYTES,
+    JOB_RESP_BYTES,
+    PLAINTEXT_BYTES,
+    REPORT_BYTES,
+)
 
 from dap.errors import DapError, DecodeError
 from dap.messages import (
@@ -16,15 +25,6 @@ from dap.messages import (
     PingPongMessage,
     PlaintextInputShare,
     Report,
-)
-from test_codec_fixtures import (
-    AGG_SHARE_REQ_BYTES,
-    COLLECTION_REQ_CURRENT_BYTES,
-    HPKE_CONFIG_LIST_BYTES,
-    INIT_REQ_BYTES,
-    JOB_RESP_BYTES,
-    PLAINTEXT_BYTES,
-    REPORT_BYTES,
 )
 
 

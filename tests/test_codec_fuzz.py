@@ -16,11 +16,11 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_codec_fixtures import FIXTURES
 
 from dap import strategies as dst
 from dap.errors import DecodeError
 from dap.messages import MESSAGE_TYPES, AggregationJobInitReq, PingPongMessage
-from test_codec_fixtures import FIXTURES
 
 ALL = list(MESSAGE_TYPES.values())
 

@@ -7,6 +7,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_codec_fixtures import COLLECTION_REQ_CURRENT, INIT_REQ, JOB_RESP, REPORT
 
 from dap import strategies as dst
 from dap.codec import (
@@ -34,7 +35,6 @@ from dap.messages import (
     Report,
     ReportId,
 )
-from test_codec_fixtures import COLLECTION_REQ_CURRENT, INIT_REQ, JOB_RESP, REPORT
 
 TIME = "prepare_inits[0].report_share.report_metadata.time"
 

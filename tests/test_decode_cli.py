@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_codec_fixtures import INIT_REQ_BYTES, JOB_RESP_BYTES, REPORT_BYTES
 
 from dap.codec import to_jsonable
 from dap.decode_cli import main
 from dap.messages import AggregationJobInitReq, AggregationJobResp, Report
-from test_codec_fixtures import INIT_REQ_BYTES, JOB_RESP_BYTES, REPORT_BYTES
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

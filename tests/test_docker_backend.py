@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.docker_backend import _split_ref, engine_is_local
 from harness.errors import ImagesError, UsageError
-from harness.images import load_images, parse_images
-from harness.impl_matrix import combo_label, combos, parse_filters
+from harness.run.matrix import combo_label, combos
+from harness.stack.images import parse_impl
+from harness.stack.docker import _split_ref, engine_is_local
+from harness.stack.images import load_images, parse_images
 
 REPO = Path(__file__).resolve().parent.parent
 FAULTRUN = [sys.executable, "-m", "harness.cli"]
@@ -104,18 +105,18 @@ def test_matrix_combinations_filters_and_backend() -> None:
     docker_all = combos(im, {}, "docker")
     assert len(docker_all) == 3 * 2 * 3 * 2  # client x leader x helper x collector, as in images.toml
     assert combos(im, {}, "local") and all(c[r].name == "reference" for c in combos(im, {}, "local") for r in c)
-    mixed = combos(im, parse_filters([("leader", "janus"), ("all", "reference")]), "docker")
+    mixed = combos(im, parse_impl(["leader=janus", "all=reference"]), "docker")
     assert [combo_label(c) for c in mixed] == ["client=reference,leader=janus,helper=reference,collector=reference"]
-    two = combos(im, parse_filters([("helper", "reference,janus"), ("all", "reference")]), "docker")
+    two = combos(im, parse_impl(["helper=reference,janus", "all=reference"]), "docker")
     assert [c["helper"].name for c in two] == ["reference", "janus"]
     with pytest.raises(UsageError, match="no leader implementation the local backend can run among janus"):
-        combos(im, parse_filters([("leader", "janus")]), "local")
+        combos(im, parse_impl(["leader=janus"]), "local")
     with pytest.raises(UsageError, match="leader janus cannot run under --backend local"):
-        combos(im, parse_filters([("leader", "reference,janus")]), "local")
+        combos(im, parse_impl(["leader=reference,janus"]), "local")
     with pytest.raises(ImagesError, match="did you mean janus"):
-        combos(im, parse_filters([("leader", "januss")]), "docker")
+        combos(im, parse_impl(["leader=januss"]), "docker")
     with pytest.raises(UsageError, match="unknown role"):
-        parse_filters([("observer", "x")])
+        parse_impl(["observer=x"])
 
 
 def test_local_matrix_writes_one_result_matrix(tmp_path: Path) -> None:

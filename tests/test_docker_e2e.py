@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from harness.dockerd import PrivateDockerd, base_tarball, build_reference_image, ensure_packages, import_base
+from harness.stack.dockerd import PrivateDockerd, base_tarball, build_reference_image, ensure_packages, import_base
 
 REPO = Path(__file__).resolve().parent.parent
 FAULTS = ("duplicate-report", "drop-agg-init-response", "helper-503-burst", "bad-collector-token")

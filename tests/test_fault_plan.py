@@ -312,7 +312,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from faults.actions import Auth, CorruptBytes, DropRequest, Reorder, Truncate  # noqa: E402
-from faults.classify import KINDS, LINKS  # noqa: E402
+from faults.vocabulary import KINDS, LINKS  # noqa: E402
 
 _text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12)
 _small = st.integers(min_value=0, max_value=10_000)

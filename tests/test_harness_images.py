@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.backend import LocalBackend
 from harness.errors import ImagesError, UsageError
-from harness.images import DEFAULT_IMAGES, ROLES, load_images, parse_images
+from harness.stack.backend import LocalBackend
+from harness.stack.images import DEFAULT_IMAGES, ROLES, load_images, parse_images
 
 LOCAL = """
 [[leader]]

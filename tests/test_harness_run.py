@@ -16,22 +16,13 @@ import pytest
 
 from faults.history import read_history
 from faults.plan import Plan, load_plan
-from harness.analyze import analyze
+from faults.scenario import Collect, Pause, Scenario, TaskSpec, Upload, WorkloadSpec, scenario_from_dict
+from faults.workload import expected_aggregate, measurement_for, vdaf_for
+from harness.check.verdict import VerdictClass, check_report_from_dict
+from harness.cli.analyze import analyze
 from harness.errors import BackendError, UsageError
-from harness.model import (
-    Collect,
-    Pause,
-    Scenario,
-    TaskSpec,
-    Upload,
-    VerdictClass,
-    WorkloadSpec,
-    check_report_from_dict,
-    run_record_from_dict,
-    scenario_from_dict,
-)
+from harness.record import run_record_from_dict
 from harness.run import Stack
-from harness.workload import expected_aggregate, measurement_for, vdaf_for
 
 RUN_DIR_FILES = {"scenario.json", "plan.toml", "record.json", "history.jsonl", "logs", "report.json", "junit.xml",
                  "flows.mitm"}
@@ -76,7 +67,7 @@ def test_empty_plan_end_to_end_writes_a_complete_run_dir_and_passes(stack: Stack
     # the history slice is this scenario's: it starts at the plan load and names our task
     hist = read_history(d / "history.jsonl")
     assert hist and hist[0].seq == rec.history_since_seq
-    tasks = {e.summary.get("task_id") for e in hist if e.event == "message" and e.summary.get("task_id")}
+    tasks = {e.summary.task_id for e in hist if e.event == "message" and e.summary.task_id}
     assert tasks == {rec.task_id}
     links = {e.link for e in hist if e.event == "message"}
     assert {"client->leader", "collector->leader", "leader->helper"} <= links
@@ -160,7 +151,7 @@ def test_teardown_on_exception_inside_the_with_block(tmp_path: Path) -> None:
 
 
 def test_a_role_that_dies_at_start_is_an_infra_error_and_nothing_is_left(tmp_path: Path) -> None:
-    from harness.images import load_images
+    from harness.stack.images import load_images
 
     text = (Path(load_images().path).read_text()
             .replace('"--role", "helper", "--host", "{host}"', '"--role", "nosuchrole", "--host", "{host}"'))

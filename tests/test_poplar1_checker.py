@@ -12,35 +12,25 @@ import json
 import attrs
 import pytest
 
-from faults.history import MessageEvent
-from faults.plan import Plan
-from harness import checker
-from harness.cli import apply_overrides
-from harness.errors import WorkloadError
-from harness.heavy_hitters import (
+from faults.errors import WorkloadError
+from faults.heavy_hitters import (
     agg_param_interop,
     check_workload,
     decode_agg_param,
     expected_counts,
     heavy_hitters_workload,
-    measurement_of,
     measurements_for,
     poplar1,
     walk,
 )
-from harness.model import (
-    CollectionRecord,
-    Collect,
-    Expectation,
-    RunRecord,
-    Scenario,
-    TaskSpec,
-    UploadRecord,
-    VerdictClass,
-    WorkloadSpec,
-    scenario_from_dict,
-    to_dict,
-)
+from faults.history import MessageEvent
+from faults.plan import Plan
+from faults.scenario import Collect, Expectation, Scenario, TaskSpec, WorkloadSpec, scenario_from_dict, to_dict
+from faults.workload import measurement_of
+from harness.check import checker
+from harness.check.verdict import VerdictClass
+from faults.workload import apply_overrides
+from harness.record import CollectionRecord, RunRecord, UploadRecord
 
 TASK = "dGFzaw"
 BASE = 1_700_000_000 - 1_700_000_000 % 3600
@@ -295,7 +285,7 @@ def test_failed_collection_is_clean_failure_not_violation() -> None:
 
 
 def test_not_poplar1_passes_trivially() -> None:
-    from harness.model import TaskSpec as T
+    from faults.scenario import TaskSpec as T
     rec = attrs.evolve(record([]), task=T(), uploads=())
     v = verdict(checker.check(rec, [], Scenario("t", Plan())), "poplar1")
     assert v.valid is True and "not a Poplar1 task" in v.detail
@@ -360,7 +350,7 @@ def test_init_after_continue_must_fail() -> None:
 
 
 def test_prio3_continue_accepted_is_violation() -> None:
-    from harness.model import TaskSpec as T
+    from faults.scenario import TaskSpec as T
     rec = attrs.evolve(record([]), task=T(), uploads=())
     h = H().init().cont(step=1, status=400, problem="invalidMessage")
     assert verdict(checker.check(rec, h.events, Scenario("t", Plan())), "step-skew").valid is True

@@ -1,5 +1,5 @@
 """Loopback ports for child processes: outside the kernel's ephemeral range, never the same
-port to two pickers in a row, bound ports skipped (proxy_addons.ports)."""
+port to two pickers in a row, bound ports skipped (harness.stack.ports)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy_addons import ports
-from proxy_addons.ports import free_port, port_range
+from harness.stack import ports
+from harness.stack.ports import free_port, port_range
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def test_ports_come_from_below_the_ephemeral_range() -> None:
 
 
 def test_round_robin_across_processes(private_counter: Path) -> None:
-    code = ("import sys\nfrom pathlib import Path\nfrom proxy_addons import ports\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom harness.stack import ports\n"
             f"ports._counter_path = lambda: Path({str(private_counter)!r})\n"
             "print(' '.join(str(ports.free_port()) for _ in range(50)))\n")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import provenance
+from harness.report import provenance
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,9 +53,10 @@ def test_code_identity_of_this_checkout() -> None:
 
 
 def test_run_dir_holds_code_json(tmp_path: Path) -> None:
-    from harness.artifacts import write_run_dir
     from faults.plan import Plan
-    from harness.model import RunRecord, Scenario, TaskSpec
+    from faults.scenario import Scenario, TaskSpec
+    from harness.record import RunRecord
+    from harness.report.rundir import write_run_dir
 
     scenario = Scenario(name="probe", plan=Plan())
     record = RunRecord(scenario="probe", task_id="AAAA", task=TaskSpec(), base_time=0, history_since_seq=0)

@@ -157,15 +157,15 @@ def test_history_records_dap_summaries() -> None:
         ev = h.events()
         assert [(e.link, e.kind, e.phase) for e in ev[:2]] == [("client->leader", "upload", "request"),
                                                               ("client->leader", "upload", "response")]
-        assert ev[0].summary["report_ids"] == [rid(1).hex()] and ev[0].summary["task_id"] == TASK_B64
+        assert list(ev[0].summary.report_ids) == [rid(1).hex()] and ev[0].summary.task_id == TASK_B64
         assert ev[1].status == 201
-        assert ev[2].summary["report_ids"] == [rid(1).hex(), rid(2).hex()]
-        assert ev[2].summary["counts"] == {"prepare_inits": 2} and ev[2].summary["job_id"] == JOB_B64
-        assert ev[3].summary["prepare_states"] == {rid(1).hex(): "finished", rid(2).hex(): "finished"}
-        assert ev[4].kind == "agg_continue" and ev[4].summary["step"] == 2
-        assert ev[5].summary["problem_type"] == "urn:ietf:params:ppm:dap:error:stepMismatch"
-        assert ev[5].summary["problem_token"] == "stepMismatch"
-        assert "decode_error" in ev[6].summary and ev[6].summary["decode_error"].startswith("Report.")
+        assert list(ev[2].summary.report_ids) == [rid(1).hex(), rid(2).hex()]
+        assert ev[2].summary.counts == {"prepare_inits": 2} and ev[2].summary.job_id == JOB_B64
+        assert ev[3].summary.prepare_states == {rid(1).hex(): "finished", rid(2).hex(): "finished"}
+        assert ev[4].kind == "agg_continue" and ev[4].summary.step == 2
+        assert ev[5].summary.problem_type == "urn:ietf:params:ppm:dap:error:stepMismatch"
+        assert ev[5].summary.problem_token == "stepMismatch"
+        assert ev[6].summary.decode_error is not None and ev[6].summary.decode_error.startswith("Report.")
         assert [e.flow_seq for e in ev] == [1, 1, 2, 2, 3, 3, 4, 4]
 
     run(body)
@@ -260,7 +260,7 @@ def test_drop_request_and_drop_response() -> None:
         g = await h.roundtrip(init(h, [1]), 200, agg_resp([1]).encode())
         assert g.error.msg == "Connection killed." and g.response.status_code == 200
         assert [e.phase for e in h.events() if e.flow_seq == 2] == ["request", "response", "error"]
-        assert h.faults("dr")[0].changed == {"dropped": "response", "upstream_status": 200}
+        assert h.faults("dr")[0].changed.to_dict() == {"dropped": "response", "upstream_status": 200}
 
     run(body)
 
@@ -288,8 +288,8 @@ def test_corrupt_field_report_id_and_prepare_resp_order() -> None:
         resp = m.AggregationJobResp.decode(g.response.raw_content)
         assert [bytes(p.report_id) for p in resp.prepare_resps] == [rid(3), rid(2), rid(1)]
         ev = h.faults("order")[0]
-        assert ev.changed["before"] == [rid(i).hex() for i in (1, 2, 3)]
-        assert ev.changed["after"] == [rid(i).hex() for i in (3, 2, 1)]
+        assert ev.changed.before == [rid(i).hex() for i in (1, 2, 3)]
+        assert ev.changed.after == [rid(i).hex() for i in (3, 2, 1)]
 
     run(body)
 
@@ -299,7 +299,7 @@ def test_corrupt_field_undecodable_body_is_recorded_not_raised() -> None:
         h.plan(PLAN_HEAD + rule("rid", "type = 'corrupt-field'\nfield = 'report_metadata.time'", "kind = 'upload'"))
         f = await h.request(h.flow("PUT", upload_path(), b"\x01\x02"))
         assert f.request.raw_content == b"\x01\x02" and f.error is None
-        assert "DecodeError" in h.faults("rid")[0].changed["skipped"]
+        assert "DecodeError" in h.faults("rid")[0].changed.skipped
 
     run(body)
 
@@ -356,7 +356,7 @@ def test_respond_before_and_after_forwarding() -> None:
         assert h.faults("never") == []  # a proxy-made answer is not matched by response rules
         g = h.flow("POST", f"/tasks/{TASK_B64}/aggregate_shares", b"x", link="leader->helper")
         await h.roundtrip(g, 200, b"share", "application/dap-aggregate-share")
-        assert g.response.status_code == 500 and h.faults("post")[0].changed["replaced_status"] == 200
+        assert g.response.status_code == 500 and h.faults("post")[0].changed.replaced_status == 200
 
     run(body)
 
@@ -401,7 +401,7 @@ def test_synthesize_continue_and_reinit() -> None:
         assert new_job != JOB_B64 and len(new_job) == 22
         ireq = m.AggregationJobInitReq.decode(r.request.raw_content)
         assert [bytes(p.report_share.report_metadata.report_id) for p in ireq.prepare_inits] == [rid(4)]
-        assert h.faults("reinit")[0].changed["new_job_id"] == new_job
+        assert h.faults("reinit")[0].changed.new_job_id == new_job
 
     run(body)
 
@@ -457,7 +457,7 @@ def test_reorder_request_released_after_next_match() -> None:
         await h.respond(b)
         await asyncio.wait_for(ta, 1)
         assert order == [2, 1]
-        assert [e.changed for e in h.faults("ro")] == [{"held": True}, {"released": "after flow 2"}]
+        assert [e.changed.to_dict() for e in h.faults("ro")] == [{"held": True}, {"released": "after flow 2"}]
 
     run(body)
 
@@ -471,10 +471,10 @@ def test_reorder_released_on_plan_change_and_timeout() -> None:
         h.plan(PLAN_HEAD)
         f = await asyncio.wait_for(t, 1)
         assert f.error is None and f.response is None  # released and forwarded, never dropped
-        assert h.faults("ro")[-1].changed == {"released": "plan_loaded"}
+        assert h.faults("ro")[-1].changed.to_dict() == {"released": "plan_loaded"}
         h.plan(PLAN_HEAD + rule("ro2", "type = 'reorder'\nmax_hold_ms = 50", "kind = 'upload'"))
         f2 = await asyncio.wait_for(h.request(upload(h, 2)), 1)
-        assert f2.error is None and h.faults("ro2")[-1].changed == {"released": "timeout"}
+        assert f2.error is None and h.faults("ro2")[-1].changed.to_dict() == {"released": "timeout"}
 
     run(body)
 
@@ -490,7 +490,7 @@ def test_delay_does_not_block_other_flows() -> None:
         await slow
         slow_done = time.monotonic() - t0
         assert fast_done < 0.15 and slow_done >= 0.3
-        assert 300 <= h.faults("slow")[0].changed["delay_ms"] <= 320
+        assert 300 <= h.faults("slow")[0].changed.delay_ms <= 320
 
     run(body)
 

@@ -28,9 +28,11 @@ from proxy_fixtures import (
 )
 
 from dap import messages as m
-from faults import ControlError, FaultEvent, MessageEvent, comparable
-from proxy_addons import FaultProxy, free_port
-from proxy_addons.control import ControlClient
+from faults import FaultEvent, MessageEvent, comparable
+from harness.errors import ControlError
+from harness.stack.control import ControlClient
+from harness.stack.ports import free_port
+from harness.stack.proxy import FaultProxy
 
 REPORT_CT = {"Content-Type": m.Report.MEDIA_TYPE}
 INIT_CT = {"Content-Type": m.AggregationJobInitReq.MEDIA_TYPE}
@@ -145,8 +147,8 @@ def test_passthrough_http_and_https_with_history(run: Run) -> None:
         ("leader->helper", "agg_init", "request", None),
         ("leader->helper", "agg_init", "response", 200),
     ]
-    assert msgs[3].summary["prepare_states"] == {rid(1).hex(): "finished", rid(2).hex(): "finished"}
-    assert msgs[0].summary["task_id"] == TASK_B64 and msgs[2].summary["job_id"] == JOB_B64
+    assert msgs[3].summary.prepare_states == {rid(1).hex(): "finished", rid(2).hex(): "finished"}
+    assert msgs[0].summary.task_id == TASK_B64 and msgs[2].summary.job_id == JOB_B64
     assert msgs[0].t_mono <= msgs[1].t_mono and msgs[0].t_wall > 1.6e9
 
 
@@ -186,7 +188,7 @@ def test_delay_only_delays_the_matching_flow(run: Run) -> None:
     took["fast"] = time.monotonic() - t
     th.join(5)
     assert took["slow"] >= 0.6 and took["fast"] < 0.4
-    assert run.faults()[0].changed == {"delay_ms": 600}
+    assert run.faults()[0].changed.to_dict() == {"delay_ms": 600}
 
 
 def test_duplicate_concurrent_and_spaced(run: Run) -> None:
@@ -281,7 +283,7 @@ def test_synthesize_continue_for_seen_job(run: Run) -> None:
     assert cont.step == 7 and len(cont.prepare_continues) == 2
     time.sleep(0.2)
     synth = [e for e in run.history() if isinstance(e, MessageEvent) and e.origin == "synthesize:continue_step"]
-    assert [e.phase for e in synth] == ["request", "response"] and synth[0].summary["step"] == 7
+    assert [e.phase for e in synth] == ["request", "response"] and synth[0].summary.step == 7
 
 
 def test_control_channel_is_not_reachable_through_links(run: Run) -> None:
@@ -347,7 +349,7 @@ def test_https_upstream_with_ssl_insecure_and_flow_file(helper: Upstream, tmp_pa
 
 
 def test_proxy_start_failure_is_reported_and_cleaned(tmp_path: Path) -> None:
-    from faults import ProxyStartError
+    from harness.errors import ProxyStartError
 
     bad = tmp_path / "bad.toml"
     bad.write_text('version = 1\n[[rules]]\nid = "x"\n[rules.action]\ntype = "nope"\n')
@@ -361,7 +363,7 @@ def test_proxy_start_failure_is_reported_and_cleaned(tmp_path: Path) -> None:
 
 def test_proxy_start_retries_when_a_picked_port_is_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A program outside free_port's bookkeeping binds the picked port before mitmdump does.
-    import proxy_addons.owner as owner
+    import harness.stack.proxy as owner
 
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
@@ -377,8 +379,8 @@ def test_proxy_start_retries_when_a_picked_port_is_taken(tmp_path: Path, monkeyp
 
 
 def test_proxy_start_gives_up_on_ports_after_three_attempts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from faults import ProxyStartError
-    import proxy_addons.owner as owner
+    import harness.stack.proxy as owner
+    from harness.errors import ProxyStartError
 
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))

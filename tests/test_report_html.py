@@ -35,19 +35,11 @@ from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, Tex
 from dap import messages as m
 from dap.constants import QueryType
 from faults.plan import dumps_plan, loads_plan
-from harness.model import (
-    CheckReport,
-    CollectionRecord,
-    RunRecord,
-    Scenario,
-    TaskSpec,
-    UploadRecord,
-    Verdict,
-    VerdictClass,
-    to_dict,
-)
-from harness.report_html import LANES, VERDICT_COLOURS, decode_body, write_matrix_html, write_report_html
-from proxy_addons import FaultProxy
+from faults.scenario import Scenario, TaskSpec, to_dict
+from harness.check.verdict import CheckReport, Verdict, VerdictClass
+from harness.record import CollectionRecord, RunRecord, UploadRecord
+from harness.report.html import LANES, VERDICT_COLOURS, decode_body, write_matrix_html, write_report_html
+from harness.stack.proxy import FaultProxy
 
 PLAN = """
 version = 1

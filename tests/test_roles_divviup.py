@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from roles_fixtures import Deployment, expected_result
 
 pytestmark = pytest.mark.node

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from roles_fixtures import Deployment
 
 COUNT = {"type": "Prio3Count"}

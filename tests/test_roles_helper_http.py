@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from roles_fixtures import RoleProcess, b64, fetch_config, now_rounded
 
 from dap import hpke
 from dap.constants import PrepareError, PrepareRespState, QueryType, Role
@@ -40,7 +41,6 @@ from dap.messages import (
 )
 from dap.roles.aggregator import checksum_of, xor_checksum
 from dap.roles.vdafs import vdaf_ops
-from roles_fixtures import RoleProcess, b64, fetch_config, now_rounded
 
 TP = 3600
 COUNT = {"type": "Prio3Count"}

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
-from dap.messages import AggregationJobResp
 from roles_fixtures import RoleProcess
 from test_roles_helper_http import FakeLeader, checksum
+
+from dap.messages import AggregationJobResp
 
 
 @pytest.fixture(scope="module")

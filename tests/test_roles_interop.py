@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from roles_fixtures import Deployment, RoleProcess, expected_result, random_measurement
 
 VDAFS = {

@@ -19,9 +19,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
-from dap.messages import CollectionReq, HpkeCiphertext, Interval, Query, Report
-from dap.constants import QueryType
 from roles_fixtures import (
     Deployment,
     b64,
@@ -30,6 +27,9 @@ from roles_fixtures import (
     fetch_config,
     now_rounded,
 )
+
+from dap.constants import QueryType
+from dap.messages import CollectionReq, HpkeCiphertext, Interval, Query, Report
 
 COUNT = {"type": "Prio3Count"}
 HIST = {"type": "Prio3Histogram", "length": "4", "chunk_length": "2"}

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
+from roles_fixtures import Deployment, RoleProcess, b64, fetch_config, now_rounded
 
 from dap import hpke
 from dap.constants import PrepareError, PrepareRespState, QueryType, Role
@@ -53,7 +54,6 @@ from dap.roles.aggregator import checksum_of, xor_checksum
 from dap.roles.vdafs import vdaf_ops
 from dap.vdaf.params import VdafParams
 from dap.vdaf.pingpong import Finished
-from roles_fixtures import Deployment, RoleProcess, b64, fetch_config, now_rounded
 
 TP = 3600
 INIT = "application/dap-aggregation-job-init-req"

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from roles_fixtures import Deployment
 
 from faults.actions import Delay, DropRequest, Respond
 from faults.plan import Limits, Matcher, Plan, Rule
-from proxy_addons import FaultProxy
-from roles_fixtures import Deployment
+from harness.stack.proxy import FaultProxy
 
 COUNT = {"type": "Prio3Count"}
 L2H = "leader->helper"
@@ -92,7 +92,7 @@ def test_retries_and_lost_responses_count_once(setup: tuple[Deployment, Proxied]
     # Every retry re-sent the same message as the first attempt for that job (length, reports).
     by_path: dict[str, set[tuple[int, tuple[str, ...]]]] = {}
     for e in puts:
-        by_path.setdefault(e.path, set()).add((e.body_len, tuple(e.summary.get("report_ids") or ())))
+        by_path.setdefault(e.path, set()).add((e.body_len, tuple(e.summary.report_ids or ())))
     assert all(len(bodies) == 1 for bodies in by_path.values()), by_path
     assert len(puts) > len(by_path)  # there were retries
     fired = proxy.fired()

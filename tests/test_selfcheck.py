@@ -25,8 +25,7 @@ import pytest
 
 from dap.roles import bugs
 from faults.catalogue import CATALOGUE
-from harness.checker import expectation_met
-from harness.model import VerdictClass
+from harness.check.verdict import VerdictClass, expectation_met
 from harness.run import RunResult, Stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +77,7 @@ def _explain(result: RunResult) -> str:
 
 
 def test_every_bug_has_images_entries_and_scenarios() -> None:
-    from harness.images import load_images
+    from harness.stack.images import load_images
 
     images = load_images(BUG_IMAGES)
     assert set(DETECTED_BY) == set(bugs.BUGS)

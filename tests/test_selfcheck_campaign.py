@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.campaign import run_campaign
+from harness.campaign.driver import run_campaign
 from harness.run import Stack
 
 BUG_IMAGES = Path(__file__).resolve().parent / "data" / "bug_images.toml"

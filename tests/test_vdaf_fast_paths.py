@@ -13,7 +13,7 @@ import pytest
 
 from dap.errors import VdafError
 from dap.vdaf.field import Field, Field64, Field128, Field255
-from dap.vdaf.flp import _GadgetPlan, Mul, Range2
+from dap.vdaf.flp import Mul, Range2, _GadgetPlan
 from dap.vdaf.prio3 import Prio3, Prio3Count, Prio3Histogram, Prio3Sum, Prio3SumVec
 from dap.vdaf.xof import XofTurboShake128
 

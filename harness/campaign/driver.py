@@ -1,0 +1,373 @@
+"""Hypothesis fault campaigns: generate scenarios, run them on a warm stack, shrink, freeze.
+
+Generating, executing and checking stay separate: :mod:`faults.strategies` generates
+:class:`~faults.scenario.Scenario` values, :meth:`harness.run.Stack.run_scenario` executes one
+(a fresh task each time) and :mod:`harness.check.checker` judges it. This module only drives
+hypothesis over them::
+
+    from harness.campaign import run_campaign
+    with Stack.start(artifacts_root=root) as stack:
+        result = run_campaign(stack, seed=7, examples=50, artifacts=root / "campaign")
+    for f in result.failures:
+        print(f.command)          # faultrun --scenario .../scenario.json --seed 123
+
+**What is a failure** (:func:`failure_kind`), shrunk and reported alike, each under its
+own label:
+
+- ``violation``: the verdict class ``violation`` (an invariant is False: wrong aggregate,
+  double count, auth bypass, unexpected 5xx, inconsistent replays, a batch released below
+  ``min_batch_size``, a far-future upload acknowledged, a lost acknowledged report when
+  completeness is demanded);
+- ``unexpected_clean_failure``: the verdict class ``clean_failure`` where the scenario's
+  expectation is ``pass``: :func:`faults.strategies.expectation_for` demands ``pass`` only
+  of plans made entirely of faults a correct pair of Aggregators MUST recover from
+  (duplicates, replays of identical requests, short delays, the proxy's forged
+  re-inits/continues sent after the genuine answer, and Leader->Helper drops/5xx/timeouts
+  few enough that the Leader's retries outlast them). A collection that fails there (e.g.
+  ``batchMismatch``: the Aggregators disagree) is a bug the spec's safety net caught.
+
+**What explicitly is not:**
+
+- ``clean_failure`` under any other plan: a random fault may legitimately end a collection
+  (the spec allows an Aggregator to refuse or give up); those scenarios expect
+  ``pass_or_clean_failure``;
+- a collection whose batch never received ``min_batch_size`` reports (every upload lost or
+  refused, or uploaded into another batch): the harness ends it early as ``not_ready`` and
+  the checker confirms that a correct Leader would not complete it (:mod:`harness.check.fill`);
+- ``infra``: the harness or a role failed, there is no verdict on the target. Such runs are
+  counted and listed (:attr:`CampaignResult.infra_runs`), never shrunk (hypothesis sees a
+  pass), so a flaky machine cannot shrink into noise. Three infra runs in a row, or a dead
+  role, end the campaign (:attr:`CampaignResult.infra_aborted`, exit 3);
+- lost reports under faults that may lose them: completeness is demanded only of plans made
+  of faults the protocol must recover from (:func:`faults.strategies.expectation_for`).
+
+**Known nondeterminism.** Real processes and timing: a failure found once may not repeat
+when hypothesis replays it (job batching, retry timing, a forged message racing the
+collection). Then the smallest failing run seen is reported with ``reproduced=False``
+instead of hypothesis' final replay.
+
+**Determinism and replay.** ``seed`` fixes hypothesis' generation (same seed, same stack
+behaviour -> same examples). The example database lives in ``<artifacts>/hypothesis-db``:
+a later campaign with the same artifacts directory replays stored failures first.
+
+Each failure writes ``<artifacts>/failures/<name>/{scenario.json, plan.toml}`` and a
+one-line reproduction: ``faultrun --plan FILE --seed S --reports N --vdaf V --query-type Q``
+when flags express the workload, else ``faultrun --scenario FILE --seed S``.
+:func:`freeze` turns one into a regression case under ``tests/regressions/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from faults.actions import action_name
+from faults.plan import dump_plan
+from faults.scenario import Scenario, to_dict
+from faults.strategies import MAX_REPORTS, MAX_RULES, check_campaign_vdaf, scenarios
+from harness import REPO
+from harness.campaign.reproduce import reproduction_command, signature, smaller_first
+from harness.campaign.result import (
+    VIOLATION,
+    CampaignFailure,
+    CampaignProgress,
+    CampaignResult,
+    InfraRun,
+    derive_seed,
+    failure_kind,
+)
+from harness.check.verdict import VerdictClass
+from harness.errors import BackendError, HarnessError
+from harness.report.html import render_report_html
+from harness.report.rundir import unique_dir
+
+__all__ = ["run_campaign"]
+
+log = logging.getLogger(__name__)
+#: Consecutive infra runs that end a campaign (the stack is probably broken).
+MAX_INFRA_IN_A_ROW = 3
+#: Kept in the result; the count in ``verdicts`` is complete.
+MAX_INFRA_LISTED = 20
+
+
+class _Violation(Exception):
+    """Raised inside the hypothesis test for a failing run (what hypothesis shrinks)."""
+
+
+class _Stop(BaseException):
+    """Ends a hypothesis run at once (budget spent, stack broken): hypothesis lets a
+    BaseException through without shrinking it or storing it as a failure."""
+
+
+@attrs.define
+class _State:
+    stack: Any
+    artifacts: Path
+    timeout_s: float
+    deadline: float | None
+    shrink_budget_s: float
+    progress: Callable[[CampaignProgress], None] | None
+    worker: int
+    t0: float
+    keep_runs: bool
+    runs_root: Path = Path()
+    runs: int = 0
+    examples: int = 0
+    verdicts: Counter[str] = attrs.field(factory=Counter)
+    infra: list[InfraRun] = attrs.field(factory=list)
+    infra_in_a_row: int = 0
+    infra_aborted: bool = False
+    stop: bool = False
+    failures: int = 0
+    max_examples_left: int | None = None
+    #: failing runs of the current round (scenario, result), see :func:`failure_kind`
+    violations: list[tuple[Scenario, Any]] = attrs.field(factory=list)
+    shrink_started: float | None = None
+    #: how long the latest run took
+    last_run_s: float = 0.0
+    #: signatures already reported (keep_going): not failures in later rounds
+    known: set[tuple[str, ...]] = attrs.field(factory=set)
+    #: True ends generation (another worker found a failure); shrinking is never cut short by it
+    external_stop: Callable[[], bool] | None = None
+    #: only failures whose signature this accepts are shrunk and reported (None: all)
+    wanted: Callable[[tuple[str, ...]], bool] | None = None
+
+    def one(self, scenario: Scenario) -> None:
+        now = time.monotonic()
+        shrinking = bool(self.violations)
+        if not shrinking and self.deadline is not None and now >= self.deadline:
+            self.stop = True
+        if not shrinking and self.max_examples_left is not None and self.max_examples_left <= 0:
+            self.stop = True
+        # the budget bounds shrinking: no run is started that would likely end beyond it (a
+        # failure that ends in a timeout makes every shrink run last that long)
+        if shrinking and self.shrink_started is not None and \
+                now - self.shrink_started + self.last_run_s > self.shrink_budget_s:
+            self.stop = True
+        if not shrinking and self.external_stop is not None and self.external_stop():
+            self.stop = True
+        if self.stop:
+            raise _Stop
+        self.runs += 1
+        if not shrinking:
+            self.examples += 1
+            if self.max_examples_left is not None:
+                self.max_examples_left -= 1
+        run_dir = self.runs_root / f"{self.runs:05d}"
+        try:
+            # report.html is rendered for the runs kept (failures: _write_failure), not for every example
+            result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir, report_html=False)
+        except HarnessError as exc:
+            self._infra(run_dir, f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            self.last_run_s = time.monotonic() - now
+        vc = result.report.verdict_class
+        kind = failure_kind(scenario, result.report)
+        self.verdicts[kind or vc.value] += 1
+        if vc == VerdictClass.INFRA:
+            self._infra(result.run_dir, result.report.summary)
+            for role in ("leader", "helper", "client", "collector"):
+                try:
+                    self.stack.backend.check(role)
+                except BackendError as dead:
+                    self.infra_aborted = self.stop = True
+                    self._infra(result.run_dir, f"stack broken: {dead}")
+                    break
+        else:
+            self.infra_in_a_row = 0
+        last = f"{kind or vc.value} {result.run_dir.name} {getattr(result, 'seconds', 0.0):.1f}s"
+        if kind is not None:
+            sig = signature(scenario, result.report)
+            if sig in self.known:
+                kind = None  # keep_going: a bug already reported; not shrunk into again
+            elif self.wanted is not None and not self.wanted(sig):
+                kind = None  # not the failure this campaign looks for: counted, kept, not shrunk
+            else:
+                if not self.violations:
+                    self.shrink_started = time.monotonic()
+                self.violations.append((scenario, result))
+        self._progress(last)  # after the append: the first failing run already reports "shrink"
+        if kind is not None:
+            raise _Violation(result.report.summary)
+        if not self.keep_runs and vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE) \
+                and failure_kind(scenario, result.report) is None:
+            shutil.rmtree(result.run_dir, ignore_errors=True)
+
+    def _infra(self, run_dir: Path, summary: str) -> None:
+        if len(self.infra) < MAX_INFRA_LISTED:
+            self.infra.append(InfraRun(run_dir=run_dir, summary=summary))
+        if not summary.startswith("stack broken"):
+            self.infra_in_a_row += 1
+        if self.infra_in_a_row >= MAX_INFRA_IN_A_ROW:
+            self.infra_aborted = self.stop = True
+
+    def _progress(self, last: str) -> None:
+        if self.progress is None:
+            return
+        try:
+            self.progress(CampaignProgress(
+                examples_run=self.examples, runs=self.runs, failures=self.failures + (1 if self.violations else 0),
+                verdicts=dict(self.verdicts), phase="shrink" if self.violations else "generate",
+                elapsed_s=time.monotonic() - self.t0, last=last, worker=self.worker))
+        except Exception:
+            log.exception("progress callback")
+
+
+def _round(state: _State, strategy: Any, *, seed: int, max_examples: int, db: Any, reuse: bool,
+           digest: bytes) -> tuple[Scenario, Any, bool] | None:
+    """One hypothesis run; the shrunk violation (scenario, result, reproduced) or None."""
+    phases = [Phase.explicit, Phase.generate, Phase.shrink]
+    if reuse:
+        phases.insert(1, Phase.reuse)
+
+    @settings(database=db, deadline=None, max_examples=max_examples, phases=phases, report_multiple_bugs=False,
+              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)
+    @given(strategy)
+    def campaign_example(scenario: Scenario) -> None:
+        state.one(scenario)
+
+    campaign_example.hypothesis.inner_test._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
+    campaign_example._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]  # as @seed, keeping the db
+    state.violations = []
+    state.shrink_started = None
+    reproduced = False
+    try:
+        campaign_example()
+    except _Violation:
+        reproduced = True
+    except _Stop:
+        pass
+    except Exception as exc:  # Flaky (not reproduced), a rejected replay after the shrink budget, ...
+        if not state.violations:
+            raise
+        log.info("campaign: final replay did not fail again (%s: %s)", type(exc).__name__, exc)
+    if not state.violations:
+        return None
+    if reproduced:
+        scenario, result = state.violations[-1]
+    else:
+        scenario, result = min(state.violations, key=smaller_first)
+    return scenario, result, reproduced
+
+
+def _write_failure(artifacts: Path, index: int, scenario: Scenario, result: Any, reproduced: bool, *,
+                   impl: Mapping[str, str] | None, images: Path | None) -> CampaignFailure:
+    name = f"failure-{index}-" + "-".join(sorted({action_name(r.action) for r in scenario.plan.rules}))
+    d = unique_dir(artifacts / "failures", name)
+    scenario = attrs.evolve(scenario, name=d.name)
+    plan_file = d / "plan.toml"
+    scenario_file = d / "scenario.json"
+    dump_plan(scenario.plan, plan_file)
+    scenario_file.write_text(json.dumps(to_dict(scenario), indent=2) + "\n", encoding="utf-8")
+    (d / "report.json").write_text(json.dumps(to_dict(result.report), indent=2) + "\n", encoding="utf-8")
+    cmd = reproduction_command(scenario, plan_file, scenario_file, impl=impl, images=images)
+    (d / "reproduce.sh").write_text(cmd + "\n", encoding="utf-8")
+    if (Path(result.run_dir) / "record.json").is_file():  # a real run dir: its sequence chart, now it is kept
+        render_report_html(Path(result.run_dir))
+    return CampaignFailure(scenario=scenario, report=result.report, run_dir=result.run_dir, plan_file=plan_file,
+                           scenario_file=scenario_file, command=cmd, seed=scenario.plan.seed,
+                           signature=signature(scenario, result.report), reproduced=reproduced,
+                           kind=failure_kind(scenario, result.report) or VIOLATION)
+
+
+def _impl_of(stack: Any) -> tuple[dict[str, str] | None, Path | None]:
+    impl = getattr(stack, "impl", None) or {}
+    images = getattr(stack, "images", None)
+    names = {}
+    for role, entry in impl.items():
+        default = images.default(role).name if images is not None else None
+        if entry.name != default:
+            names[role] = entry.name
+    path = getattr(images, "path", None)
+    default_path = REPO / "images.toml"
+    if path is not None and Path(path).resolve() == default_path.resolve():
+        path = None
+    return (names or None), (Path(path).resolve() if path is not None else None)  # runnable from any cwd
+
+
+def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_budget_s: float | None = None,
+                 vdaf: str | None = None, artifacts: Path, keep_going: bool = False, database: bool = True,
+                 progress: Callable[[CampaignProgress], None] | None = None, timeout_s: float = 30.0,
+                 max_rules: int | None = None, max_reports: int | None = None, shrink_budget_s: float = 300.0,
+                 keep_runs: bool = False, worker: int = 0, stop: Callable[[], bool] | None = None,
+                 wanted: Callable[[tuple[str, ...]], bool] | None = None) -> CampaignResult:
+    """Run a campaign on a warm :class:`~harness.run.Stack` (a new task per example).
+
+    Stops after ``examples`` generated examples or ``time_budget_s`` (whichever first; one
+    is required), or at the first failure (:func:`failure_kind`; shrunk for at most
+    ``shrink_budget_s``) unless ``keep_going``: then generation restarts with a derived seed
+    (no replay) until the budget is spent, and a failure with an already reported signature
+    (violated invariants or ``unexpected_clean_failure:<problem>``, + actions) counts as
+    seen, not as a new failure, so shrinking cannot slide back into a known bug. ``vdaf``
+    fixes the VDAF (a ``--vdaf`` spec); ``timeout_s`` bounds one scenario. Run dirs of
+    passing runs are deleted unless ``keep_runs``. ``stop()`` True ends generation early
+    (used by :func:`run_campaign_workers`: another worker found a failure). ``wanted``
+    (self-validation: the time to find one known bug) restricts failures to those whose
+    signature it accepts; other failing runs are counted in ``verdicts`` and kept on disk,
+    but neither shrunk nor reported.
+    """
+    if examples is None and time_budget_s is None:
+        raise ValueError("give examples or time_budget_s")
+    if examples is not None and examples < 1:
+        raise ValueError(f"examples must be >= 1, got {examples}")
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise ValueError(f"time_budget_s must be > 0, got {time_budget_s}")
+    if vdaf is not None:
+        check_campaign_vdaf(vdaf, 1)  # fail early: a bad spec, or Poplar1 (WorkloadError)
+    max_rules = MAX_RULES if max_rules is None else max_rules
+    max_reports = MAX_REPORTS if max_reports is None else max_reports
+    artifacts = Path(artifacts).resolve()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    db = DirectoryBasedExampleDatabase(str(artifacts / "hypothesis-db")) if database else None
+    strategy = scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports)
+    # v2: workloads with min_batch_size, far-future and late uploads; recoverable plans
+    digest = f"faultrun-campaign-v2:{vdaf}:{max_rules}:{max_reports}".encode()
+    state = _State(stack=stack, artifacts=artifacts, timeout_s=timeout_s,
+                   deadline=None if time_budget_s is None else t0 + time_budget_s, shrink_budget_s=shrink_budget_s,
+                   progress=progress, worker=worker, t0=t0, keep_runs=keep_runs, max_examples_left=examples,
+                   external_stop=stop, wanted=wanted)
+    state.runs_root = unique_dir(artifacts / "runs", f"seed{seed}")
+    impl, images = _impl_of(stack)
+    failures: list[CampaignFailure] = []
+    round_no = 0
+    while not state.stop:
+        left = state.max_examples_left
+        if left is not None and left <= 0:
+            break
+        found = _round(state, strategy, seed=seed if round_no == 0 else derive_seed(seed, 1000 + round_no),
+                       max_examples=left if left is not None else 10**6, db=db, reuse=round_no == 0, digest=digest)
+        round_no += 1
+        if found is None:
+            break  # budget spent (or the stack broke)
+        scenario, result, reproduced = found
+        sig = signature(scenario, result.report)
+        if sig not in state.known:
+            state.known.add(sig)
+            failures.append(_write_failure(artifacts, len(failures) + 1, scenario, result, reproduced,
+                                           impl=impl, images=images))
+            state.failures = len(failures)
+            state.violations = []
+            state._progress(f"{failures[-1].kind} reported: {' '.join(sig)}")
+        if not keep_going:
+            break
+        state.stop = state.infra_aborted
+    state.violations = []
+    state._progress("done")
+    return CampaignResult(seed=seed, examples_run=state.examples, runs=state.runs, failures=tuple(failures),
+                          verdicts=dict(state.verdicts), elapsed_s=time.monotonic() - t0, artifacts=artifacts,
+                          infra_runs=tuple(state.infra), infra_aborted=state.infra_aborted)
+
+
+# --- freezing ----------------------------------------------------------------------------------------

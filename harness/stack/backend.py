@@ -1,0 +1,188 @@
+"""Backends start and stop role processes; everything else talks to roles over HTTP.
+
+The seam is small on purpose::
+
+    class Backend(Protocol):
+        name: str
+        peer_host: str                                  # hostname roles use for each other
+        def start(self, role, entry) -> str: ...        # spawn; return the interop API base URL
+        def check(self, role) -> None: ...              # raise BackendError if it died
+        def logs(self, role) -> list[Path]: ...         # log files (appended to while running)
+        def stop(self, role) -> None: ...
+        def close(self) -> None: ...                    # stop everything; never raises
+
+A backend whose roles cannot reach the harness's addresses (the docker backend) adds::
+
+        def prepare(self, entries) -> None: ...         # before any start: images, network
+        def hostname(self, role) -> str: ...            # endpoint_for_task's hostname
+        def peer_url(self, role) -> str: ...            # the role's URL as other roles see it
+        def fault_proxy(self, upstreams, *, workdir, plan, save_flows): ...  # a FaultProxy look-alike
+
+and :class:`~harness.run.Stack` uses them when present. Readiness is not the backend's
+business: the Stack polls ``/internal/test/ready``.
+:class:`LocalBackend` runs ``images.toml`` ``command`` entries as children in their own
+process group (a terminal's Ctrl-C reaches the harness only, which then stops them in order)
+with stdout + stderr in ``<state_dir>/role.log``. :class:`harness.stack.docker.DockerBackend`
+runs ``image`` entries as containers (docs/docker.md). :func:`get_backend` maps a name to a
+backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import IO, Protocol
+
+import attrs
+
+from harness.errors import BackendError, UsageError
+from harness.stack.images import REPO, ImageEntry
+from harness.stack.lifetime import close_at_exit
+from harness.stack.ports import free_port
+
+__all__ = ["BACKENDS", "Backend", "LocalBackend", "RoleProc", "free_port", "get_backend"]
+
+log = logging.getLogger(__name__)
+BACKENDS = ("local", "docker")
+
+
+class Backend(Protocol):
+    name: str
+    peer_host: str
+
+    def start(self, role: str, entry: ImageEntry) -> str: ...
+
+    def check(self, role: str) -> None: ...
+
+    def logs(self, role: str) -> list[Path]: ...
+
+    def stop(self, role: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@attrs.define
+class RoleProc:
+    role: str
+    entry: ImageEntry
+    port: int
+    state_dir: Path
+    process: subprocess.Popen
+    log_file: IO[bytes]
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "role.log"
+
+
+@attrs.define(eq=False)
+class LocalBackend:
+    """Runs roles as local processes from ``command`` entries. Owner: ``close()`` stops all."""
+
+    workdir: Path = attrs.field(converter=Path)
+    name: str = "local"
+    peer_host: str = "127.0.0.1"
+    stop_timeout_s: float = 5.0
+    procs: dict[str, RoleProc] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        close_at_exit(self)
+
+    def start(self, role: str, entry: ImageEntry) -> str:
+        if entry.command is None:
+            raise UsageError(f"{role} {entry.name!r} is a container image ({entry.image}); it needs the docker "
+                             "backend (--backend docker, docs/docker.md) or a local entry, e.g. reference")
+        if role in self.procs:
+            raise BackendError("already started", role=role)
+        port = free_port()
+        state_dir = self.workdir / role
+        state_dir.mkdir(parents=True, exist_ok=True)
+        cmd = entry.render(python=sys.executable, port=str(port), host="127.0.0.1", state_dir=str(state_dir),
+                           repo=str(REPO))
+        logf = open(state_dir / "role.log", "ab")  # noqa: SIM115 - owned by RoleProc, closed in stop()
+        env = {**os.environ, **entry.env, "PYTHONUNBUFFERED": "1"}
+        try:
+            proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True)
+        except OSError as exc:
+            logf.close()
+            raise BackendError(f"cannot run {cmd[0]!r}: {exc.strerror}", role=role) from exc
+        self.procs[role] = RoleProc(role, entry, port, state_dir, proc, logf)
+        return f"http://127.0.0.1:{port}/"
+
+    def pid(self, role: str) -> int:
+        return self.procs[role].process.pid
+
+    def check(self, role: str) -> None:
+        rp = self.procs.get(role)
+        if rp is None:
+            raise BackendError("not started", role=role)
+        code = rp.process.poll()
+        if code is not None:
+            tail = _tail(rp.log_path)
+            last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
+            raise BackendError(f"{rp.entry.name} exited with status {code}: {last}", role=role, log_tail=tail)
+
+    def logs(self, role: str) -> list[Path]:
+        rp = self.procs.get(role)
+        if rp is None:
+            return []
+        return sorted(p for p in rp.state_dir.glob("*.log") if p.is_file())
+
+    def stop(self, role: str) -> None:
+        rp = self.procs.pop(role, None)
+        if rp is None:
+            return
+        proc = rp.process
+        try:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(self.stop_timeout_s)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(self.stop_timeout_s)
+            else:  # the leader may have left children in its group
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        except Exception:
+            log.exception("stopping %s (pid %s)", role, proc.pid)
+        finally:
+            with contextlib.suppress(OSError):
+                rp.log_file.close()
+
+    def close(self) -> None:
+        """Stop every role (reverse start order). Never raises."""
+        for role in reversed(list(self.procs)):
+            self.stop(role)
+
+    def __del__(self) -> None:
+        if getattr(self, "procs", None):
+            warnings.warn("LocalBackend collected with roles running; stopping them", ResourceWarning, stacklevel=1)
+            self.close()
+
+
+def _tail(path: Path, n: int = 4000) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-n:].decode("utf-8", "replace")
+
+
+def get_backend(name: str, workdir: Path, *, pull: bool = False) -> Backend:
+    """``local`` or ``docker``; ``pull`` (docker only): pull images missing from the engine."""
+    if name == "local":
+        return LocalBackend(workdir)
+    if name == "docker":
+        from harness.stack.docker import DockerBackend
+        return DockerBackend(workdir, pull=pull)
+    raise UsageError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")

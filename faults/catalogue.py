@@ -531,7 +531,7 @@ Every scenario provisions a fresh Prio3Histogram(16) task (time_interval, `time_
 `min_batch_size` 1, `max_batch_query_count` 1) and uploads 6-8 reports, report *i* measuring bucket
 *i*, so the aggregate itself names which reports were counted — except the Poplar1 entries (the
 last ones): a Poplar1 task with 4 bits, 8 reports with known bit strings (two heavy hitters, from a
-fixed seed; `harness/heavy_hitters.py`) and one collection per level of the prefix tree, each with
+fixed seed; `faults/heavy_hitters.py`) and one collection per level of the prefix tree, each with
 its aggregation parameter, checked prefix by prefix (docs/poplar1.md). Prio3 finishes in the init
 round, so the Prio3 entries can only emulate step skew with synthesized continuations
 (`inject-continue-step-skew`); the Poplar1 entries (`drop-agg-continue-response`,

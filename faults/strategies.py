@@ -22,6 +22,10 @@ between two collections of one batch (which must not change it). :func:`expectat
 says what a run must show: ``pass`` for plans a correct implementation MUST recover from
 (:func:`must_recover`), else ``pass_or_clean_failure``.
 
+Generated rules are ``optional``: a random matcher may legitimately never meet a message, and
+such an example still checks the honest path (a hand-written plan's rules are essential: one
+that never fires makes the run inconclusive).
+
 As in hypothesis' own attrs inference (``st.builds`` over attrs classes): a parameter's
 default is its minimal shrink, then ``None`` where allowed, then the sampled values; the
 simplest alternative always comes first in ``one_of`` / ``sampled_from``.
@@ -259,7 +263,7 @@ def limits() -> st.SearchStrategy[Limits]:
 
 def rules(rule_id: str = "r0", max_reports: int = MAX_REPORTS) -> st.SearchStrategy[Rule]:
     """One valid rule named ``rule_id``: (matcher, action) then limits; shrinks as both do."""
-    return st.builds(lambda pair, lim: Rule(id=rule_id, match=pair[0], action=pair[1], limits=lim),
+    return st.builds(lambda pair, lim: Rule(id=rule_id, match=pair[0], action=pair[1], limits=lim, optional=True),
                      actions_and_matchers(max_reports), limits())
 
 
@@ -348,7 +352,7 @@ def _plans(draw: Any, min_rules: int, max_rules: int, max_reports: int, recovera
                               min_size=min_rules, max_size=max_rules))
         triples = [(m, a, lim) for (m, a), lim in pairs]
     seed = draw(st.integers(0, 2**16))
-    return Plan(seed=seed, rules=tuple(Rule(id=f"r{i}", match=m, action=a, limits=lim)
+    return Plan(seed=seed, rules=tuple(Rule(id=f"r{i}", match=m, action=a, limits=lim, optional=True)
                                       for i, (m, a, lim) in enumerate(triples)))
 
 

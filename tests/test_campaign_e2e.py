@@ -183,7 +183,6 @@ def test_cli_reports_an_unexpected_clean_failure_under_its_own_label(tmp_path: P
 
 def test_cli_campaign_usage_errors(tmp_path: Path) -> None:
     for argv, msg in ((["campaign", "--seed", "1"], "one of the arguments --examples --time-budget is required"),
-                      (["campaign", "--examples", "2"], "--seed"),
                       (["campaign", "--examples", "2", "--time-budget", "1m", "--seed", "1"], "not allowed with"),
                       (["campaign", "--time-budget", "soon", "--seed", "1"], "not a duration"),
                       (["campaign", "--examples", "2", "--seed", "1", "--vdaf", "poplar1"], "Prio3 workloads only")):
@@ -191,6 +190,17 @@ def test_cli_campaign_usage_errors(tmp_path: Path) -> None:
                            timeout=60, cwd=REPO)
         assert p.returncode == 2, (argv, p.stderr)
         assert p.stderr.startswith("faultrun: error:") and msg in p.stderr, p.stderr
+
+
+def test_campaign_without_seed_picks_one_and_prints_it(tmp_path: Path) -> None:
+    arts = tmp_path / "arts"
+    p = subprocess.run([sys.executable, "-m", "harness.cli", "campaign", "--examples", "1", "--timeout", "10",
+                        "--artifacts", str(arts), "--no-database"], capture_output=True, text=True, timeout=180,
+                       cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    printed = int(p.stderr.split("campaign seed ", 1)[1].split()[0])
+    assert f"rerun this campaign with --seed {printed}" in p.stderr
+    assert json.loads((arts / "campaign.json").read_text())["seed"] == printed  # reproducible from the summary
 
 
 def test_two_workers_merge_into_one_result(tmp_path: Path) -> None:

@@ -1,0 +1,5 @@
+"""``python -m harness.cli``: the same as ``faultrun``."""
+
+from harness.cli.main import main
+
+raise SystemExit(main())

@@ -1,9 +1,10 @@
-"""Prio3 throughput, Python (dap.vdaf) next to TypeScript (@divviup/prio3 0.8.0).
+"""Prio3 throughput, Python (dap.vdaf) next to TypeScript (@divviup/prio3 0.8.0) and Rust (prio 0.16.8).
 
-Usage: .venv/bin/python bench/prio3.py [--seconds S] [--rounds N] [--variant NAME ...] [--no-ts] [--profile NAME]
+Usage: .venv/bin/python bench/prio3.py [--seconds S] [--rounds N] [--variant NAME ...] [--no-ts] [--no-rust]
+       [--profile NAME]
 
-For each variant it prints shards/s and full preparations/s for both
-implementations and the Python/TypeScript ratio. A full preparation is the
+For each variant it prints shards/s and full preparations/s for the three
+implementations and the Python/TypeScript and Python/Rust ratios. A full preparation is the
 whole two-Aggregator exchange through the ping-pong functions DAP uses:
 ``ping_pong_leader_init`` (decode shares, prep_init as Leader, encode
 ``initialize``), ``ping_pong_helper_init`` (decode, prep_init as Helper,
@@ -11,13 +12,16 @@ prep_shares_to_prep, prep_next, encode ``finish``) and
 ``ping_pong_leader_continued`` (decode, prep_next). The TypeScript side
 (bench/prio3_ts.mjs) runs prepareInit x2, unshardPreparationShares and
 prepareNext x2 on already-decoded objects (divviup-ts has no share decoders),
-so the comparison slightly favours TypeScript.
+so the comparison slightly favours TypeScript. The Rust side is the Janus peer
+binary's ``bench`` command (peers/janus/src/oracle.rs, built by ``bash
+scripts/bootstrap --test``): shard, and decode + prepare_init x2 +
+prepare_shares_to_prepare_message + prepare_next x2 (prio 0.16.8, one thread).
 
 Rates are per CPU second of the measuring process (Python ``process_time``,
-node ``process.cpuUsage``), after a warm-up (node's JIT needs it), so other
+node ``process.cpuUsage``, Rust ``CLOCK_PROCESS_CPUTIME_ID``), after a warm-up (node's JIT needs it), so other
 load on the machine distorts them less than wall time would. The two runtimes
 run one after the other, alternating per variant for ``--rounds`` rounds (best
-kept), never concurrently. This is a benchmark, not a test: nothing here
+kept), never concurrently (the Rust side too). This is a benchmark, not a test: nothing here
 asserts a speed.
 """
 
@@ -123,6 +127,16 @@ def bench_ts(names: list[str], seconds: float) -> dict[str, dict[str, float]]:
     return out
 
 
+def bench_rust(names: list[str], seconds: float) -> dict[str, dict[str, float]]:
+    target = Path(os.environ.get("DAP_FAULTRUN_CARGO_TARGET") or Path.home() / ".cache" / "dap-faultrun" / "cargo-target")
+    binary = target / "release" / "dap-faultrun-janus-peer"
+    if not os.access(binary, os.X_OK):
+        print(f"{binary} missing (bash scripts/bootstrap --test builds it): skipping the Rust side", file=sys.stderr)
+        return {}
+    proc = subprocess.run([str(binary), "bench", str(seconds), *names], capture_output=True, text=True, check=True)
+    return {row["variant"]: row for row in map(json.loads, proc.stdout.splitlines())}
+
+
 def profile(name: str, seconds: float) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
@@ -136,7 +150,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per phase per variant and round")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each is kept")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS), help="repeatable; default all")
-    parser.add_argument("--no-ts", action="store_true", help="Python only")
+    parser.add_argument("--no-ts", action="store_true", help="no TypeScript side")
+    parser.add_argument("--no-rust", action="store_true", help="no Rust side")
     parser.add_argument("--profile", choices=sorted(VARIANTS), help="cProfile one variant and exit")
     args = parser.parse_args()
     if args.profile:
@@ -144,36 +159,42 @@ def main() -> None:
         return
     names = args.variant or list(VARIANTS)
     header = (
-        f"{'variant':<28} {'py shard/s':>11} {'ts shard/s':>11} {'ratio':>6}   "
-        f"{'py prep/s':>10} {'ts prep/s':>10} {'ratio':>6}"
+        f"{'variant':<28} {'py shard/s':>11} {'ts shard/s':>11} {'rs shard/s':>11} {'py/ts':>6} {'py/rs':>6}   "
+        f"{'py prep/s':>10} {'ts prep/s':>10} {'rs prep/s':>10} {'py/ts':>6} {'py/rs':>6}"
     )
     print(f"rates per CPU second, best of {args.rounds} alternating rounds of {args.seconds} s per phase")
     print(header)
     print("-" * len(header))
+
+    def best(into: dict[str, float], rows: dict[str, dict[str, float]], name: str) -> None:
+        for key, value in rows.get(name, {}).items():
+            if key != "variant":
+                into[key] = max(into.get(key, 0.0), value)
+
+    def cell(d: dict[str, float], key: str, width: int) -> str:
+        return f"{d[key]:>{width}.1f}" if key in d else f"{'-':>{width}}"
+
+    def ratio(py: dict[str, float], other: dict[str, float], key: str) -> str:
+        return f"{py[key] / other[key]:>5.2f}x" if key in other else f"{'-':>6}"
+
     for name in names:
         label = VARIANTS[name][0]
         py: dict[str, float] = {}
         ts: dict[str, float] = {}
+        rs: dict[str, float] = {}
         for _ in range(args.rounds):
             if not args.no_ts:
-                for key, value in bench_ts([name], args.seconds).get(name, {}).items():
-                    if key != "variant":
-                        ts[key] = max(ts.get(key, 0.0), value)
-            for key, value in bench_python(name, args.seconds).items():
-                py[key] = max(py.get(key, 0.0), value)
-        if ts:
-            print(
-                f"{label:<28} {py['shards_per_s']:>11.1f} {ts['shards_per_s']:>11.1f} "
-                f"{py['shards_per_s'] / ts['shards_per_s']:>5.2f}x   "
-                f"{py['preps_per_s']:>10.1f} {ts['preps_per_s']:>10.1f} {py['preps_per_s'] / ts['preps_per_s']:>5.2f}x",
-                flush=True,
-            )
-        else:
-            print(
-                f"{label:<28} {py['shards_per_s']:>11.1f} {'-':>11} {'-':>6}   "
-                f"{py['preps_per_s']:>10.1f} {'-':>10} {'-':>6}",
-                flush=True,
-            )
+                best(ts, bench_ts([name], args.seconds), name)
+            if not args.no_rust:
+                best(rs, bench_rust([name], args.seconds), name)
+            best(py, {name: bench_python(name, args.seconds)}, name)
+        print(
+            f"{label:<28} {cell(py, 'shards_per_s', 11)} {cell(ts, 'shards_per_s', 11)} {cell(rs, 'shards_per_s', 11)} "
+            f"{ratio(py, ts, 'shards_per_s')} {ratio(py, rs, 'shards_per_s')}   "
+            f"{cell(py, 'preps_per_s', 10)} {cell(ts, 'preps_per_s', 10)} {cell(rs, 'preps_per_s', 10)} "
+            f"{ratio(py, ts, 'preps_per_s')} {ratio(py, rs, 'preps_per_s')}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -104,7 +104,11 @@ def test_matrix_combinations_filters_and_backend() -> None:
     im = load_images()
     docker_all = combos(im, {}, "docker")
     assert len(docker_all) == 3 * 2 * 3 * 2  # client x leader x helper x collector, as in images.toml
-    assert combos(im, {}, "local") and all(c[r].name == "reference" for c in combos(im, {}, "local") for r in c)
+    local_all = combos(im, {}, "local")  # the reference roles plus the local peers (peers/, docs/images.md)
+    assert len(local_all) == 3 * 1 * 1 * 2
+    assert {(c["client"].name, c["collector"].name) for c in local_all} == {
+        (client, collector) for client in ("reference", "divviup-ts", "janus") for collector in ("reference", "janus")}
+    assert all(c[r].name == "reference" for c in local_all for r in ("leader", "helper"))
     mixed = combos(im, parse_impl(["leader=janus", "all=reference"]), "docker")
     assert [combo_label(c) for c in mixed] == ["client=reference,leader=janus,helper=reference,collector=reference"]
     two = combos(im, parse_impl(["helper=reference,janus", "all=reference"]), "docker")

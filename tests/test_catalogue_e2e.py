@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from faults.catalogue import CATALOGUE
+from faults.history import FaultEvent
 from faults.scenario import Outcome, Scenario
 from harness.check.verdict import VerdictClass, expectation_met
 from harness.run import Stack
@@ -55,5 +56,10 @@ def test_catalogue_entry(stack: Stack, name: str, scenario: Scenario) -> None:
     # the reference implementation decides every entry: no invariant left unknown
     unknown = [v.invariant for v in report.verdicts if v.valid is None]
     assert not unknown, why
+    # the fault under test happened: every essential rule changed a message
+    changed = {e.rule_id for e in result.history if isinstance(e, FaultEvent) and e.changed.applied}
+    essential = {r.id for r in scenario.plan.rules if not r.optional}
+    assert essential <= changed, f"rules that never fired: {sorted(essential - changed)}\n{why}"
+    assert report.verdict_class != VerdictClass.INCONCLUSIVE and not report.reasons, why
     assert Path(result.run_dir).is_dir()
     assert elapsed < 20, f"{name} took {elapsed:.1f} s"

@@ -792,3 +792,47 @@ def test_every_report_round_trips_through_json():
     rep = checker.check(rec, h.events, scenario(rejected_uploads={5: "reportTooEarly"}))
     assert rep.verdict_class == VerdictClass.VIOLATION
     assert check_report_from_dict(json.loads(json.dumps(to_dict(rep)))) == rep
+
+
+# --- can the run be judged at all ------------------------------------------------------------------------
+
+
+def test_a_recording_failure_makes_the_run_inconclusive():
+    h = honest()
+    assert checker.check(record(), h.events, scenario()).verdict_class == VerdictClass.PASS
+    rec = attrs.evolve(record(), recording_failures=("history /x/history.jsonl: seq 5: OSError: No space left",))
+    rep = checker.check(rec, h.events, scenario())
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE
+    assert rep.reasons == ("the fault proxy failed to record: history /x/history.jsonl: seq 5: OSError: "
+                           "No space left",)
+
+
+def test_a_history_gap_makes_even_a_violation_inconclusive():
+    h = honest()
+    gap = [e for e in h.events if e.seq != 3]
+    rep = checker.check(record(), gap, scenario())
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE and "gap" in rep.reasons[0] and "seq 3" in rep.reasons[0]
+    # the end of the scenario is recorded: events lost at the end are a gap too
+    rep = checker.check(attrs.evolve(record(), history_end_seq=max(e.seq for e in h.events) + 3), h.events,
+                        scenario())
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE and "2 event(s) missing" in rep.reasons[0]
+    # a double count seen through a gap is not trusted either: what was lost could explain it
+    bad = record(collections=[CollectionRecord("main", QUERY, "complete", ["2", "1", "1", "1", "1", "1", "0", "0"],
+                                               7)])
+    assert checker.check(bad, h.events, scenario()).verdict_class == VerdictClass.VIOLATION
+    assert checker.check(bad, gap, scenario()).verdict_class == VerdictClass.INCONCLUSIVE
+
+
+def test_a_rule_that_never_fired_makes_the_run_inconclusive_and_says_what_was_seen():
+    from faults.actions import Delay
+    from faults.plan import Matcher, Rule
+    h = honest()
+    plan = Plan(seed=1, rules=(Rule("slow-delete", Matcher(link="collector->leader", kind="collection_delete"),
+                                    Delay(delay_ms=5)),))
+    rep = checker.check(record(), h.events, attrs.evolve(scenario(), plan=plan))
+    assert rep.verdict_class == VerdictClass.INCONCLUSIVE
+    assert rep.reasons[0].startswith("rule slow-delete never fired: no collection_delete request was seen on "
+                                     "collector->leader")
+    optional = Plan(seed=1, rules=(attrs.evolve(plan.rules[0], optional=True),))
+    assert checker.check(record(), h.events, attrs.evolve(scenario(), plan=optional)).verdict_class == \
+        VerdictClass.PASS

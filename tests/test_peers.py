@@ -157,7 +157,7 @@ def test_janus_collector_errors(dep: Deployment, peers: list[PeerProcess], tmp_p
 
 def test_janus_client_and_collector_poplar1(dep: Deployment, peers: list[PeerProcess], tmp_path: Path) -> None:
     from dap.vdaf.params import VdafParams
-    from harness.heavy_hitters import agg_param_interop
+    from faults.heavy_hitters import agg_param_interop
 
     client = _start(peers, "janus-client", tmp_path)
     _use_collector(dep, _start(peers, "janus-collector", tmp_path))

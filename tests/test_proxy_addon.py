@@ -26,7 +26,7 @@ from proxy_fixtures import (
 
 from dap import messages as m
 from faults import loads_plan
-from faults.history import FaultEvent, MessageEvent, comparable
+from faults.history import FaultEvent, HistoryWriter, MessageEvent, comparable
 from proxy_addons.addon import FaultProxyAddon, parse_links
 from proxy_addons.contentview import DapContentview
 
@@ -556,5 +556,47 @@ def test_reorder_responses() -> None:
         await asyncio.wait_for(ta, 1)
         assert done == [2, 1]
         assert a.response.status_code == 200 and a.error is None  # delivered, not dropped
+
+    run(body)
+
+
+# --- lossless records ---------------------------------------------------------------------------------
+
+
+def test_a_failed_history_write_refuses_the_flow_and_is_reported(tmp_path: Any) -> None:
+    async def body(h: Harness) -> None:
+        h.tctx.configure(h.addon, faultrun_history=str(tmp_path / "history.jsonl"))
+        h.plan(PLAN_HEAD + rule("dup", 'type = "duplicate"', 'kind = "upload"'))
+        ok = await h.roundtrip(upload(h, 1), 201)
+        assert ok.response.status_code == 201 and len(h.sent) == 1  # recorded, duplicated, forwarded
+        h.addon.history._file.close()  # the disk is gone from under the proxy
+        f = await h.request(upload(h, 2))
+        # not forwarded unrecorded: answered by the proxy, naming itself, and no fault applied
+        assert f.response is not None and f.response.status_code == 502
+        doc = json.loads(f.response.content)
+        assert doc["status"] == 502 and "dap-faultrun fault proxy" in doc["title"]
+        assert f.response.headers["Content-Type"] == "application/problem+json"
+        assert len(h.sent) == 1
+        failures = h.addon.state.status()["recording_failures"]
+        assert failures and failures[0]["seq"] >= 0 and "ValueError" in failures[0]["error"]
+        h.addon.history._file = None
+
+    run(body)
+
+
+def test_a_failed_fault_record_refuses_the_flow(tmp_path: Any) -> None:
+    async def body(h: Harness) -> None:
+        class FailsOnFaults(HistoryWriter):
+            def fault(self, **kw: Any) -> None:
+                self._file.close()  # the disk fills just as the fault is written
+                super().fault(**kw)
+
+        h.addon.history = h.addon.state.history = FailsOnFaults(tmp_path / "history.jsonl")
+        h.plan(PLAN_HEAD + rule("drop", 'type = "drop-request"', 'kind = "upload"'))
+        f = await h.request(upload(h, 1))
+        # the drop was never recorded, so it did not happen: the proxy refuses the flow instead
+        assert f.response is not None and f.response.status_code == 502 and f.error is None
+        assert h.addon.state.status()["recording_failures"]
+        h.addon.history._file = None
 
     run(body)

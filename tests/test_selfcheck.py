@@ -32,29 +32,29 @@ REPO = Path(__file__).resolve().parent.parent
 BUG_IMAGES = REPO / "tests" / "data" / "bug_images.toml"
 TIMEOUT_S = 20
 
-#: bug -> the catalogue entries that catch it (each of them must), and what the checker says.
-DETECTED_BY: dict[str, tuple[str, ...]] = {
+#: bug -> catalogue entry -> the invariants its run must violate (all of them; an empty tuple:
+#: no invariant names the culprit yet, the bug shows only as an unmet expectation, e.g. a
+#: ``batchMismatch`` clean failure where ``pass`` is expected). Every listed entry must catch it.
+DETECTED_BY: dict[str, dict[str, tuple[str, ...]]] = {
     # batchMismatch (clean failure, pass expected): the Helper counted the first job twice;
     # the late identical replay gets different PrepareResps (idempotency violation)
-    "helper-reinit-reaccumulate": ("drop-agg-init-response", "duplicate-agg-init", "delay-beyond-timeout",
-                                   "replay-agg-init-after-collection"),
-    # anti-replay violation: the forged new job's report answered continue, not report_replayed
-    # (and batchMismatch when the forged job reaches the Helper before the collection)
-    "helper-replay-per-job": ("replay-report-in-new-job",),
-    # idempotency violation: the same AggregateShareReq answered with another ciphertext
-    "helper-share-recompute": ("drop-agg-share-response", "duplicate-agg-share-request"),
-    # idempotency violation: the mutated re-init under the same job ID answered 201 (and
-    # batchMismatch when it reaches the Helper before the collection with intact reports)
-    "helper-reinit-no-conflict": ("mutate-agg-init",),
-    # auth violation: the tampered collection-job PUT answered 201
-    "leader-collect-no-auth": ("bad-collector-token",),
-    # rejected-uploads violation: the far-future report acknowledged
-    "leader-accept-future": ("future-report",),
+    "helper-reinit-reaccumulate": {"drop-agg-init-response": (), "duplicate-agg-init": (),
+                                   "delay-beyond-timeout": (), "replay-agg-init-after-collection": ("idempotency",)},
+    # the forged new job's report answered continue, not report_replayed
+    "helper-replay-per-job": {"replay-report-in-new-job": ("anti-replay",)},
+    # the same AggregateShareReq answered with another ciphertext
+    "helper-share-recompute": {"drop-agg-share-response": ("idempotency",),
+                               "duplicate-agg-share-request": ("idempotency",)},
+    # the mutated re-init under the same job ID answered 201
+    "helper-reinit-no-conflict": {"mutate-agg-init": ("idempotency",)},
+    # the tampered collection-job PUT answered 201
+    "leader-collect-no-auth": {"bad-collector-token": ("auth",)},
+    # the far-future report acknowledged
+    "leader-accept-future": {"future-report": ("rejected-uploads",)},
     # batchMismatch: the re-built job's reports answered report_replayed and dropped by the Leader
-    "leader-rebuild-retry": ("drop-agg-init-response", "delay-beyond-timeout"),
-    # safety + idempotency + rejected-uploads: the late report acknowledged and the second
-    # collection of the same interval recomputed with it
-    "accept-late-reports": ("late-report-after-collection",),
+    "leader-rebuild-retry": {"drop-agg-init-response": (), "delay-beyond-timeout": ()},
+    # the late report acknowledged and the second collection of the same interval recomputed with it
+    "accept-late-reports": {"late-report-after-collection": ("idempotency", "rejected-uploads", "safety")},
 }
 
 
@@ -68,6 +68,10 @@ def detected(result: RunResult, expect: object) -> bool:
     """What the ordinary checker says, nothing more: a violation or an unmet expectation."""
     vc = result.report.verdict_class
     return vc == VerdictClass.VIOLATION or not expectation_met(vc, expect)  # type: ignore[arg-type]
+
+
+def violated(result: RunResult) -> set[str]:
+    return {v.invariant for v in result.report.verdicts if v.valid is False}
 
 
 def _explain(result: RunResult) -> str:
@@ -86,7 +90,7 @@ def test_every_bug_has_images_entries_and_scenarios() -> None:
             entry = images.select(role, f"bug-{bug}")
             assert entry.env == {bugs.TEST_MODE_VAR: "1", bugs.BUGS_VAR: bug}
             assert entry.command == images.select(role, "reference").command
-        assert all(n in CATALOGUE for n in DETECTED_BY[bug])
+        assert DETECTED_BY[bug] and all(n in CATALOGUE for n in DETECTED_BY[bug])
     for role in ("leader", "helper", "client", "collector"):
         assert images.default(role).name == "reference" and not images.default(role).env
 
@@ -97,11 +101,14 @@ def test_catalogue_detects_bug(bug: str, tmp_path: Path) -> None:
         for role in bugs.BUGS[bug][0]:  # the switch is really on in that process
             logs = "".join(p.read_text(errors="replace") for p in stack.backend.logs(role) if p.exists())
             assert f"bug switches on: {bug}" in logs, logs[-2000:]
-        for name in DETECTED_BY[bug]:
+        for name, invariants in DETECTED_BY[bug].items():
             scenario = CATALOGUE[name]
             result = stack.run_scenario(scenario, timeout_s=TIMEOUT_S)
-            assert result.report.verdict_class != VerdictClass.INFRA, _explain(result)
+            assert result.report.verdict_class not in (VerdictClass.INFRA, VerdictClass.INCONCLUSIVE), \
+                _explain(result)
             assert detected(result, scenario.expect), f"{bug} not detected by {name}:\n{_explain(result)}"
+            assert set(invariants) <= violated(result), \
+                f"{bug} by {name}: expected {sorted(invariants)} violated\n{_explain(result)}"
 
 
 def test_same_entries_pass_without_bugs(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_every_bug_switch_has_a_campaign_case() -> None:
     assert set(CATALOGUE_ONLY) <= set(detected_by) and all(detected_by[b] for b in CATALOGUE_ONLY)
 
 
-def _catalogue_cases() -> dict[str, tuple[str, ...]]:
+def _catalogue_cases() -> dict[str, dict[str, tuple[str, ...]]]:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_selfcheck", Path(__file__).with_name("test_selfcheck.py"))

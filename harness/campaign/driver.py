@@ -365,9 +365,11 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
         state.stop = state.infra_aborted
     state.violations = []
     state._progress("done")
+    elapsed = time.monotonic() - t0
     return CampaignResult(seed=seed, examples_run=state.examples, runs=state.runs, failures=tuple(failures),
-                          verdicts=dict(state.verdicts), elapsed_s=time.monotonic() - t0, artifacts=artifacts,
-                          infra_runs=tuple(state.infra), infra_aborted=state.infra_aborted)
+                          verdicts=dict(state.verdicts), elapsed_s=elapsed, artifacts=artifacts,
+                          infra_runs=tuple(state.infra), infra_aborted=state.infra_aborted,
+                          worker_elapsed_s=(elapsed,))
 
 
 # --- freezing ----------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ def freeze(failure: CampaignFailure, directory: Path = REGRESSIONS_DIR, *, impl:
     data = {
         "name": path.stem,
         "expected_verdicts": [expected_verdict],
+        "expected_violations": sorted(v.invariant for v in failure.report.verdicts if v.valid is False),
         "impl": dict(impl or {}),
         "images": img,
         "seed": failure.seed,
@@ -67,4 +68,8 @@ def load_regression(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "scenario" not in data or "expected_verdicts" not in data:
         raise ValueError(f"{path}: needs 'scenario' and 'expected_verdicts'")
     expected = [VerdictClass(v).value for v in data["expected_verdicts"]]
-    return {**data, "expected_verdicts": expected, "scenario": scenario_from_dict(data["scenario"])}
+    violations = data.get("expected_violations", [])
+    if not isinstance(violations, list) or not all(isinstance(x, str) for x in violations):
+        raise ValueError(f"{path}: expected_violations must be a list of invariant names")
+    return {**data, "expected_verdicts": expected, "expected_violations": violations,
+            "scenario": scenario_from_dict(data["scenario"])}

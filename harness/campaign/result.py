@@ -73,6 +73,9 @@ class CampaignResult:
     artifacts: Path
     infra_runs: tuple[InfraRun, ...] = ()
     infra_aborted: bool = False
+    #: each worker's own measured time (stack start excluded; the example running at the
+    #: budget's end included): rates are examples over these, never over the budget
+    worker_elapsed_s: tuple[float, ...] = attrs.field(default=(), converter=tuple)
 
     @property
     def elapsed(self) -> float:
@@ -97,6 +100,7 @@ class CampaignResult:
             "seed": self.seed, "examples_run": self.examples_run, "runs": self.runs,
             "verdicts": dict(self.verdicts), "elapsed_s": round(self.elapsed_s, 3),
             "artifacts": str(self.artifacts), "infra_aborted": self.infra_aborted, "exit_code": self.exit_code,
+            "worker_elapsed_s": [round(x, 3) for x in self.worker_elapsed_s],
             "infra_runs": [{"run_dir": str(r.run_dir), "summary": r.summary} for r in self.infra_runs],
             "failures": [{
                 "kind": f.kind, "command": f.command, "seed": f.seed, "signature": list(f.signature),
@@ -137,4 +141,4 @@ def result_from_dict(data: Mapping[str, Any]) -> CampaignResult:
     return CampaignResult(seed=data["seed"], examples_run=data["examples_run"], runs=data["runs"], failures=failures,
                           verdicts=data["verdicts"], elapsed_s=data["elapsed_s"], artifacts=Path(data["artifacts"]),
                           infra_runs=tuple(InfraRun(Path(r["run_dir"]), r["summary"]) for r in data["infra_runs"]),
-                          infra_aborted=data["infra_aborted"])
+                          infra_aborted=data["infra_aborted"], worker_elapsed_s=data.get("worker_elapsed_s", ()))

@@ -129,7 +129,8 @@ def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapp
         seed=seed, examples_run=sum(r.examples_run for r in ordered), runs=sum(r.runs for r in ordered),
         failures=tuple(f for r in ordered for f in r.failures), verdicts=dict(merged_verdicts),
         elapsed_s=time.monotonic() - t0, artifacts=artifacts, infra_runs=infra,
-        infra_aborted=bool(errors) or any(r.infra_aborted for r in ordered))
+        infra_aborted=bool(errors) or any(r.infra_aborted for r in ordered),
+        worker_elapsed_s=tuple(x for r in ordered for x in r.worker_elapsed_s))
 
 
 def _merge_progress(latest: Mapping[int, Mapping[str, Any]], t0: float) -> CampaignProgress:

@@ -21,7 +21,7 @@ from harness.check.counted import Counted, decode_counted
 from harness.check.verdict import Verdict
 from harness.record import CollectionRecord, RunRecord
 
-__all__ = ["Context", "Flow", "is2xx", "make_verdict"]
+__all__ = ["Context", "Flow", "fold_flows", "is2xx", "make_verdict"]
 
 
 _NO_SUMMARY = Summary()
@@ -112,6 +112,30 @@ class Flow:
                 "status": self.response.status if self.response else None, "problem": self.problem}
 
 
+def fold_flows(events: Iterable[Any]) -> dict[str, Flow]:
+    """The history folded per HTTP exchange (flow id -> :class:`Flow`, in the order the proxy
+    first saw them): what the checker judges and the report draws."""
+    flows: dict[str, Flow] = {}
+    for ev in events:
+        if isinstance(ev, MessageEvent):
+            fl = flows.get(ev.flow_id)
+            if fl is None:
+                fl = flows[ev.flow_id] = Flow(ev.flow_id, ev.flow_seq, ev.link, ev.kind, ev.method, ev.path,
+                                              ev.copy_of, ev.origin, first_seq=ev.seq)
+            if ev.phase == "request":
+                fl.request = ev
+            elif ev.phase == "response":
+                fl.response = ev
+            else:
+                fl.error = ev
+        elif isinstance(ev, FaultEvent):
+            fl = flows.get(ev.flow_id)
+            if fl is None:
+                fl = flows[ev.flow_id] = Flow(ev.flow_id, ev.flow_seq, ev.link, ev.kind, "", "", first_seq=ev.seq)
+            fl.faults.append(ev)
+    return dict(sorted(flows.items(), key=lambda kv: kv[1].first_seq))
+
+
 class Context:
     """The run as the invariants see it: record, history since the scenario's first seq,
     expectation, and views derived once (flows, upload index <-> report ids, counted sets)."""
@@ -135,26 +159,7 @@ class Context:
     # -- flows --
     @cached_property
     def flows(self) -> dict[str, Flow]:
-        flows: dict[str, Flow] = {}
-        for ev in self.events:
-            if isinstance(ev, MessageEvent):
-                fl = flows.get(ev.flow_id)
-                if fl is None:
-                    fl = flows[ev.flow_id] = Flow(ev.flow_id, ev.flow_seq, ev.link, ev.kind, ev.method, ev.path,
-                                                  ev.copy_of, ev.origin, first_seq=ev.seq)
-                if ev.phase == "request":
-                    fl.request = ev
-                elif ev.phase == "response":
-                    fl.response = ev
-                else:
-                    fl.error = ev
-            elif isinstance(ev, FaultEvent):
-                fl = flows.get(ev.flow_id)
-                if fl is None:
-                    fl = flows[ev.flow_id] = Flow(ev.flow_id, ev.flow_seq, ev.link, ev.kind, "", "",
-                                                  first_seq=ev.seq)
-                fl.faults.append(ev)
-        return dict(sorted(flows.items(), key=lambda kv: kv[1].first_seq))
+        return fold_flows(self.events)
 
     def of_kind(self, *kinds: str) -> list[Flow]:
         return [f for f in self.flows.values() if f.kind in kinds]

@@ -48,9 +48,12 @@ from dap.codec import to_jsonable
 from dap.decode_cli import format_tree
 from dap.errors import DecodeError
 from dap.messages import message_class_for_media_type
+from faults.actions import ACTIONS
 from faults.dapcodec import message_class
 from faults.errors import one_line
+from faults.history import Event, event_to_dict, load_history
 from faults.vocabulary import LINK_ROLES, problem_token
+from harness.check.flows import fold_flows
 
 log = logging.getLogger(__name__)
 
@@ -102,32 +105,19 @@ def _one_line(exc: BaseException) -> str:
     return one_line(f"{type(exc).__name__}: {one_line(exc)}", limit=300)
 
 
-def _read_history(path: Path, missing: list[str]) -> list[dict[str, Any]] | None:
-    """History events as dicts (a torn last line is skipped; a bad line elsewhere is named)."""
+def _read_history(path: Path, missing: list[str]) -> list[Event] | None:
+    """The typed history (:func:`faults.history.load_history`); what is wrong with the file is
+    named on the page."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        loaded = load_history(path)
     except FileNotFoundError:
         missing.append(f"{path.name} is missing: no sequence chart")
         return None
     except OSError as exc:
         missing.append(f"{path.name} is unreadable: {_one_line(exc)}")
         return None
-    events = []
-    bad = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(ev, dict) and "event" in ev:
-            events.append(ev)
-    if bad:
-        missing.append(f"{path.name}: {bad} line(s) that are not JSON were skipped")
-    events.sort(key=lambda e: e.get("seq", 0))
-    return events
+    missing.extend(loaded.problems)
+    return sorted(loaded.events, key=lambda e: e.seq)
 
 
 def find_flows_file(run_dir: Path) -> Path | None:
@@ -533,35 +523,27 @@ def write_report_html(run_dir: Path, *, flows_path: Path | None = None) -> Path:
             or run_dir.name)
     vclass = _verdict_class((report or {}).get("verdict_class"))
 
-    events = events or []
+    # the checker's grouping: each flow's messages and the faults that acted on it
+    flows = fold_flows(events or [])
+    events = [event_to_dict(e) for e in events or []]
     messages = [e for e in events if e.get("event") == "message"]
-    seq_of_flow: dict[str, int] = {}
-    for ev in messages:
-        seq_of_flow.setdefault(ev.get("flow_id", ""), ev.get("seq"))
-    # faults -> the message they hit: same flow and phase, the latest one before the fault
+    seq_of_flow = {fid: fl.first_seq for fid, fl in flows.items()
+                   if fl.request is not None or fl.response is not None or fl.error is not None}
+    # faults -> the message they hit: the flow's message of the fault's phase
     faults_by_msg: dict[int, list[dict[str, Any]]] = {}
     stray: set[int] = set()
-    by_flow: dict[str, list[dict[str, Any]]] = {}
-    for ev in events:
-        if ev.get("event") == "message":
-            by_flow.setdefault(ev.get("flow_id", ""), []).append(ev)
-        elif ev.get("event") == "fault":
-            cands = by_flow.get(ev.get("flow_id", ""), [])
-            hit = next((m for m in reversed(cands) if m.get("phase") == ev.get("phase")), None)
-            hit = hit or (cands[-1] if cands else None)
+    as_dict = {e["seq"]: e for e in events if e.get("event") == "fault"}
+    for fl in flows.values():
+        for f in fl.faults:
+            hit = fl.request if f.phase == "request" else fl.response or fl.error
+            hit = hit or fl.request or fl.response or fl.error
             if hit is None:
-                stray.add(ev.get("seq"))
+                stray.add(f.seq)
             else:
-                faults_by_msg.setdefault(hit.get("seq"), []).append(ev)
-    # late faults of a flow whose message comes after them (rare): attach to its first message
-    for ev in events:
-        if ev.get("event") == "fault" and ev.get("seq") in stray and ev.get("flow_id") in by_flow:
-            stray.discard(ev.get("seq"))
-            faults_by_msg.setdefault(by_flow[ev["flow_id"]][0].get("seq"), []).append(ev)
-
-    # flows the proxy answered itself (a request-phase respond / synthesize rule)
-    proxy_replies = {f.get("flow_id", ""): str(f.get("rule_id")) for f in events
-                     if f.get("event") == "fault" and f.get("phase") == "request" and f.get("action") == "respond"}
+                faults_by_msg.setdefault(hit.seq, []).append(as_dict[f.seq])
+    # flows the proxy answered itself (its reply replaced the upstream's)
+    proxy_replies = {fid: fl.applied("answers_in_place", phase="request")[0].rule_id
+                     for fid, fl in flows.items() if fl.answered_by_proxy}
 
     # bodies
     flows_file = Path(flows_path) if flows_path is not None else find_flows_file(run_dir)
@@ -584,7 +566,8 @@ def write_report_html(run_dir: Path, *, flows_path: Path | None = None) -> Path:
                                        "status", "media_type", "body_len", "copy_of", "origin", "error", "t_wall")}
         item["t_rel"] = round(float(ev.get("t_mono", t0)) - t0, 6)
         item["summary"] = ev.get("summary") or {}
-        item["faults"] = [{k: f.get(k) for k in ("seq", "rule_id", "action", "phase", "changed")}
+        item["faults"] = [{**{k: f.get(k) for k in ("seq", "rule_id", "action", "phase", "changed")},
+                           "changes_message": _changes_message(f.get("action"))}
                           for f in faults_by_msg.get(seq, [])]
         if ev.get("phase") == "response" and ev.get("flow_id") in proxy_replies:
             item["answered_by_proxy"] = proxy_replies[ev["flow_id"]]
@@ -662,6 +645,14 @@ def write_report_html(run_dir: Path, *, flows_path: Path | None = None) -> Path:
         js=_JS,
     )
     return _write(run_dir / "report.html", page)
+
+
+def _changes_message(action: Any) -> bool:
+    """Whether the bytes delivered differ from what the proxy received (the page says the body
+    shown is the one as delivered): a changed body or credentials, a proxy answer, a forgery."""
+    cls = ACTIONS.get(action) if isinstance(action, str) else None
+    return cls is not None and (cls.changes_body or cls.tampers_auth or cls.answers_in_place
+                                or (cls.sends_copies and not cls.copies_verbatim))
 
 
 def render_report_html(run_dir: Path) -> Path | None:
@@ -851,7 +842,6 @@ var D = JSON.parse(document.getElementById('faultrun-data').textContent);
 var M = D.messages, pane = document.getElementById('details'), chart = document.getElementById('chart');
 var order = Object.keys(M).map(Number).sort(function(a,b){return a-b;});
 var current = null, view = 'tree';
-var BODY_FAULTS = ['corrupt-field','corrupt-bytes','truncate','respond','auth','synthesize'];
 function esc(s){return String(s).replace(/[&<>"']/g,function(c){return {'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c];});}
 function row(k,v){return v===null||v===undefined||v===''?'':'<tr><td>'+esc(k)+'</td><td>'+v+'</td></tr>';}
 function bodyHtml(m){
@@ -859,7 +849,7 @@ function bodyHtml(m){
   if(!b){return '<p class="note">'+esc(D.body_note||'No body recorded for this message.')+'</p>';}
   if(b.none){return '<p class="note">'+esc(b.none)+'</p>';}
   var h = '<p class="note">'+esc(b.type||b.media_type||'body')+' · '+esc(b.length)+' bytes'
-    +(m.faults.some(function(f){return BODY_FAULTS.indexOf(f.action)>=0;})?' · as delivered, after this message\'s faults (the summary is what the proxy received)':'')+'</p>';
+    +(m.faults.some(function(f){return f.changes_message;})?' · as delivered, after this message\'s faults (the summary is what the proxy received)':'')+'</p>';
   if(b.empty){return h+'<p class="note">(empty body)</p>';}
   if(b.error){h+='<p class="fault">decode error: '+esc(b.error)+'</p>';}
   if(b.tree){

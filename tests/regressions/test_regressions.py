@@ -2,7 +2,8 @@
 
 A case holds a literal scenario (workload + plan + expectation), the implementation it runs
 against (``impl``, ``images`` relative to the repository) and the verdict classes it must end
-in (``expected_verdicts``). ``faultrun campaign --freeze`` writes them from shrunk failures
+in (``expected_verdicts``) and, for a violation, the invariants it must break
+(``expected_violations``). ``faultrun campaign --freeze`` writes them from shrunk failures
 (:func:`harness.campaign.freeze`); a hand-written one is the same shape. ``xfail``: a reason
 string marks a case for an open bug (strict: fixing it turns the xfail into a failure, so the
 case gets updated).
@@ -34,6 +35,8 @@ def test_regressions_directory_is_readable_and_every_case_loads() -> None:
         case = load_regression(path)
         assert case["scenario"].name == path.stem, f"{path.name}: scenario name must be the file stem"
         assert case["expected_verdicts"], f"{path.name}: no expected verdict"
+        if "violation" in case["expected_verdicts"]:  # a violation is pinned by the invariants it breaks
+            assert case["expected_violations"], f"{path.name}: expected_violations names no invariant"
         names.add(path.stem)
     assert len(names) == len(CASES)
 
@@ -65,6 +68,8 @@ def test_repro(path: Path, stacks: dict[Any, Any], tmp_path_factory: pytest.Temp
     stack = _stack(stacks, case, tmp_path_factory.mktemp("regressions"))
     result = stack.run_scenario(case["scenario"], timeout_s=float(case.get("timeout_s", 30)))
     got = result.report.verdict_class.value
-    assert got in case["expected_verdicts"], (
-        f"{path.name}: verdict {got}, expected {case['expected_verdicts']}\n{result.report.summary}\n"
-        f"run dir: {result.run_dir}")
+    why = f"{result.report.summary}\nrun dir: {result.run_dir}"
+    assert got in case["expected_verdicts"], f"{path.name}: verdict {got}, expected {case['expected_verdicts']}\n{why}"
+    violated = sorted(v.invariant for v in result.report.verdicts if v.valid is False)
+    want = sorted(case["expected_violations"]) if got == "violation" else []
+    assert violated == want, f"{path.name}: violated {violated}, expected {want}\n{why}"

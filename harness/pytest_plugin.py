@@ -5,30 +5,37 @@
     pytest -p harness.pytest_plugin --dap-images images.toml --dap-impl leader=X,helper=Y
     pytest -p harness.pytest_plugin --dap-faults duplicate-report,bad-leader-token --junitxml=out.xml
     pytest -p harness.pytest_plugin --dap-campaign 50 --dap-seed 7
+    pytest -p harness.pytest_plugin --dap-scenario artifacts/.../scenario.json   # a stored or shrunk scenario
     pytest -p harness.pytest_plugin --dap-backend docker --dap-impl leader=janus,helper=reference
 
-With ``--dap-images`` or ``--dap-impl`` (or ``--dap-faults`` / ``--dap-campaign``) the plugin
-adds one test item per catalogue fault (``dap-catalogue::<fault>``) and, with
+With ``--dap-images`` or ``--dap-impl`` (or ``--dap-faults`` / ``--dap-campaign`` /
+``--dap-scenario``) the plugin adds one test item per catalogue fault
+(``dap-catalogue::<fault>``; only the ``--dap-scenario`` files when those are given without
+``--dap-faults``), one per ``--dap-scenario`` file (``dap-scenario::<name>``) and, with
 ``--dap-campaign N``, one item running an N-example campaign (``dap-campaign::seed<S>``). All
 run against ONE session-scoped :class:`~harness.run.Stack`, started on the first item and
 closed at session end (also on failure or Ctrl-C). Without these options the plugin adds
 nothing, so it is safe to load always.
 
-An item passes when the scenario's exit code is 0 (its verdict meets the catalogue's
-expectation), fails with the checker's summary and verdict table otherwise; an infra
-verdict is an error of the harness, reported as a failure whose message says so. The
+An item passes when the scenario's exit code is 0 (its verdict meets the scenario's
+expectation), fails with the checker's summary and verdict table otherwise: a violation, an
+outcome that misses the expectation (either way), an inconclusive run (the fault never
+happened, the record is incomplete) and an infra verdict (reported as such) all fail. The
 campaign item fails if the campaign found a violation and prints the reproduction
 commands. JUnit XML is pytest's own ``--junitxml``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from faults.catalogue import CATALOGUE
+from faults.errors import one_line
+from faults.scenario import Scenario, scenario_from_dict
 from harness.cli.args import one_impl_each
 from harness.errors import UsageError
 
@@ -43,6 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--dap-impl", metavar="ROLE=NAME,...", help="implementation per role, e.g. leader=X,helper=Y")
     g.addoption("--dap-faults", metavar="NAME,...", help="only these catalogue faults (default: all)")
     g.addoption("--dap-campaign", type=int, metavar="N", help="also run a hypothesis campaign of N examples")
+    g.addoption("--dap-scenario", type=Path, action="append", metavar="FILE",
+                help="also run a stored scenario.json (a run dir's, a campaign failure's); repeatable")
     g.addoption("--dap-seed", type=int, default=0, metavar="S", help="campaign seed (default 0)")
     g.addoption("--dap-timeout", type=float, default=60.0, metavar="S", help="per-scenario timeout (default 60)")
     g.addoption("--dap-backend", choices=("local", "docker"), default="local",
@@ -53,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _wanted(config: pytest.Config) -> bool:
     o = config.option
-    return any(x is not None for x in (o.dap_images, o.dap_impl, o.dap_faults, o.dap_campaign))
+    return any(x is not None for x in (o.dap_images, o.dap_impl, o.dap_faults, o.dap_campaign, o.dap_scenario))
 
 
 def _parse_impl(text: str | None) -> dict[str, str]:
@@ -74,13 +83,22 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--dap-faults: no such fault {unknown[0]!r} (faultrun --list shows them)")
     if config.option.dap_campaign is not None and config.option.dap_campaign < 1:
         raise pytest.UsageError("--dap-campaign: must be >= 1")
+    for path in config.option.dap_scenario or ():
+        _load_scenario(path)  # a bad file is a usage error before anything starts
     config.pluginmanager.register(_Session(config), "dap-faultrun-session")
+
+
+def _load_scenario(path: Path) -> Scenario:
+    try:
+        return scenario_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except Exception as exc:  # missing, not JSON, wrong shape: the option is wrong
+        raise pytest.UsageError(f"--dap-scenario {path}: {one_line(exc)}") from None
 
 
 def _fault_names(config: pytest.Config) -> list[str]:
     text = config.option.dap_faults
     if text is None:
-        return list(CATALOGUE)
+        return [] if config.option.dap_scenario else list(CATALOGUE)
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
@@ -108,8 +126,12 @@ class _Session:
             return
         self.collected = True
         parent = _DapCollector.from_parent(session, name="dap-faultrun")
-        new: list[pytest.Item] = [CatalogueItem.from_parent(parent, name=f"dap-catalogue::{n}", fault=n, owner=self)
+        new: list[pytest.Item] = [CatalogueItem.from_parent(parent, name=f"dap-catalogue::{n}",
+                                                            scenario=CATALOGUE[n], owner=self)
                                   for n in _fault_names(config)]
+        for path in config.option.dap_scenario or ():
+            sc = _load_scenario(path)
+            new.append(CatalogueItem.from_parent(parent, name=f"dap-scenario::{sc.name}", scenario=sc, owner=self))
         if config.option.dap_campaign is not None:
             new.append(CampaignItem.from_parent(parent, name=f"dap-campaign::seed{config.option.dap_seed}", owner=self))
         items.extend(new)
@@ -136,14 +158,17 @@ class DapFailure(Exception):
 
 
 class CatalogueItem(pytest.Item):
-    def __init__(self, *, fault: str, owner: _Session, **kw: Any) -> None:
+    """One scenario (a catalogue fault, or a stored scenario file) run on the session's stack."""
+
+    def __init__(self, *, scenario: Scenario, owner: _Session, **kw: Any) -> None:
         super().__init__(**kw)
-        self.fault = fault
+        self.scenario = scenario
+        self.fault = scenario.name
         self.owner = owner
-        self.add_marker(pytest.mark.dap_fault(fault))
+        self.add_marker(pytest.mark.dap_fault(scenario.name))
 
     def runtest(self) -> None:
-        scenario = CATALOGUE[self.fault]
+        scenario = self.scenario
         stack = self.owner.stack_for(self)
         result = stack.run_scenario(scenario, timeout_s=self.config.option.dap_timeout)
         self.user_properties.append(("verdict_class", result.report.verdict_class.value))
@@ -154,6 +179,7 @@ class CatalogueItem(pytest.Item):
                      result.report.summary]
             lines += [f"  {'holds' if v.valid else 'VIOLATED' if v.valid is False else 'unknown'}  "
                       f"{v.invariant}: {v.detail}" for v in result.report.verdicts]
+            lines += [f"  {result.report.verdict_class.value}: {r}" for r in result.report.reasons]
             lines += [f"  infrastructure: {e}" for e in result.record.infra_errors]
             lines.append(f"run dir: {result.run_dir}")
             raise DapFailure("\n".join(lines))
@@ -164,7 +190,7 @@ class CatalogueItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"dap-catalogue::{self.fault}"
+        return self.path, None, self.name
 
 
 class CampaignItem(pytest.Item):

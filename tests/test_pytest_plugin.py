@@ -46,6 +46,39 @@ def test_a_buggy_implementation_fails_its_item_and_junit_says_why(pytester: pyte
     assert "VIOLATION" in case.find("failure").get("message", "") + (case.find("failure").text or "")
 
 
+def test_an_outcome_that_misses_its_expectation_fails_its_item(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    # a stored scenario that expects the target to refuse, run where nothing goes wrong: the
+    # pass misses the expectation, and the item fails (it used to be reported and then passed)
+    import json
+
+    from faults.catalogue import CATALOGUE
+    from faults.plan import Plan
+    from faults.scenario import Expectation, Outcome, to_dict
+
+    base = CATALOGUE["duplicate-report"]
+    scenario = base.__class__(name="expects-refusal", plan=Plan(seed=1), workload=base.workload,
+                              expect=Expectation(outcome=Outcome.CLEAN_FAILURE))
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(to_dict(scenario)))
+    junit = tmp_path / "out.xml"
+    res = _run(pytester, "--dap-scenario", str(path), "--dap-artifacts", str(tmp_path / "arts"),
+               f"--junitxml={junit}", "-v")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*dap-scenario::expects-refusal FAILED*",
+                              "*expects-refusal: PASS (expected clean_failure; exit 1)*",
+                              "*expected a clean failure, but the run passed*"])
+    (case,) = [c for c in ET.parse(junit).getroot().iter("testcase") if c.get("name") == "expects-refusal"]
+    assert case.find("failure") is not None
+
+
+def test_a_bad_scenario_file_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    res = _run(pytester, "--dap-scenario", str(bad))
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines([f"*--dap-scenario {bad}:*"])
+
+
 def test_a_one_example_campaign_item_passes_on_the_reference(pytester: pytest.Pytester, tmp_path: Path) -> None:
     res = _run(pytester, "--dap-faults", "duplicate-report", "--dap-campaign", "1", "--dap-seed", "0",
                "--dap-timeout", "15", "--dap-artifacts", str(tmp_path / "arts"), "-v")

@@ -58,7 +58,6 @@ from faults.actions import (
     Respond,
     Synthesize,
     Truncate,
-    action_name,
 )
 from faults.errors import WorkloadError
 from faults.plan import Limits, Matcher, Plan, Rule
@@ -515,24 +514,23 @@ def recovery(rule: Rule) -> str | None:
     - None: the fault may legitimately lose reports or end the collection (a Client that
       does not retry an upload, a tampered or corrupted message, a 4xx, a held message...).
     """
-    name = action_name(rule.action)
     act = rule.action
-    if name in ("duplicate", "replay-later"):
+    if act.copies_verbatim:  # the same request again
         return "always"
-    if name == "delay":
+    if isinstance(act, Delay):
         if act.delay_ms + act.jitter_ms <= SHORT_DELAY_MS:
             return "always"
         return "retried"  # a timeout toward the Helper, or a slow Client/Collector message
-    if name == "synthesize":
+    if act.sends_copies:  # a forged message
         after_answer = rule.phase == "response" and rule.match.status in (None, 200, 201) and act.delay_ms == 0
         return "always" if after_answer else None
-    if name == "auth" and rule.match.link == COLLECTOR_LEADER:
+    if act.tampers_auth and rule.match.link == COLLECTOR_LEADER:
         return "collection_retried"
     if rule.match.link != LEADER_HELPER:
         return None
-    if name in ("drop-request", "drop-response"):
+    if act.drops:
         return "retried"
-    if name == "respond" and act.status in _RETRYABLE_STATUSES:
+    if act.answers_in_place and act.status in _RETRYABLE_STATUSES:
         return "retried"
     return None
 

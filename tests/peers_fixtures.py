@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.stack.ports import free_port
 from harness.stack.interop import InteropClient
+from harness.stack.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DIVVIUP_CLIENT = REPO / "peers" / "divviup-ts" / "client.mjs"

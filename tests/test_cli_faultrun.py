@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from faults.workload import counted_indices, expected_aggregate, measurement_for, parse_vdaf, vdaf_for, with_reports
-from faults.workload import apply_overrides
+from faults.workload import (
+    apply_overrides,
+    counted_indices,
+    expected_aggregate,
+    measurement_for,
+    parse_vdaf,
+    vdaf_for,
+    with_reports,
+)
 from harness.cli import main
 
 FAULTRUN = Path(sys.executable).with_name("faultrun")

@@ -30,12 +30,12 @@ import subprocess
 from typing import Any
 
 import pytest
-
-from dap.vdaf.params import VdafParams
-from dap.vdaf.poplar1 import Poplar1AggParam, Poplar1PrepState
 from peers_fixtures import require_janus
 from roles_fixtures import expected_result, random_measurement
 from test_prio3_vectors import load
+
+from dap.vdaf.params import VdafParams
+from dap.vdaf.poplar1 import Poplar1AggParam, Poplar1PrepState
 
 PRIO3 = [
     {"type": "Prio3Count"},

@@ -17,9 +17,8 @@ import pytest
 
 from harness.errors import ImagesError, UsageError
 from harness.run.matrix import combo_label, combos
-from harness.stack.images import parse_impl
 from harness.stack.docker import _split_ref, engine_is_local
-from harness.stack.images import load_images, parse_images
+from harness.stack.images import load_images, parse_images, parse_impl
 
 REPO = Path(__file__).resolve().parent.parent
 FAULTRUN = [sys.executable, "-m", "harness.cli"]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from faults.actions import Delay
 from faults.catalogue import CATALOGUE
 from faults.plan import Limits, Matcher, Plan, Rule
 from faults.scenario import Expectation, Outcome, to_dict
-from faults.actions import Delay
 from harness.check.verdict import CheckReport, ExitCode, VerdictClass, combine_exit_codes, exit_code_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -118,6 +118,6 @@ def test_exit_code_of_one_run(vc: str, outcome: str, want: ExitCode) -> None:
 def test_rules_are_essential_unless_marked_optional() -> None:
     rule = Rule("r", Matcher(kind="upload"), Delay(delay_ms=1), Limits(probability=0.5))
     assert rule.optional is False
-    from faults.plan import loads_plan, dumps_plan
+    from faults.plan import dumps_plan, loads_plan
     plan = Plan(seed=1, rules=(Rule("r", Matcher(kind="upload"), Delay(delay_ms=1), optional=True),))
     assert loads_plan(dumps_plan(plan)) == plan and "optional = true" in dumps_plan(plan)

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from peers_fixtures import PeerProcess
 from roles_fixtures import Deployment, b64, expected_result, random_measurement
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import attrs
 import pytest
+from peers_fixtures import require_janus, require_node
+from roles_fixtures import expected_result
 
 from dap.vdaf.params import VdafParams
 from faults.catalogue import CATALOGUE
 from harness.run import Stack
-from peers_fixtures import require_janus, require_node
-from roles_fixtures import expected_result
 
 FAULTS = ["duplicate-report", "drop-upload-response", "drop-agg-share-response",
           "duplicate-collection-create", "bad-collector-token"]

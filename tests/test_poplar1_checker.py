@@ -26,10 +26,9 @@ from faults.heavy_hitters import (
 from faults.history import MessageEvent
 from faults.plan import Plan
 from faults.scenario import Collect, Expectation, Scenario, TaskSpec, WorkloadSpec, scenario_from_dict, to_dict
-from faults.workload import measurement_of
+from faults.workload import apply_overrides, measurement_of
 from harness.check import checker
 from harness.check.verdict import VerdictClass
-from faults.workload import apply_overrides
 from harness.record import CollectionRecord, RunRecord, UploadRecord
 
 TASK = "dGFzaw"

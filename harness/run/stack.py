@@ -65,7 +65,7 @@ from faults.heavy_hitters import check_workload, step_agg_param
 from faults.history import Event
 from faults.plan import Plan
 from faults.scenario import Collect, FireEvent, Pause, Scenario, Upload
-from faults.vocabulary import LINK_ROLES
+from faults.vocabulary import LEADER_HELPER, LINK_ROLES
 from faults.workload import capacity, measurement_of, upload_count
 from harness.check.checker import check
 from harness.check.fill import FillBound, fill_bound
@@ -268,7 +268,7 @@ class Stack:
                 task, leader=self.clients["leader"], helper=self.clients["helper"],
                 collector=self.clients["collector"], base_time=base_time,
                 peer_host=getattr(self.backend, "hostname", None) or self.backend.peer_host,
-                leader_base_for=self.proxy.url, helper_base_for_leader=self.proxy.url("leader->helper"),
+                leader_base_for=self.proxy.url, helper_base_for_leader=self.proxy.url(LEADER_HELPER),
                 helper_base_for_client=peer_url("helper") if peer_url else "",
                 leader_base_for_peers=peer_url("leader") if peer_url else "")
             task_id = pt.task_id

@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from faults.plan import Plan, dump_plan
+from faults.vocabulary import CLIENT_LEADER, COLLECTOR_LEADER, LEADER_HELPER
 from harness.errors import BackendError, ControlError, ProxyStartError, UsageError
 from harness.stack.control import ControlClient
 from harness.stack.images import ImageEntry
@@ -68,7 +69,7 @@ ROLE_LABEL = "dap-faultrun.role"
 DEFAULT_PROXY_IMAGE = "dap-faultrun:local"
 PROXY_IMAGE_ENV = "FAULTRUN_PROXY_IMAGE"
 PROXY_ALIAS = "faultproxy"
-PROXY_LINK_PORTS = {"client->leader": 8081, "collector->leader": 8082, "leader->helper": 8083}
+PROXY_LINK_PORTS = {CLIENT_LEADER: 8081, COLLECTOR_LEADER: 8082, LEADER_HELPER: 8083}
 PROXY_CONTROL_PORT = 8090
 PROXY_MOUNT = "/faultrun"
 PROXY_SCRIPT = "/opt/dap-faultrun/src/proxy_addons/faultproxy.py"  # where the Dockerfile puts it

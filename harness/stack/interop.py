@@ -25,6 +25,7 @@ import attrs
 import httpx
 
 from faults.scenario import TaskSpec
+from faults.vocabulary import CLIENT_LEADER, COLLECTOR_LEADER
 from harness.errors import InteropError
 
 __all__ = ["InteropClient", "ProvisionedTask", "b64", "provision_task", "wait_ready"]
@@ -140,8 +141,8 @@ def provision_task(
     def url(base: str, own: str, endpoint: str) -> str:
         return _absolute(base or own, endpoint)
 
-    c2l = url(leader_base_for("client->leader"), leader.base_url, ends["leader"])
-    k2l = url(leader_base_for("collector->leader"), leader.base_url, ends["leader"])
+    c2l = url(leader_base_for(CLIENT_LEADER), leader.base_url, ends["leader"])
+    k2l = url(leader_base_for(COLLECTOR_LEADER), leader.base_url, ends["leader"])
     l2h = url(helper_base_for_leader, helper.base_url, ends["helper"])
     h_client = url(helper_base_for_client, helper.base_url, ends["helper"])
     leader_real = url(leader_base_for_peers, leader.base_url, ends["leader"])

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
 from dap.argtypes import nonneg_int, port, positive_float, positive_int
+from dap.roles import bugs  # test-only bug switches (docs/self-validation.md)
 
 __all__ = ["main", "build_parser"]
 
@@ -69,8 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from dap.roles import bugs  # test-only bug switches (docs/self-validation.md)
-
     try:
         on = bugs.configure()
     except bugs.BugConfigError as exc:

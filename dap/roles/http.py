@@ -8,6 +8,9 @@
   problem type. A failure outside DAP's vocabulary that still owes the client a
   problem document (a collection job the Helper failed without a DAP problem type)
   is ``UpstreamProblem``: 502 with type ``about:blank`` (RFC 9457 section 4.2.1).
+* :class:`Reply` is a handler's successful answer (status, body, media type, headers);
+  :func:`decode_message` and :func:`path_id` turn a body or a path segment that does not
+  decode into ``invalidMessage``.
 * :class:`Plain` is a non-DAP HTTP error without a problem document (409
   Conflict for a mutated re-PUT, 404 for an unknown collection job, ...).
 * :func:`check_auth` accepts exactly one credential: ``DAP-Auth-Token: <token>``
@@ -33,18 +36,35 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dap.constants import MEDIA_TYPE_PROBLEM_JSON, ProblemType
+from dap.errors import DecodeError
 from dap.roles.task import b64e
 
 __all__ = [
     "Plain",
     "Problem",
+    "Reply",
     "UpstreamProblem",
     "RequestLog",
     "check_auth",
     "check_media_type",
+    "decode_message",
+    "path_id",
     "problem_response",
     "read_json",
 ]
+
+
+class Reply:
+    """A handler's successful answer: status, body, media type, extra headers."""
+
+    __slots__ = ("status", "body", "media_type", "headers")
+
+    def __init__(self, status: int, body: bytes = b"", media_type: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.media_type = media_type
+        self.headers = headers or {}
 
 
 class Problem(Exception):
@@ -82,6 +102,22 @@ class Plain(Exception):
         self.status = status
         self.detail = detail
         super().__init__(f"{status}: {detail}")
+
+
+def decode_message(cls: Any, body: bytes, task_id: bytes) -> Any:
+    """``cls.decode(body)``; a body that does not decode is ``invalidMessage``."""
+    try:
+        return cls.decode(body)
+    except DecodeError as exc:
+        raise Problem(ProblemType.INVALID_MESSAGE, str(exc), task_id=task_id) from None
+
+
+def path_id(cls: Any, text: str, what: str, task_id: bytes | None = None) -> Any:
+    """An ID from a URL path segment (base64url); a bad one is ``invalidMessage``."""
+    try:
+        return cls.from_b64(text)
+    except (ValueError, TypeError):
+        raise Problem(ProblemType.INVALID_MESSAGE, f"bad {what} in path", task_id=task_id) from None
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> Response:

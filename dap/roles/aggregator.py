@@ -187,6 +187,34 @@ class Aggregator:
             raise Problem(ProblemType.UNRECOGNIZED_TASK, "unknown task", task_id=task_id)
         return hit
 
+    # --- checks before the body is read -------------------------------------------------
+
+    #: request kind -> (role that serves it, task attribute with the expected token or None
+    #: for unauthenticated uploads, the exact media type of its body)
+    GATES: dict[str, tuple[str, str | None, str]] = {
+        "upload": ("leader", None, MEDIA_TYPE_REPORT),
+        "agg_init": ("helper", "leader_token", MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ),
+        "agg_continue": ("helper", "leader_token", MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ),
+        "agg_share": ("helper", "leader_token", MEDIA_TYPE_AGGREGATE_SHARE_REQ),
+        "collection_put": ("leader", "collector_token", MEDIA_TYPE_COLLECT_REQ),
+    }
+
+    def gate(self, kind: str, task_id_text: str, request: Any) -> bytes:
+        """The checks of a request with a body that need only its path and headers, in the
+        handlers' order: ``unrecognizedTask``, ``unauthorizedRequest``, exact
+        ``Content-Type`` (``invalidMessage``). Run before the body is read
+        (:mod:`dap.roles.server`), so a refused request costs no memory and no wait for its
+        body; the handler then repeats them (a cached lookup, a header compare). Returns
+        the task ID (for the ``taskid`` of a later 413 / 408)."""
+        role, token_attr, media_type = self.GATES[kind]
+        task, _ = self._task_for(task_id_text, role)
+        tid = task.task_id
+        if token_attr is not None and not (kind == "collection_put"
+                                           and bugs.active("leader-collect-no-auth")):
+            check_auth(request, getattr(task, token_attr), task_id=tid)
+        check_media_type(request, media_type, task_id=tid)
+        return tid
+
     # --- hpke_config -------------------------------------------------------------------
 
     def hpke_config(self, task_id_text: str | None) -> Reply:
@@ -743,7 +771,8 @@ class Aggregator:
             )
         return Reply(201)
 
-    def collection_post(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
+    def collection_post(self, task_id_text: str, job_id_text: str, request: Any) -> Reply:
+        """A collection-job poll (DAP-09: empty body, never read)."""
         task, _ = self._task_for(task_id_text, "leader")
         tid = task.task_id
         check_auth(request, task.collector_token, task_id=tid)

@@ -30,7 +30,7 @@ import time
 from typing import Any, NamedTuple
 
 from dap import hpke
-from dap.codec import TaskId
+from dap.codec import AggregationJobId, CollectionJobId, TaskId
 from dap.constants import (
     MEDIA_TYPE_AGGREGATE_SHARE_REQ,
     MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ,
@@ -52,23 +52,32 @@ from dap.messages import (
     AggregationJobInitReq,
     AggregationJobResp,
     BatchSelector,
+    Collection,
     CollectionReq,
     HpkeConfig,
     HpkeConfigList,
-    Interval,
     PlaintextInputShare,
     PrepareResp,
     Report,
 )
 from dap.roles import bugs
-from dap.roles.http import Plain, Problem, UpstreamProblem, check_auth, check_media_type
-from dap.roles.storage import Store
+from dap.roles.buckets import ZERO_CHECKSUM, bucket_key, checksum_of, xor_checksum
+from dap.roles.http import (
+    Plain,
+    Problem,
+    Reply,
+    UpstreamProblem,
+    check_auth,
+    check_media_type,
+    decode_message,
+    path_id,
+)
+from dap.roles.param_helper import ParamHelper
+from dap.roles.storage import SQLITE_MAX_INT, Store
 from dap.roles.task import AggregatorTask, TaskConfigError
 from dap.roles.vdafs import VdafOps, vdaf_ops
 
-__all__ = ["Aggregator", "PendingUpload", "Reply", "checksum_of", "xor_checksum", "bucket_key"]
-
-ZERO_CHECKSUM = bytes(32)
+__all__ = ["Aggregator", "PendingUpload"]
 
 
 class PendingUpload(NamedTuple):
@@ -82,56 +91,8 @@ class PendingUpload(NamedTuple):
     helper_ct: bytes  # the Helper's HpkeCiphertext, encoded
 
 
-class Reply:
-    """A handler's successful answer: status, body, media type, extra headers."""
-
-    __slots__ = ("status", "body", "media_type", "headers")
-
-    def __init__(self, status: int, body: bytes = b"", media_type: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        self.status = status
-        self.body = body
-        self.media_type = media_type
-        self.headers = headers or {}
-
-
-#: the largest value SQLite stores as INTEGER (report times are u64 on the wire)
-SQLITE_MAX_INT = 2**63 - 1
-
-
-def checksum_of(report_id: bytes) -> bytes:
-    return hashlib.sha256(bytes(report_id)).digest()
-
-
-def xor_checksum(a: bytes, b: bytes) -> bytes:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(32, "big")
-
-
-def bucket_key(task: AggregatorTask, time_: int, batch_id: bytes | None) -> bytes:
-    """The accumulation bucket of a report: its time_precision interval or its batch ID."""
-    if task.query_type == QueryType.FIXED_SIZE:
-        assert batch_id is not None
-        return bytes(batch_id)
-    start = time_ - time_ % task.time_precision
-    return struct.pack(">Q", start)
-
-
 def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-def _decode(cls: Any, body: bytes, task_id: bytes) -> Any:
-    try:
-        return cls.decode(body)
-    except DecodeError as exc:
-        raise Problem(ProblemType.INVALID_MESSAGE, str(exc), task_id=task_id) from None
-
-
-def _path_id(cls: Any, text: str, what: str, task_id: bytes | None = None) -> Any:
-    try:
-        return cls.from_b64(text)
-    except (ValueError, TypeError):
-        raise Problem(ProblemType.INVALID_MESSAGE, f"bad {what} in path", task_id=task_id) from None
 
 
 class Aggregator:
@@ -144,8 +105,6 @@ class Aggregator:
         self._tasks: dict[bytes, tuple[AggregatorTask, VdafOps]] = {}
         self._tasks_lock = threading.Lock()
         self.keypairs = self._load_or_create_keys()
-        from dap.roles.param_helper import ParamHelper
-
         # Tasks whose VDAF needs an aggregation parameter (Poplar1) are served there.
         self.param = ParamHelper(self)
 
@@ -222,17 +181,45 @@ class Aggregator:
         return out
 
     def _task_for(self, task_id_text: str, role: str) -> tuple[AggregatorTask, VdafOps]:
-        task_id = _path_id(TaskId, task_id_text, "task ID")
+        task_id = path_id(TaskId, task_id_text, "task ID")
         hit = self.get_task(task_id)
         if hit is None or hit[0].role != role:
             raise Problem(ProblemType.UNRECOGNIZED_TASK, "unknown task", task_id=task_id)
         return hit
 
+    # --- checks before the body is read -------------------------------------------------
+
+    #: request kind -> (role that serves it, task attribute with the expected token or None
+    #: for unauthenticated uploads, the exact media type of its body)
+    GATES: dict[str, tuple[str, str | None, str]] = {
+        "upload": ("leader", None, MEDIA_TYPE_REPORT),
+        "agg_init": ("helper", "leader_token", MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ),
+        "agg_continue": ("helper", "leader_token", MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ),
+        "agg_share": ("helper", "leader_token", MEDIA_TYPE_AGGREGATE_SHARE_REQ),
+        "collection_put": ("leader", "collector_token", MEDIA_TYPE_COLLECT_REQ),
+    }
+
+    def gate(self, kind: str, task_id_text: str, request: Any) -> bytes:
+        """The checks of a request with a body that need only its path and headers, in the
+        handlers' order: ``unrecognizedTask``, ``unauthorizedRequest``, exact
+        ``Content-Type`` (``invalidMessage``). Run before the body is read
+        (:mod:`dap.roles.server`), so a refused request costs no memory and no wait for its
+        body; the handler then repeats them (a cached lookup, a header compare). Returns
+        the task ID (for the ``taskid`` of a later 413 / 408)."""
+        role, token_attr, media_type = self.GATES[kind]
+        task, _ = self._task_for(task_id_text, role)
+        tid = task.task_id
+        if token_attr is not None and not (kind == "collection_put"
+                                           and bugs.active("leader-collect-no-auth")):
+            check_auth(request, getattr(task, token_attr), task_id=tid)
+        check_media_type(request, media_type, task_id=tid)
+        return tid
+
     # --- hpke_config -------------------------------------------------------------------
 
     def hpke_config(self, task_id_text: str | None) -> Reply:
         if task_id_text is not None:
-            task_id = _path_id(TaskId, task_id_text, "task_id")
+            task_id = path_id(TaskId, task_id_text, "task_id")
             if self.get_task(task_id) is None:
                 raise Problem(ProblemType.UNRECOGNIZED_TASK, "unknown task", task_id=task_id)
         configs = tuple(kp.config for kp in self.keypairs.values())
@@ -243,9 +230,10 @@ class Aggregator:
 
     # --- shared checks -----------------------------------------------------------------
 
-    def _open_input_share(
+    def open_input_share(
         self, role: Role, task: AggregatorTask, metadata: Any, public_share: bytes, ct: Any
     ) -> tuple[PlaintextInputShare | None, PrepareError | None]:
+        """HPKE-open one report share: (plaintext, None) or (None, the PrepareError)."""
         keypair = self.keypairs.get(ct.config_id)
         if keypair is None:
             return None, PrepareError.HPKE_UNKNOWN_CONFIG_ID
@@ -260,7 +248,8 @@ class Aggregator:
             return None, PrepareError.INVALID_MESSAGE
         return plaintext, None
 
-    def _time_check(self, task: AggregatorTask, t: int) -> PrepareError | None:
+    def time_check(self, task: AggregatorTask, t: int) -> PrepareError | None:
+        """``report_too_early`` / ``task_expired`` for a report time, else None."""
         if t > self.now() + self.clock_skew:
             return PrepareError.REPORT_TOO_EARLY
         if task.task_expiration is not None and t > task.task_expiration:
@@ -278,9 +267,9 @@ class Aggregator:
         task, ops = self._task_for(task_id_text, "leader")
         tid = task.task_id
         check_media_type(content_type_req, MEDIA_TYPE_REPORT, task_id=tid)
-        report = _decode(Report, body, tid)
+        report = decode_message(Report, body, tid)
         md = report.report_metadata
-        err = self._time_check(task, md.time)
+        err = self.time_check(task, md.time)
         if err is PrepareError.REPORT_TOO_EARLY and not bugs.active("leader-accept-future"):
             raise Problem(ProblemType.REPORT_TOO_EARLY, f"report time {md.time} is in the future",
                           task_id=tid)
@@ -491,20 +480,18 @@ class Aggregator:
     # --- Helper: aggregation jobs ------------------------------------------------------
 
     def helper_init(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
-        from dap.codec import AggregationJobId
-
         task, ops = self._task_for(task_id_text, "helper")
         if ops.needs_agg_param:
             return self.param.init(task, ops, job_id_text, request, body)
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ, task_id=tid)
-        job_id = bytes(_path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
+        job_id = bytes(path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
         digest = _sha256(body)
-        replay = self._init_replay(tid, job_id, digest)
+        replay = self.init_replay(tid, job_id, digest)
         if replay is not None:
             return replay
-        req = _decode(AggregationJobInitReq, body, tid)
+        req = decode_message(AggregationJobInitReq, body, tid)
         pbs = req.part_batch_selector
         if pbs.query_type != task.query_type:
             raise Problem(ProblemType.INVALID_MESSAGE, "partial batch selector query type differs"
@@ -522,10 +509,10 @@ class Aggregator:
         for pi in req.prepare_inits:
             rs = pi.report_share
             md = rs.report_metadata
-            err = self._time_check(task, md.time)
+            err = self.time_check(task, md.time)
             out_share = outbound = None
             if err is None:
-                plaintext, err = self._open_input_share(
+                plaintext, err = self.open_input_share(
                     Role.HELPER, task, md, rs.public_share, rs.encrypted_input_share)
                 if err is None:
                     try:
@@ -539,7 +526,7 @@ class Aggregator:
             results.append((bytes(md.report_id), md.time, out_share, err, outbound))
 
         with self.store.tx() as c:
-            replay = self._init_replay(tid, job_id, digest, c)
+            replay = self.init_replay(tid, job_id, digest, c)
             if replay is not None:
                 return replay
             resps = []
@@ -606,7 +593,10 @@ class Aggregator:
                 seen[bytes(rid)] = bytes(jid)
         return seen
 
-    def _init_replay(self, tid: bytes, job_id: bytes, digest: bytes, c: Any = None) -> Reply | None:
+    def init_replay(self, tid: bytes, job_id: bytes, digest: bytes, c: Any = None) -> Reply | None:
+        """An init PUT for a job that exists: its stored response (identical request), 409
+        (different request, or already continued), 410 (deleted); None for a new job.
+        Shared with :mod:`dap.roles.param_helper`. ``c``: inside that transaction."""
         sql = "SELECT init_hash, step, state, response FROM agg_jobs WHERE task_id=? AND job_id=?"
         row = (c.execute(sql, (tid, job_id)).fetchone() if c is not None
                else self.store.one(sql, (tid, job_id)))
@@ -626,15 +616,13 @@ class Aggregator:
         return Reply(201, response, AggregationJobResp.MEDIA_TYPE)
 
     def helper_continue(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
-        from dap.codec import AggregationJobId
-
         task, ops = self._task_for(task_id_text, "helper")
         if ops.needs_agg_param:
             return self.param.continue_(task, ops, job_id_text, request, body)
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ, task_id=tid)
-        job_id = bytes(_path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
+        job_id = bytes(path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
         row = self.store.one(
             "SELECT step, state, last_hash, response FROM agg_jobs WHERE task_id=? AND job_id=?",
             (tid, job_id))
@@ -642,7 +630,7 @@ class Aggregator:
             raise Problem(ProblemType.UNRECOGNIZED_AGGREGATION_JOB, "unknown aggregation job",
                           task_id=tid)
         step, state, last_hash, response = row
-        req = _decode(AggregationJobContinueReq, body, tid)
+        req = decode_message(AggregationJobContinueReq, body, tid)
         if req.step == 0:
             raise Problem(ProblemType.INVALID_MESSAGE, "step 0 is not a continuation", task_id=tid)
         digest = _sha256(body)
@@ -659,12 +647,10 @@ class Aggregator:
         raise Problem(ProblemType.INVALID_MESSAGE, "no report awaits a continuation", task_id=tid)
 
     def helper_delete(self, task_id_text: str, job_id_text: str, request: Any) -> Reply:
-        from dap.codec import AggregationJobId
-
         task, _ = self._task_for(task_id_text, "helper")
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
-        job_id = bytes(_path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
+        job_id = bytes(path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
         with self.store.tx() as c:
             n = c.execute("UPDATE agg_jobs SET state='deleted' WHERE task_id=? AND job_id=?",
                           (tid, job_id)).rowcount
@@ -685,7 +671,7 @@ class Aggregator:
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATE_SHARE_REQ, task_id=tid)
-        req = _decode(AggregateShareReq, body, tid)
+        req = decode_message(AggregateShareReq, body, tid)
         digest = _sha256(body)
         row = self.store.one("SELECT response FROM agg_share_resps WHERE task_id=? AND req_hash=?",
                              (tid, digest))
@@ -731,14 +717,12 @@ class Aggregator:
     # --- Leader: collection jobs -------------------------------------------------------
 
     def collection_put(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
-        from dap.codec import CollectionJobId
-
         task, ops = self._task_for(task_id_text, "leader")
         tid = task.task_id
         if not bugs.active("leader-collect-no-auth"):
             check_auth(request, task.collector_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_COLLECT_REQ, task_id=tid)
-        job_id = bytes(_path_id(CollectionJobId, job_id_text, "collection job ID", tid))
+        job_id = bytes(path_id(CollectionJobId, job_id_text, "collection job ID", tid))
         digest = _sha256(body)
         row = self.store.one("SELECT req_hash FROM collection_jobs WHERE task_id=? AND job_id=?",
                              (tid, job_id))
@@ -746,7 +730,7 @@ class Aggregator:
             if row[0] != digest:
                 raise Plain(409, "collection job exists with a different request")
             return Reply(201)
-        req = _decode(CollectionReq, body, tid)
+        req = decode_message(CollectionReq, body, tid)
         q = req.query
         if q.query_type != task.query_type:
             raise Problem(ProblemType.INVALID_MESSAGE, "query type differs from the task's",
@@ -787,13 +771,12 @@ class Aggregator:
             )
         return Reply(201)
 
-    def collection_post(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
-        from dap.codec import CollectionJobId
-
+    def collection_post(self, task_id_text: str, job_id_text: str, request: Any) -> Reply:
+        """A collection-job poll (DAP-09: empty body, never read)."""
         task, _ = self._task_for(task_id_text, "leader")
         tid = task.task_id
         check_auth(request, task.collector_token, task_id=tid)
-        job_id = bytes(_path_id(CollectionJobId, job_id_text, "collection job ID", tid))
+        job_id = bytes(path_id(CollectionJobId, job_id_text, "collection job ID", tid))
         row = self.store.one(
             "SELECT state, result, problem, detail FROM collection_jobs WHERE task_id=? AND job_id=?",
             (tid, job_id))
@@ -803,8 +786,6 @@ class Aggregator:
         if state == "deleted":
             return Reply(204)
         if state == "finished":
-            from dap.messages import Collection
-
             return Reply(200, result, Collection.MEDIA_TYPE)
         if state == "failed":
             ptype = ProblemType.from_token(problem) if problem else None
@@ -814,28 +795,13 @@ class Aggregator:
         return Reply(202, headers={"Retry-After": "1"})
 
     def collection_delete(self, task_id_text: str, job_id_text: str, request: Any) -> Reply:
-        from dap.codec import CollectionJobId
-
         task, _ = self._task_for(task_id_text, "leader")
         tid = task.task_id
         check_auth(request, task.collector_token, task_id=tid)
-        job_id = bytes(_path_id(CollectionJobId, job_id_text, "collection job ID", tid))
+        job_id = bytes(path_id(CollectionJobId, job_id_text, "collection job ID", tid))
         with self.store.tx() as c:
             n = c.execute("UPDATE collection_jobs SET state='deleted' WHERE task_id=? AND job_id=?",
                           (tid, job_id)).rowcount
         if not n:
             raise Plain(404, "unknown collection job")
         return Reply(204)
-
-
-def interval_of(task: AggregatorTask, tmin: int | None, tmax: int | None) -> Interval:
-    """Smallest time_precision-aligned interval containing [tmin, tmax]."""
-    tp = task.time_precision
-    if tmin is None or tmax is None:
-        return Interval(0, tp)
-    start = tmin - tmin % tp
-    end = tmax - tmax % tp + tp
-    return Interval(start, end - start)
-
-
-__all__ += ["interval_of"]

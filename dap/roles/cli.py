@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
 from dap.argtypes import nonneg_int, port, positive_float, positive_int
+from dap.roles import bugs  # test-only bug switches (docs/self-validation.md)
+from dap.roles.limits import Limits, guarded_protocol
 
 __all__ = ["main", "build_parser"]
 
@@ -64,13 +67,41 @@ def build_parser() -> argparse.ArgumentParser:
                         "abandoned (default 30)")
     g.add_argument("--request-timeout", type=positive_float, default=10.0, metavar="S",
                    help="Leader: timeout of one request to the Helper (default 10)")
+    d = Limits()
+    lim = p.add_argument_group(
+        "limits and timeouts",
+        "A body over its limit is answered 413 before it is read (by Content-Length) or\n"
+        "as soon as the count passes the limit; task, authentication and Content-Type\n"
+        "are checked before any body byte is read (docs/reference-impl.md).")
+    lim.add_argument("--max-upload-bytes", type=positive_int, default=d.max_upload_bytes,
+                     metavar="N", help=f"Leader: largest report upload (default {d.max_upload_bytes})")
+    lim.add_argument("--max-agg-job-bytes", type=positive_int, default=d.max_agg_job_bytes,
+                     metavar="N", help="Helper: largest aggregation-job init or continue request"
+                     f" (default {d.max_agg_job_bytes})")
+    lim.add_argument("--max-agg-share-req-bytes", type=positive_int,
+                     default=d.max_agg_share_req_bytes, metavar="N",
+                     help=f"Helper: largest aggregate-share request (default {d.max_agg_share_req_bytes})")
+    lim.add_argument("--max-collect-req-bytes", type=positive_int,
+                     default=d.max_collect_req_bytes, metavar="N",
+                     help=f"Leader: largest collection-job request (default {d.max_collect_req_bytes})")
+    lim.add_argument("--max-test-api-bytes", type=positive_int, default=d.max_test_api_bytes,
+                     metavar="N", help=f"largest /internal/test request (default {d.max_test_api_bytes})")
+    lim.add_argument("--max-header-bytes", type=positive_int, default=d.max_header_bytes,
+                     metavar="N", help="largest request line + headers; more is answered 431 and"
+                     f" the connection closed (default {d.max_header_bytes})")
+    lim.add_argument("--header-timeout", type=positive_float, default=d.header_timeout,
+                     metavar="S", help="seconds for a request line + headers to arrive, from the"
+                     " connection's opening or the request's first byte; then the connection is"
+                     f" closed (default {d.header_timeout:g})")
+    lim.add_argument("--body-timeout", type=positive_float, default=d.body_timeout, metavar="S",
+                     help="seconds for a whole request body to arrive (else 408 and the"
+                     " connection closed); also how long the rest of a body is discarded after"
+                     f" an early answer (default {d.body_timeout:g})")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from dap.roles import bugs  # test-only bug switches (docs/self-validation.md)
-
     try:
         on = bugs.configure()
     except bugs.BugConfigError as exc:
@@ -95,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level="warning", access_log=False,
         lifespan="on", timeout_graceful_shutdown=2,
+        # uvicorn's httptools protocol plus header timeout / size cap and a bounded discard
+        # of unread bodies (dap/roles/limits.py)
+        http=guarded_protocol(Limits.from_args(args), log=app.write),
     )
     server = uvicorn.Server(config)
     server.run()

@@ -31,7 +31,7 @@ from dap.messages import (
     Interval,
     Query,
 )
-from dap.roles.leader import join_url
+from dap.roles.upstream import join_url
 from dap.roles.storage import Store
 from dap.roles.task import CollectorTask, TaskConfigError, b64d, b64e
 from dap.roles.vdafs import vdaf_ops

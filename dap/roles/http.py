@@ -8,6 +8,9 @@
   problem type. A failure outside DAP's vocabulary that still owes the client a
   problem document (a collection job the Helper failed without a DAP problem type)
   is ``UpstreamProblem``: 502 with type ``about:blank`` (RFC 9457 section 4.2.1).
+* :class:`Reply` is a handler's successful answer (status, body, media type, headers);
+  :func:`decode_message` and :func:`path_id` turn a body or a path segment that does not
+  decode into ``invalidMessage``.
 * :class:`Plain` is a non-DAP HTTP error without a problem document (409
   Conflict for a mutated re-PUT, 404 for an unknown collection job, ...).
 * :func:`check_auth` accepts exactly one credential: ``DAP-Auth-Token: <token>``
@@ -16,7 +19,9 @@
 * :func:`check_media_type` requires the request ``Content-Type`` to equal the
   DAP media type byte for byte (no parameters); otherwise ``invalidMessage``.
 * :class:`RequestLog` is ASGI middleware writing one JSON line per request
-  (method, path, status, problem type, ms) to stderr and ``<state-dir>/requests.log``.
+  (method, path, status, problem type, ms; ``error`` for a refused or unfinished body,
+  status null when the client disconnected before the answer) to stderr and
+  ``<state-dir>/requests.log``.
 """
 
 from __future__ import annotations
@@ -33,23 +38,43 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dap.constants import MEDIA_TYPE_PROBLEM_JSON, ProblemType
+from dap.errors import DecodeError
+from dap.roles.limits import read_body
 from dap.roles.task import b64e
 
 __all__ = [
     "Plain",
     "Problem",
+    "Reply",
     "UpstreamProblem",
     "RequestLog",
     "check_auth",
     "check_media_type",
+    "decode_message",
+    "path_id",
     "problem_response",
     "read_json",
 ]
 
 
+class Reply:
+    """A handler's successful answer: status, body, media type, extra headers."""
+
+    __slots__ = ("status", "body", "media_type", "headers")
+
+    def __init__(self, status: int, body: bytes = b"", media_type: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.media_type = media_type
+        self.headers = headers or {}
+
+
 class Problem(Exception):
     """A DAP-level error answered with a problem document (``problem_type`` None:
-    ``about:blank``, only through :class:`UpstreamProblem`)."""
+    ``about:blank`` with ``title``: :class:`UpstreamProblem`, and the 413 / 408 of
+    :mod:`dap.roles.limits`, for which DAP-09 has no type and whose namespace servers
+    must not extend)."""
 
     def __init__(
         self,
@@ -58,11 +83,15 @@ class Problem(Exception):
         *,
         task_id: bytes | None = None,
         status: int | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.problem_type = problem_type
         self.detail = detail
         self.task_id = task_id
         self.status = status or (403 if problem_type is ProblemType.UNAUTHORIZED_REQUEST else 400)
+        self.title = title  # for about:blank (the DAP types carry their own)
+        self.headers = headers
         super().__init__(f"{problem_type.token if problem_type else 'about:blank'}: {detail}")
 
 
@@ -72,7 +101,7 @@ class UpstreamProblem(Problem):
     with an error status and a problem document): 502 Bad Gateway, type ``about:blank``."""
 
     def __init__(self, detail: str = "", *, task_id: bytes | None = None) -> None:
-        super().__init__(None, detail, task_id=task_id, status=502)
+        super().__init__(None, detail, task_id=task_id, status=502, title="Bad Gateway")
 
 
 class Plain(Exception):
@@ -84,11 +113,27 @@ class Plain(Exception):
         super().__init__(f"{status}: {detail}")
 
 
+def decode_message(cls: Any, body: bytes, task_id: bytes) -> Any:
+    """``cls.decode(body)``; a body that does not decode is ``invalidMessage``."""
+    try:
+        return cls.decode(body)
+    except DecodeError as exc:
+        raise Problem(ProblemType.INVALID_MESSAGE, str(exc), task_id=task_id) from None
+
+
+def path_id(cls: Any, text: str, what: str, task_id: bytes | None = None) -> Any:
+    """An ID from a URL path segment (base64url); a bad one is ``invalidMessage``."""
+    try:
+        return cls.from_b64(text)
+    except (ValueError, TypeError):
+        raise Problem(ProblemType.INVALID_MESSAGE, f"bad {what} in path", task_id=task_id) from None
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> Response:
     pt = problem.problem_type
     doc: dict[str, Any] = {
         "type": pt.uri if pt is not None else "about:blank",
-        "title": pt.description if pt is not None else "Bad Gateway",
+        "title": pt.description if pt is not None else (problem.title or "Error"),
         "status": problem.status,
     }
     if problem.detail:
@@ -98,7 +143,8 @@ def problem_response(problem: Problem, request: Request | None = None) -> Respon
     if request is not None and pt is not None:
         request.state.problem_type = pt.token
     return Response(
-        json.dumps(doc).encode(), status_code=problem.status, media_type=MEDIA_TYPE_PROBLEM_JSON
+        json.dumps(doc).encode(), status_code=problem.status, media_type=MEDIA_TYPE_PROBLEM_JSON,
+        headers=problem.headers,
     )
 
 
@@ -147,9 +193,12 @@ def check_auth(request: Request, expected_token: str | None, *, task_id: bytes) 
     raise Problem(ProblemType.UNAUTHORIZED_REQUEST, reason, task_id=task_id)
 
 
-async def read_json(request: Request) -> Any:
-    """The JSON body of a test-API call; no body counts as ``{}`` (the runner sends none)."""
-    raw = await request.body()
+async def read_json(request: Request, limit: int, timeout: float) -> Any:
+    """The JSON body of a test-API call; no body counts as ``{}`` (the runner sends none).
+
+    Read by :func:`dap.roles.limits.read_body` (at most ``limit`` bytes within ``timeout``
+    seconds; raises its :class:`~dap.roles.limits.BodyError`)."""
+    raw = await read_body(request, limit, timeout, "test API request body")
     if not raw.strip():
         return {}
     try:
@@ -199,14 +248,17 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.write(
-                {
-                    "ts": round(time.time(), 3),
-                    "role": self.role,
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status_holder["status"],
-                    "problem": scope["state"].get("problem_type"),
-                    "ms": round((time.monotonic() - start) * 1000, 2),
-                }
-            )
+            state = scope["state"]
+            record = {
+                "ts": round(time.time(), 3),
+                "role": self.role,
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                # None: the client left before an answer (dap.roles.limits.ClientGone)
+                "status": None if state.get("client_gone") else status_holder["status"],
+                "problem": state.get("problem_type"),
+                "ms": round((time.monotonic() - start) * 1000, 2),
+            }
+            if state.get("error"):
+                record["error"] = state["error"]
+            self.write(record)

@@ -47,11 +47,9 @@ import random
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import urljoin
 
-import attrs
 import httpx
 
 from dap import hpke
@@ -63,7 +61,6 @@ from dap.constants import (
     PrepareRespState,
     QueryType,
     Role,
-    problem_type_from_uri,
 )
 from dap.errors import DapError, DecodeError
 from dap.messages import (
@@ -75,6 +72,7 @@ from dap.messages import (
     Collection,
     HpkeCiphertext,
     HpkeConfig,
+    Interval,
     PartialBatchSelector,
     PrepareInit,
     Query,
@@ -82,11 +80,16 @@ from dap.messages import (
     ReportShare,
 )
 from dap.roles import bugs
-from dap.roles.aggregator import Aggregator, bucket_key, interval_of
+from dap.roles.aggregator import Aggregator
+from dap.roles.buckets import bucket_key, interval_of
 from dap.roles.http import Problem
+from dap.roles.param_leader import ParamLeader
 from dap.roles.task import AggregatorTask, b64e
+from dap.roles.upstream import ask_helper, is_retryable_status, join_url, problem_of
 from dap.roles.vdafs import VdafOps
 
+# join_url and is_retryable_status live in dap.roles.upstream; re-exported for callers of
+# this module's older surface (tests/roles_fixtures.py).
 __all__ = ["LeaderDriver", "join_url", "is_retryable_status"]
 
 
@@ -95,58 +98,6 @@ _CREATED_FULL = "created a job of --job-size reports (more may be pending)"
 _CREATED_PARTIAL = "created a job with every pending report"
 _NOTHING = "nothing to do"
 _RETRY = "state changed under the creator: try again"
-
-
-def join_url(base: str, rel: str) -> str:
-    """Resolve ``rel`` against ``base`` treated as a directory (dap-09.md §5)."""
-    if not base.endswith("/"):
-        base += "/"
-    return urljoin(base, rel)
-
-
-def is_retryable_status(status: int) -> bool:
-    return status == 429 or (500 <= status <= 599 and status != 501)
-
-
-def _problem_of(resp: httpx.Response) -> tuple[str | None, str]:
-    """(problem token, detail) of an error response."""
-    if resp.headers.get("content-type", "").startswith("application/problem+json"):
-        try:
-            doc = json.loads(resp.content)
-            ptype = problem_type_from_uri(str(doc.get("type", "")))
-            return (ptype.token if ptype else None), str(doc.get("detail", ""))
-        except (ValueError, AttributeError):
-            pass
-    return None, resp.text[:200]
-
-
-@attrs.frozen
-class HelperAnswer:
-    """What became of one aggregation-job request to the Helper: exactly one of ``response``
-    (a 2xx that decoded), ``retry`` (why it is worth re-sending the same bytes: transport
-    error, 429/5xx but 501, an undecodable 2xx -- the Helper replays its stored response) or
-    ``failure`` (a non-retryable answer: the job is abandoned)."""
-
-    response: AggregationJobResp | None = None
-    retry: str | None = None
-    failure: str | None = None
-
-
-async def ask_helper(send: Callable[[], Awaitable[httpx.Response]]) -> HelperAnswer:
-    """Send one aggregation-job request (``send``) and classify the Helper's answer."""
-    try:
-        resp = await send()
-    except httpx.TransportError as exc:
-        return HelperAnswer(retry=f"transport: {exc!r}")
-    if 200 <= resp.status_code < 300:
-        try:
-            return HelperAnswer(response=AggregationJobResp.decode(resp.content))
-        except DecodeError as exc:
-            return HelperAnswer(retry=f"undecodable response: {exc}")
-    if is_retryable_status(resp.status_code):
-        return HelperAnswer(retry=f"HTTP {resp.status_code}")
-    ptype, detail = _problem_of(resp)
-    return HelperAnswer(failure=f"HTTP {resp.status_code} {ptype or ''} {detail}".strip())
 
 
 class LeaderDriver:
@@ -169,8 +120,6 @@ class LeaderDriver:
         self._wake = asyncio.Event()
         self._sem = asyncio.Semaphore(8)
         self._client: httpx.AsyncClient | None = None
-        from dap.roles.param_leader import ParamLeader
-
         # Tasks whose VDAF needs an aggregation parameter (Poplar1): aggregated per collection.
         self.param = ParamLeader(self)
 
@@ -332,11 +281,18 @@ class LeaderDriver:
             "SELECT task_id, job_id FROM agg_jobs WHERE role='leader' AND state='active'"
             " AND next_attempt <= ?", (now,))
         for tid, jid in rows:
-            key = ("agg", bytes(tid), bytes(jid))
-            if key in self._inflight:
-                continue
-            self._inflight.add(key)
-            asyncio.create_task(self._guarded(key, self._drive_job(bytes(tid), bytes(jid))))
+            self.spawn(("agg", bytes(tid), bytes(jid)), self._drive_job, bytes(tid), bytes(jid))
+
+    def spawn(self, key: tuple[str, bytes, bytes],
+              fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> bool:
+        """Run ``fn(*args)`` as a background task unless the job ``key`` (kind, task ID, job
+        ID) is already in flight. At most 8 run at once; an exception is logged, not raised.
+        False if the job was in flight already."""
+        if key in self._inflight:
+            return False
+        self._inflight.add(key)
+        asyncio.create_task(self._guarded(key, fn(*args)))
+        return True
 
     async def _guarded(self, key: tuple, coro: Any) -> None:
         try:
@@ -348,10 +304,18 @@ class LeaderDriver:
         finally:
             self._inflight.discard(key)
 
-    def _backoff(self, attempts: int, cap: float = 2.0) -> float:
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client toward the Helper (exists while :meth:`run` runs)."""
+        assert self._client is not None, "LeaderDriver.run() has not started"
+        return self._client
+
+    def backoff(self, attempts: int, cap: float = 2.0) -> float:
+        """Seconds to wait before retry ``attempts + 1``: exponential, capped, full jitter."""
         return random.uniform(0, min(cap, 0.05 * (2 ** min(attempts, 16))))
 
-    def _headers(self, task: AggregatorTask, media_type: str | None) -> dict[str, str]:
+    def helper_headers(self, task: AggregatorTask, media_type: str | None) -> dict[str, str]:
+        """Headers of a request to the Helper: ``DAP-Auth-Token`` and the media type."""
         h = {"DAP-Auth-Token": task.leader_token}
         if media_type:
             h["Content-Type"] = media_type
@@ -375,10 +339,9 @@ class LeaderDriver:
                 c.execute("UPDATE agg_jobs SET first_attempt=? WHERE task_id=? AND job_id=?",
                           (now, tid, jid))
         url = join_url(task.helper, f"tasks/{b64e(tid)}/aggregation_jobs/{b64e(jid)}")
-        client = self._client
-        assert client is not None
+        client = self.client
         answer = await ask_helper(lambda: client.put(
-            url, content=body, headers=self._headers(task, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ)))
+            url, content=body, headers=self.helper_headers(task, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ)))
         if answer.retry is not None:
             await self._retry_job(task, tid, jid, first_attempt, attempts, answer.retry)
         elif answer.failure is not None:
@@ -405,7 +368,7 @@ class LeaderDriver:
                           (f"re-built after: {why}", tid, jid))
             self._states.pop((tid, jid), None)
             return
-        delay = self._backoff(attempts)
+        delay = self.backoff(attempts)
         with self.store.tx() as c:
             c.execute("UPDATE agg_jobs SET attempts=attempts+1, next_attempt=?, detail=?"
                       " WHERE task_id=? AND job_id=?", (now + delay, why, tid, jid))
@@ -431,8 +394,7 @@ class LeaderDriver:
         self.log({"event": "agg_job_abandoned", "job": b64e(jid), "reports": n, "why": why})
         url = join_url(task.helper, f"tasks/{b64e(tid)}/aggregation_jobs/{b64e(jid)}")
         try:
-            assert self._client is not None
-            await self._client.delete(url, headers=self._headers(task, None))
+            await self.client.delete(url, headers=self.helper_headers(task, None))
         except httpx.HTTPError:
             pass
 
@@ -521,15 +483,11 @@ class LeaderDriver:
                     # Batch validation failed once the batch was known (current_batch):
                     # the job fails with that problem type, reported on the next poll.
                     with self.store.tx() as c:
-                        self._fail(c, tid, jid, p.problem_type.token if p.problem_type else None, p.detail)
+                        self.fail_collection(c, tid, jid, p.problem_type.token if p.problem_type else None, p.detail)
                     continue
                 if not started:
                     continue
-            key = ("col", tid, jid)
-            if key in self._inflight:
-                continue
-            self._inflight.add(key)
-            asyncio.create_task(self._guarded(key, self._drive_collection(hit[0], tid, jid)))
+            self.spawn(("col", tid, jid), self._drive_collection, hit[0], tid, jid)
 
     def _try_start_collection(self, task: AggregatorTask, ops: VdafOps, jid: bytes) -> bool:
         if ops.needs_agg_param:
@@ -569,7 +527,7 @@ class LeaderDriver:
             if count < task.min_batch_size:
                 return False  # Leader SHOULD wait for more reports (dap-09.md §14)
             if task.max_batch_size is not None and count > task.max_batch_size:
-                self._fail(c, tid, jid, "invalidBatchSize", f"batch has {count} reports")
+                self.fail_collection(c, tid, jid, "invalidBatchSize", f"batch has {count} reports")
                 return False
             share_req = AggregateShareReq(sel, agg_param, count, chk).encode()
             collector_config = HpkeConfig.decode(task.collector_hpke_config)
@@ -599,7 +557,10 @@ class LeaderDriver:
                 return bytes(bid)
         return None
 
-    def _fail(self, c: Any, tid: bytes, jid: bytes, problem: str | None, detail: str) -> None:
+    def fail_collection(self, c: Any, tid: bytes, jid: bytes, problem: str | None,
+                        detail: str) -> None:
+        """Inside tx ``c``: the collection job fails with ``problem`` (a DAP problem token,
+        or None), which its polls then report."""
         c.execute("UPDATE collection_jobs SET state='failed', problem=?, detail=? WHERE task_id=?"
                   " AND job_id=? AND state IN ('pending','collecting')", (problem, detail, tid, jid))
         self.log({"event": "collection_failed", "job": b64e(jid), "problem": problem,
@@ -613,11 +574,10 @@ class LeaderDriver:
             return
         _, share_req, leader_ct, count, istart, idur, sel_bytes, attempts = row
         url = join_url(task.helper, f"tasks/{b64e(tid)}/aggregate_shares")
-        assert self._client is not None
         why = ""
         try:
-            resp = await self._client.post(
-                url, content=share_req, headers=self._headers(task, MEDIA_TYPE_AGGREGATE_SHARE_REQ))
+            resp = await self.client.post(
+                url, content=share_req, headers=self.helper_headers(task, MEDIA_TYPE_AGGREGATE_SHARE_REQ))
         except httpx.TransportError as exc:
             resp, why = None, f"transport: {exc!r}"
         if resp is not None and 200 <= resp.status_code < 300:
@@ -630,8 +590,6 @@ class LeaderDriver:
                 pbs = (PartialBatchSelector(QueryType.FIXED_SIZE, batch_id=sel.batch_id)
                        if sel.query_type == QueryType.FIXED_SIZE
                        else PartialBatchSelector(QueryType.TIME_INTERVAL))
-                from dap.messages import Interval
-
                 collection = Collection(pbs, count, Interval(istart, idur),
                                         HpkeCiphertext.decode(leader_ct),
                                         helper_share.encrypted_aggregate_share).encode()
@@ -641,13 +599,13 @@ class LeaderDriver:
                 self.log({"event": "collection_finished", "job": b64e(jid), "reports": count})
                 return
         elif resp is not None and not is_retryable_status(resp.status_code):
-            ptype, detail = _problem_of(resp)
+            ptype, detail = problem_of(resp)
             with self.store.tx() as c:
-                self._fail(c, tid, jid, ptype, f"Helper: HTTP {resp.status_code} {detail}".strip())
+                self.fail_collection(c, tid, jid, ptype, f"Helper: HTTP {resp.status_code} {detail}".strip())
             return
         elif resp is not None:
             why = f"HTTP {resp.status_code}"
-        delay = self._backoff(attempts, cap=5.0)
+        delay = self.backoff(attempts, cap=5.0)
         with self.store.tx() as c:
             c.execute("UPDATE collection_jobs SET attempts=attempts+1, next_attempt=?, detail=?"
                       " WHERE task_id=? AND job_id=?", (time.time() + delay, why, tid, jid))

@@ -39,6 +39,7 @@ from typing import Any
 
 from dap.constants import QueryType
 from dap.messages import BatchSelector
+from dap.roles.buckets import ZERO_CHECKSUM, checksum_of, xor_checksum
 from dap.roles.task import AggregatorTask
 from dap.roles.vdafs import VdafOps
 
@@ -91,16 +92,11 @@ def ensure_schema(store: Any) -> None:
 class ParamBatches:
     """Accumulation, batch sums and collected-batch bookkeeping per (batch, agg_param)."""
 
-    def __init__(self, agg: Any) -> None:
-        self.agg = agg  # the dap.roles.aggregator.Aggregator (checksums, bucket keys)
-
     # --- accumulation ------------------------------------------------------------------
 
     def accumulate(self, c: Any, task: AggregatorTask, ops: VdafOps, agg_param: bytes,
                    items: list[tuple[bytes, bytes, int, Any]]) -> None:
         """Add (bucket, report_id, time, out_share) items under ``agg_param``, inside tx ``c``."""
-        from dap.roles.aggregator import ZERO_CHECKSUM, checksum_of, xor_checksum
-
         groups: dict[bytes, list[tuple[bytes, int, Any]]] = {}
         for bucket, rid, t, out in items:
             groups.setdefault(bytes(bucket), []).append((rid, t, out))
@@ -128,8 +124,6 @@ class ParamBatches:
     def batch_sum(self, c: Any, task: AggregatorTask, ops: VdafOps, selector: BatchSelector,
                   agg_param: bytes) -> tuple[bytes, int, bytes, int | None, int | None]:
         """(aggregate share, report count, checksum, min time, max time) of a batch under a param."""
-        from dap.roles.aggregator import ZERO_CHECKSUM, xor_checksum
-
         rows = c.execute("SELECT bucket, agg_share, report_count, checksum, min_time, max_time"
                          " FROM param_buckets WHERE task_id=? AND agg_param=?",
                          (task.task_id, bytes(agg_param))).fetchall()

@@ -56,28 +56,15 @@ from dap.messages import (
     HpkeConfig,
     PrepareResp,
 )
-from dap.roles.http import Problem, check_auth, check_media_type
+from dap.roles.buckets import bucket_key
+from dap.roles.http import Problem, Reply, check_auth, check_media_type, decode_message, path_id
 from dap.roles.param_agg import ParamBatches, ensure_schema
+from dap.roles.storage import SQLITE_MAX_INT
 from dap.roles.task import AggregatorTask
 from dap.roles.vdafs import VdafOps
 from dap.vdaf.pingpong import Finished
 
 __all__ = ["ParamHelper"]
-
-
-def _decode(cls: Any, body: bytes, task_id: bytes) -> Any:
-    try:
-        return cls.decode(body)
-    except DecodeError as exc:
-        raise Problem(ProblemType.INVALID_MESSAGE, str(exc), task_id=task_id) from None
-
-
-def _job_id(text: str, task_id: bytes) -> bytes:
-    try:
-        return bytes(AggregationJobId.from_b64(text))
-    except (ValueError, TypeError):
-        raise Problem(ProblemType.INVALID_MESSAGE, "bad aggregation job ID in path",
-                      task_id=task_id) from None
 
 
 def _invalid(detail: str, task_id: bytes) -> Problem:
@@ -91,23 +78,21 @@ class ParamHelper:
         self.agg = agg  # the dap.roles.aggregator.Aggregator this serves
         self.store = agg.store
         ensure_schema(self.store)
-        self.batches = ParamBatches(agg)
+        self.batches = ParamBatches()
 
     # --- init --------------------------------------------------------------------------
 
     def init(self, task: AggregatorTask, ops: VdafOps, job_id_text: str, request: Any,
-             body: bytes) -> Any:
-        from dap.roles.aggregator import SQLITE_MAX_INT, Reply, bucket_key
-
+             body: bytes) -> Reply:
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ, task_id=tid)
-        job_id = _job_id(job_id_text, tid)
+        job_id = bytes(path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
         digest = hashlib.sha256(body).digest()
-        replay = self.agg._init_replay(tid, job_id, digest)
+        replay = self.agg.init_replay(tid, job_id, digest)
         if replay is not None:
             return replay
-        req = _decode(AggregationJobInitReq, body, tid)
+        req = decode_message(AggregationJobInitReq, body, tid)
         pbs = req.part_batch_selector
         if pbs.query_type != task.query_type:
             raise _invalid("partial batch selector query type differs from the task's", tid)
@@ -125,10 +110,10 @@ class ParamHelper:
         for pi in req.prepare_inits:
             rs = pi.report_share
             md = rs.report_metadata
-            err = self.agg._time_check(task, md.time)
+            err = self.agg.time_check(task, md.time)
             state = outbound = None
             if err is None:
-                plaintext, err = self.agg._open_input_share(
+                plaintext, err = self.agg.open_input_share(
                     Role.HELPER, task, md, rs.public_share, rs.encrypted_input_share)
                 if err is None:
                     try:
@@ -145,7 +130,7 @@ class ParamHelper:
             results.append((bytes(md.report_id), md.time, state, err, outbound))
 
         with self.store.tx() as c:
-            replay = self.agg._init_replay(tid, job_id, digest, c)
+            replay = self.agg.init_replay(tid, job_id, digest, c)
             if replay is not None:
                 return replay
             if batch_id is not None:
@@ -190,13 +175,11 @@ class ParamHelper:
     # --- continue ----------------------------------------------------------------------
 
     def continue_(self, task: AggregatorTask, ops: VdafOps, job_id_text: str, request: Any,
-                  body: bytes) -> Any:
-        from dap.roles.aggregator import Reply
-
+                  body: bytes) -> Reply:
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ, task_id=tid)
-        job_id = _job_id(job_id_text, tid)
+        job_id = bytes(path_id(AggregationJobId, job_id_text, "aggregation job ID", tid))
         digest = hashlib.sha256(body).digest()
         # Step 1 costs little CPU (Poplar1: the output share is already in the prep
         # state), so the whole step runs in one transaction: checks, VDAF, commit.
@@ -209,7 +192,7 @@ class ParamHelper:
                               task_id=tid)
             step, state, last_hash, stored_response, agg_param, batch_id = row
             agg_param = bytes(agg_param)
-            req = _decode(AggregationJobContinueReq, body, tid)
+            req = decode_message(AggregationJobContinueReq, body, tid)
             if req.step == 0:
                 raise _invalid("step 0 is not a continuation", tid)
             if step >= 1 and req.step == step and digest == last_hash:
@@ -280,13 +263,11 @@ class ParamHelper:
     # --- aggregate share ---------------------------------------------------------------
 
     def aggregate_share(self, task: AggregatorTask, ops: VdafOps, request: Any,
-                        body: bytes) -> Any:
-        from dap.roles.aggregator import Reply
-
+                        body: bytes) -> Reply:
         tid = task.task_id
         check_auth(request, task.leader_token, task_id=tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATE_SHARE_REQ, task_id=tid)
-        req = _decode(AggregateShareReq, body, tid)
+        req = decode_message(AggregateShareReq, body, tid)
         digest = hashlib.sha256(body).digest()
         stored_sql = "SELECT response FROM agg_share_resps WHERE task_id=? AND req_hash=?"
         row = self.store.one(stored_sql, (tid, digest))

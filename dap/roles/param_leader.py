@@ -65,8 +65,10 @@ from dap.messages import (
     ReportMetadata,
     ReportShare,
 )
+from dap.roles.buckets import bucket_key, interval_of
 from dap.roles.param_agg import ParamBatches, ensure_schema
 from dap.roles.task import AggregatorTask, b64e
+from dap.roles.upstream import ask_helper, join_url
 from dap.roles.vdafs import VdafOps
 from dap.vdaf.pingpong import Finished
 
@@ -81,7 +83,7 @@ class ParamLeader:
         self.agg = driver.agg
         self.store = driver.store
         ensure_schema(self.store)
-        self.batches = ParamBatches(self.agg)
+        self.batches = ParamBatches()
         # The Leader's Continued states of freshly created jobs (recomputed after a restart:
         # preparation is deterministic).
         self._states: dict[tuple[bytes, bytes], list[Any]] = {}
@@ -206,8 +208,6 @@ class ParamLeader:
     def _finish_batch(self, c: Any, task: AggregatorTask, ops: VdafOps, jid: bytes,
                       sel: BatchSelector, agg_param: bytes, replayed: int) -> bool:
         """Every report of the batch is prepared under ``agg_param``: store the share request."""
-        from dap.roles.aggregator import interval_of
-
         tid = task.task_id
         share, count, chk, tmin, tmax = self.batches.batch_sum(c, task, ops, sel, agg_param)
         if count < task.min_batch_size:
@@ -215,7 +215,7 @@ class ParamLeader:
             if c.execute("SELECT 1 FROM param_collections WHERE task_id=? AND selector=?",
                          (tid, sel.encode())).fetchone() is not None:
                 # The batch's report set froze at its first collection: it cannot grow.
-                self.d._fail(c, tid, jid, "invalidBatchSize",
+                self.d.fail_collection(c, tid, jid, "invalidBatchSize",
                              f"batch has {count} reports under this aggregation parameter"
                              f" ({replayed} already used at this level: report_replayed)")
             elif batch_id is not None:
@@ -230,7 +230,7 @@ class ParamLeader:
                     self._add_members(c, tid, batch_id, spare)
             return False  # otherwise the Leader SHOULD wait for more reports (§14)
         if task.max_batch_size is not None and count > task.max_batch_size:
-            self.d._fail(c, tid, jid, "invalidBatchSize", f"batch has {count} reports")
+            self.d.fail_collection(c, tid, jid, "invalidBatchSize", f"batch has {count} reports")
             return False
         share_req = AggregateShareReq(sel, agg_param, count, chk).encode()
         leader_ct = hpke.seal_aggregate_share(HpkeConfig.decode(task.collector_hpke_config),
@@ -248,8 +248,6 @@ class ParamLeader:
 
     def _create_jobs(self, task: AggregatorTask, ops: VdafOps, sel: BatchSelector,
                      agg_param: bytes, reports: list[tuple[bytes, int]]) -> None:
-        from dap.roles.aggregator import bucket_key
-
         tid = task.task_id
         batch_id = bytes(sel.batch_id) if sel.batch_id is not None else None
         pbs = (PartialBatchSelector(QueryType.FIXED_SIZE, batch_id=batch_id)
@@ -305,11 +303,7 @@ class ParamLeader:
         rows = self.store.query("SELECT task_id, job_id FROM param_jobs WHERE state='active'"
                                 " AND next_attempt <= ?", (time.time(),))
         for tid, jid in rows:
-            key = ("param-agg", bytes(tid), bytes(jid))
-            if key in self.d._inflight:
-                continue
-            self.d._inflight.add(key)
-            asyncio.create_task(self.d._guarded(key, self._drive(bytes(tid), bytes(jid))))
+            self.d.spawn(("param-agg", bytes(tid), bytes(jid)), self._drive, bytes(tid), bytes(jid))
 
     async def _drive(self, tid: bytes, jid: bytes) -> None:
         row = self.store.one("SELECT step, init_req, continue_req, first_attempt, attempts, state,"
@@ -327,15 +321,12 @@ class ParamLeader:
                 c.execute("UPDATE param_jobs SET first_attempt=? WHERE task_id=? AND job_id=?",
                           (first_attempt, tid, jid))
         url = self._job_url(task, tid, jid)
-        client = self.d._client
-        assert client is not None
-        from dap.roles.leader import ask_helper
-
+        client = self.d.client
         if step == 0:
-            answer = await ask_helper(lambda: client.put(url, content=init_req, headers=self.d._headers(
+            answer = await ask_helper(lambda: client.put(url, content=init_req, headers=self.d.helper_headers(
                 task, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ)))
         else:
-            answer = await ask_helper(lambda: client.post(url, content=continue_req, headers=self.d._headers(
+            answer = await ask_helper(lambda: client.post(url, content=continue_req, headers=self.d.helper_headers(
                 task, MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ)))
         if answer.retry is not None:
             await self._retry(task, tid, jid, first_attempt, attempts, answer.retry)
@@ -352,8 +343,6 @@ class ParamLeader:
             await self._delete_at_helper(task, tid, jid)
 
     def _job_url(self, task: AggregatorTask, tid: bytes, jid: bytes) -> str:
-        from dap.roles.leader import join_url
-
         return join_url(task.helper, f"tasks/{b64e(tid)}/aggregation_jobs/{b64e(jid)}")
 
     def _after_init(self, task: AggregatorTask, ops: VdafOps, tid: bytes, jid: bytes,
@@ -466,7 +455,7 @@ class ParamLeader:
         if time.time() - first > self.d.retry_budget:
             await self._abandon(task, tid, jid, f"retry budget exhausted; last error: {why}")
             return
-        delay = self.d._backoff(attempts)
+        delay = self.d.backoff(attempts)
         with self.store.tx() as c:
             c.execute("UPDATE param_jobs SET attempts=attempts+1, next_attempt=?, detail=?"
                       " WHERE task_id=? AND job_id=?", (time.time() + delay, why, tid, jid))
@@ -493,8 +482,7 @@ class ParamLeader:
     async def _delete_at_helper(self, task: AggregatorTask, tid: bytes, jid: bytes) -> None:
         """DELETE the job so the Helper drops prep states it still holds (best effort)."""
         try:
-            assert self.d._client is not None
-            await self.d._client.delete(self._job_url(task, tid, jid),
-                                        headers=self.d._headers(task, None))
+            await self.d.client.delete(self._job_url(task, tid, jid),
+                                        headers=self.d.helper_headers(task, None))
         except httpx.HTTPError:
             pass

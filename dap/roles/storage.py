@@ -59,9 +59,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GroupCommit", "Store", "SCHEMA_VERSION"]
+__all__ = ["GroupCommit", "Store", "SCHEMA_VERSION", "SQLITE_MAX_INT"]
 
 SCHEMA_VERSION = 1
+
+#: the largest value SQLite stores as INTEGER (report times are u64 on the wire)
+SQLITE_MAX_INT = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB);

@@ -20,6 +20,7 @@ from faults.workload import (
     with_reports,
 )
 from harness.cli import main
+from process_fixtures import procs_mentioning
 
 FAULTRUN = Path(sys.executable).with_name("faultrun")
 REPO = Path(__file__).resolve().parent.parent
@@ -158,21 +159,6 @@ def test_workload_functions() -> None:
     assert [s.count for s in with_reports(wl, 5).steps if isinstance(s, Upload)] == [2, 3]
 
 
-def _procs_mentioning(text: str) -> list[str]:
-    out = []
-    for pid in Path("/proc").iterdir():
-        if not pid.name.isdigit():
-            continue
-        try:
-            cmd = (pid / "cmdline").read_bytes().decode(errors="replace")
-            state = (pid / "stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            continue
-        if text in cmd and state != "Z":
-            out.append(f"{pid.name}: {cmd}")
-    return out
-
-
 def test_sigint_stops_every_process(tmp_path: Path) -> None:
     import signal
     import time
@@ -191,7 +177,7 @@ def test_sigint_stops_every_process(tmp_path: Path) -> None:
         while time.monotonic() < deadline and not (art / "slow").exists():  # the scenario has started
             time.sleep(0.05)
         assert (art / "slow").exists()
-        assert len(_procs_mentioning(str(art))) >= 5  # four roles + mitmdump
+        assert len(procs_mentioning(str(art))) >= 5  # four roles + mitmdump
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:
@@ -201,7 +187,7 @@ def test_sigint_stops_every_process(tmp_path: Path) -> None:
         # If faultrun failed to clean up, do it here so a failing test leaves nothing running
         # (the assertion below still fails).
         settle = time.monotonic() + 2
-        while (leftovers := _procs_mentioning(str(art))) and time.monotonic() < settle:
+        while (leftovers := procs_mentioning(str(art))) and time.monotonic() < settle:
             time.sleep(0.1)
         for entry in leftovers:
             try:

@@ -36,8 +36,8 @@ own label:
   the checker confirms that a correct Leader would not complete it (:mod:`harness.check.fill`);
 - ``infra``: the harness or a role failed, there is no verdict on the target. Such runs are
   counted and listed (:attr:`CampaignResult.infra_runs`), never shrunk (hypothesis sees a
-  pass), so a flaky machine cannot shrink into noise. Three infra runs in a row, or a dead
-  role, end the campaign (:attr:`CampaignResult.infra_aborted`, exit 3);
+  pass), so a flaky machine cannot shrink into noise. A role or proxy that died is restarted
+  before the next example; three infra runs in a row end the campaign (:attr:`CampaignResult.infra_aborted`, exit 3);
 - lost reports under faults that may lose them: completeness is demanded only of plans made
   of faults the protocol must recover from (:func:`faults.strategies.expectation_for`).
 
@@ -87,7 +87,7 @@ from harness.campaign.result import (
     failure_kind,
 )
 from harness.check.verdict import VerdictClass
-from harness.errors import BackendError, HarnessError
+from harness.errors import HarnessError
 from harness.report.html import render_report_html
 from harness.report.rundir import unique_dir
 
@@ -175,15 +175,8 @@ class _State:
         vc = result.report.verdict_class
         kind = failure_kind(scenario, result.report)
         self.verdicts[kind or vc.value] += 1
-        if vc == VerdictClass.INFRA:
-            self._infra(result.run_dir, result.report.summary)
-            for role in ("leader", "helper", "client", "collector"):
-                try:
-                    self.stack.backend.check(role)
-                except BackendError as dead:
-                    self.infra_aborted = self.stop = True
-                    self._infra(result.run_dir, f"stack broken: {dead}")
-                    break
+        if vc == VerdictClass.INFRA:  # a role that died is restarted by the next run (Stack.heal)
+            self._infra(result.run_dir, "; ".join(result.report.reasons) or result.report.summary)
         else:
             self.infra_in_a_row = 0
         last = f"{kind or vc.value} {result.run_dir.name} {getattr(result, 'seconds', 0.0):.1f}s"
@@ -207,8 +200,7 @@ class _State:
     def _infra(self, run_dir: Path, summary: str) -> None:
         if len(self.infra) < MAX_INFRA_LISTED:
             self.infra.append(InfraRun(run_dir=run_dir, summary=summary))
-        if not summary.startswith("stack broken"):
-            self.infra_in_a_row += 1
+        self.infra_in_a_row += 1
         if self.infra_in_a_row >= MAX_INFRA_IN_A_ROW:
             self.infra_aborted = self.stop = True
 

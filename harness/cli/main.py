@@ -42,9 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = sum(a.count("v") for a in argv if a.startswith("-") and not a.startswith("--") and set(a[1:]) == {"v"})
     verbose += argv.count("--verbose")
-    previous = previous_int = None
+    previous = previous_int = previous_hup = None
     try:
         previous = signal.signal(signal.SIGTERM, _sigterm)
+        # a closed terminal: stop every process in order, as for SIGTERM (children also get
+        # SIGTERM from the kernel if faultrun dies unprepared: harness.stack.lifetime)
+        previous_hup = signal.signal(signal.SIGHUP, _sigterm)
         # A shell starts background jobs with SIGINT ignored and Python then installs no
         # KeyboardInterrupt handler: faultrun must still stop its processes on SIGINT.
         previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
         if previous_int is not None:
             signal.signal(signal.SIGINT, previous_int)
+        if previous_hup is not None:
+            signal.signal(signal.SIGHUP, previous_hup)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,6 +77,7 @@ from harness.report.rundir import unique_dir, write_run_dir
 from harness.stack.backend import Backend, get_backend
 from harness.stack.images import ROLES, ImageEntry, Images, load_images
 from harness.stack.interop import InteropClient, ProvisionedTask, provision_task, wait_ready
+from harness.stack.lifetime import exit_text, last_line, sweep
 from harness.stack.proxy import FaultProxy
 
 __all__ = ["RunResult", "Stack", "check_scenario", "resolve_impl"]
@@ -95,6 +96,9 @@ NOT_READY_GRACE_S = 1.0
 NOT_READY_AGAIN_S = 0.25
 #: ... and re-checked this often (the Leader may give up aggregating later: retry budgets).
 FILL_RECHECK_S = 1.0
+#: While a collection is polled, every role and the proxy are checked this often: a role that
+#: died is infrastructure, reported at once, not a collection that times out.
+ALIVE_RECHECK_S = 0.5
 
 
 @attrs.frozen
@@ -160,6 +164,7 @@ class Stack:
               images: Path | str | Images | None = None, backend: str | Backend = "local",
               *, ready_timeout_s: float = 30.0, save_flows: bool = True, pull: bool = False) -> Stack:
         t0 = time.monotonic()
+        sweep()  # a harness killed with kill -9 earlier may have left children behind
         root = Path(artifacts_root).resolve()  # child processes run elsewhere: never hand them a relative path
         imgs = images if isinstance(images, Images) else load_images(images)
         entries = resolve_impl(imgs, impl)
@@ -175,24 +180,72 @@ class Stack:
             prepare = getattr(be, "prepare", None)  # docker: images present (or pulled), network created
             if prepare is not None:
                 prepare(entries)
-            urls = {role: be.start(role, entries[role]) for role in ("leader", "helper", "client", "collector")}
-            stack.clients = {role: InteropClient(role, url) for role, url in urls.items()}
-            # The proxy forwards to each role as the roles see each other (docker: http://helper:8080).
-            peer_url = getattr(be, "peer_url", None)
-            upstreams = {link: (peer_url(target) if peer_url else urls[target]).rstrip("/")
-                         for link, (_, target) in LINK_ROLES.items()}
-            make_proxy = getattr(be, "fault_proxy", None) or FaultProxy
-            stack.proxy = make_proxy(upstreams, workdir=stack_dir / "proxy", plan=Plan(), save_flows=save_flows)
-            try:
-                stack.proxy.start()
-            except ProxyStartError as exc:
-                raise BackendError(f"fault proxy: {exc}", role="proxy") from exc
+            for role in ("leader", "helper", "client", "collector"):
+                stack._start_role(role)
+            stack._start_proxy(save_flows)
             wait_ready(stack.clients, timeout_s=ready_timeout_s, check=be.check)
         except BaseException:
             stack.close()
             raise
         stack.started_s = time.monotonic() - t0
         return stack
+
+    def _start_role(self, role: str) -> None:
+        url = self.backend.start(role, self.impl[role])
+        old = self.clients.pop(role, None)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        self.clients[role] = InteropClient(role, url)
+
+    def _start_proxy(self, save_flows: bool) -> None:
+        """The fault proxy, forwarding to each role as the roles see each other (docker:
+        ``http://helper:8080``; local: the role's current port)."""
+        peer_url = getattr(self.backend, "peer_url", None)
+        upstreams = {link: (peer_url(target) if peer_url else self.clients[target].base_url).rstrip("/")
+                     for link, (_, target) in LINK_ROLES.items()}
+        make_proxy = getattr(self.backend, "fault_proxy", None) or FaultProxy
+        self.proxy = make_proxy(upstreams, workdir=self.stack_dir / "proxy", plan=Plan(), save_flows=save_flows)
+        try:
+            self.proxy.start()
+        except ProxyStartError as exc:
+            raise BackendError(f"fault proxy: {exc}", role="proxy") from exc
+
+    def dead(self) -> list[str]:
+        """One line per role or proxy process that is no longer running (empty: all run)."""
+        out = []
+        for role in ROLES:
+            try:
+                self.backend.check(role)
+            except BackendError as exc:
+                out.append(str(exc))
+        proc = getattr(self.proxy, "process", None)
+        if self.proxy is not None and proc is not None and proc.poll() is not None:
+            out.append(f"proxy: mitmdump {exit_text(proc.returncode)}; last log line: "
+                       f"{last_line(self.proxy.log_path)}")
+        elif self.proxy is not None and getattr(self.proxy, "control", None) is None:
+            out.append("proxy: the fault proxy is not running")
+        return out
+
+    def heal(self, ready_timeout_s: float = 30.0) -> list[str]:
+        """Restart what died (a dead role on its own state dir; the proxy with every restart,
+        since it forwards to the roles' ports); return what was dead. BackendError if that fails."""
+        dead = self.dead()
+        if not dead:
+            return []
+        log.warning("restarting the stack after: %s", "; ".join(dead))
+        for role in ROLES:
+            try:
+                self.backend.check(role)
+            except BackendError:
+                self.backend.stop(role)
+                self._start_role(role)
+        save_flows = bool(getattr(self.proxy, "save_flows", True))
+        if self.proxy is not None:
+            self.proxy.close()
+        self._start_proxy(save_flows)
+        wait_ready(self.clients, timeout_s=ready_timeout_s, check=self.backend.check)
+        return dead
 
     def close(self) -> None:
         """Stop the proxy and every role. Never raises; idempotent."""
@@ -241,9 +294,12 @@ class Stack:
 
         ``report_html=False`` skips report.html (about 40% of a passing run's time; campaigns
         render it only for the runs they keep, see :func:`harness.report.html.render_report_html`)."""
-        if self._closed or self.proxy is None or self.proxy.control is None:
+        if self._closed or self.proxy is None:
             raise InfraError("stack is closed")
         check_scenario(scenario)
+        healed = self.heal()  # a role or the proxy died in an earlier scenario: restart it first
+        if healed:
+            log.warning("%s: restarted the stack after %s", scenario.name, "; ".join(healed))
         if seed is not None:
             scenario = attrs.evolve(scenario, plan=attrs.evolve(scenario.plan, seed=seed))
         t0 = time.monotonic()
@@ -276,6 +332,11 @@ class Stack:
         except (InteropError, BackendError, ControlError) as exc:
             infra.append(self._explain(exc))
         finally:
+            # a role or the proxy that died during the scenario: its end is no verdict on the target
+            for what in self.dead():
+                line = f"{what} (detected at +{time.monotonic() - t0:.2f} s)"
+                if not any(what.split(";")[0] in x for x in infra):
+                    infra.append(line)
             end_seq = None
             recording: list[str] = []
             try:
@@ -308,11 +369,9 @@ class Stack:
         """
         deadline = time.monotonic() + 1.0
         while True:
-            for role in ROLES:
-                try:
-                    self.backend.check(role)
-                except BackendError as dead:
-                    return f"{exc} ({dead})"
+            dead = self.dead()
+            if dead:
+                return f"{'; '.join(dead)} (then: {exc})"
             if time.monotonic() >= deadline:
                 return str(exc)
             time.sleep(0.05)
@@ -419,6 +478,7 @@ class Stack:
         # has had its grace already; check (almost) at once
         grace = NOT_READY_AGAIN_S if any(c.status == "not_ready" for c in earlier) else NOT_READY_GRACE_S
         fill_check_at = t_start + grace
+        alive_check_at = t_start + ALIVE_RECHECK_S
         while True:
             polls += 1
             r = collector.call("collection_poll", {"handle": handle}, timeout_s=max(deadline - time.monotonic(), 1.0))
@@ -431,6 +491,11 @@ class Stack:
                                         report_count=r.get("report_count"), interval=interval,
                                         batch_id=r.get("batch_id"), polls=polls, t_wall=time.time(),
                                         errors=tuple(errors), starts=starts)
+            if time.monotonic() >= alive_check_at:  # a dead Helper shows only as a collection that never ends
+                dead = self.dead()
+                if dead:
+                    raise BackendError("; ".join(dead))
+                alive_check_at = time.monotonic() + ALIVE_RECHECK_S
             if status == "in progress":
                 in_a_row = 0
                 if fill_check is not None and time.monotonic() >= fill_check_at:

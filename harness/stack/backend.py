@@ -43,7 +43,7 @@ import attrs
 
 from harness.errors import BackendError, UsageError
 from harness.stack.images import REPO, ImageEntry
-from harness.stack.lifetime import close_at_exit
+from harness.stack.lifetime import close_at_exit, exit_text, forget_child, last_line, spawn
 from harness.stack.ports import free_port
 
 __all__ = ["BACKENDS", "Backend", "LocalBackend", "RoleProc", "free_port", "get_backend"]
@@ -108,8 +108,8 @@ class LocalBackend:
         logf = open(state_dir / "role.log", "ab")  # noqa: SIM115 - owned by RoleProc, closed in stop()
         env = {**os.environ, **entry.env, "PYTHONUNBUFFERED": "1"}
         try:
-            proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
+            proc = spawn(cmd, what=f"{role} {entry.name}", cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf,
+                         stderr=subprocess.STDOUT, env=env)
         except OSError as exc:
             logf.close()
             raise BackendError(f"cannot run {cmd[0]!r}: {exc.strerror}", role=role) from exc
@@ -125,9 +125,8 @@ class LocalBackend:
             raise BackendError("not started", role=role)
         code = rp.process.poll()
         if code is not None:
-            tail = _tail(rp.log_path)
-            last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
-            raise BackendError(f"{rp.entry.name} exited with status {code}: {last}", role=role, log_tail=tail)
+            raise BackendError(f"{rp.entry.name} {exit_text(code)}; last log line: {last_line(rp.log_path)}",
+                               role=role, log_tail=_tail(rp.log_path))
 
     def logs(self, role: str) -> list[Path]:
         rp = self.procs.get(role)
@@ -156,6 +155,7 @@ class LocalBackend:
         except Exception:
             log.exception("stopping %s (pid %s)", role, proc.pid)
         finally:
+            forget_child(proc.pid)
             with contextlib.suppress(OSError):
                 rp.log_file.close()
 

@@ -56,7 +56,7 @@ from faults.vocabulary import CLIENT_LEADER, COLLECTOR_LEADER, LEADER_HELPER
 from harness.errors import BackendError, ControlError, ProxyStartError, UsageError
 from harness.stack.control import ControlClient
 from harness.stack.images import ImageEntry
-from harness.stack.lifetime import close_at_exit, forget_at_exit
+from harness.stack.lifetime import OWNER_LABEL, close_at_exit, forget_at_exit, owner_alive, owner_labels
 from harness.stack.proxy import faultproxy_args
 
 __all__ = ["DEFAULT_PROXY_IMAGE", "LABEL", "ContainerFaultProxy", "DockerBackend", "connect", "engine_is_local",
@@ -170,18 +170,26 @@ def ensure_image(client: Any, ref: str, *, pull: bool, what: str) -> None:
         raise BackendError(f"{what}: pulling {ref} failed: {_one_line(exc)}") from exc
 
 
-def remove_leftovers(client: Any, run_id: str | None = None) -> list[str]:
-    """Remove containers and networks labelled by faultrun (one run, or all); return their names."""
+def remove_leftovers(client: Any, run_id: str | None = None, *, orphans_only: bool = False) -> list[str]:
+    """Remove containers and networks labelled by faultrun (one run, or all; ``orphans_only``:
+    only those whose owning harness process is gone); return their names."""
     label = f"{LABEL}={run_id}" if run_id else LABEL
+
+    def doomed(obj: Any) -> bool:
+        owner = (getattr(obj, "labels", None) or obj.attrs.get("Labels") or {}).get(OWNER_LABEL)
+        return not orphans_only or (owner is not None and not owner_alive(owner))
+
     removed = []
     for c in client.containers.list(all=True, filters={"label": label}):
-        with contextlib.suppress(Exception):
-            c.remove(force=True, v=True)
-            removed.append(c.name)
+        if doomed(c):
+            with contextlib.suppress(Exception):
+                c.remove(force=True, v=True)
+                removed.append(c.name)
     for n in client.networks.list(filters={"label": label}):
-        with contextlib.suppress(Exception):
-            n.remove()
-            removed.append(n.name)
+        if doomed(n):
+            with contextlib.suppress(Exception):
+                n.remove()
+                removed.append(n.name)
     return removed
 
 
@@ -263,7 +271,7 @@ class DockerBackend:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {LABEL: self.run_id}
+        return {LABEL: self.run_id, **owner_labels()}
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -283,6 +291,9 @@ class DockerBackend:
                 raise UsageError(f"{role} {entry.name!r} has no 'image' in images.toml, so the docker backend cannot "
                                  "run it (use --backend local, or add an image)")
         client = self._connect()
+        swept = remove_leftovers(client, orphans_only=True)  # a harness killed before it could clean up
+        if swept:
+            log.warning("removed containers and networks of a faultrun that died: %s", ", ".join(swept))
         for ref in dict.fromkeys([*(e.image for e in entries.values()), self.proxy_image]):
             what = ", ".join(f"{r} {e.name!r}" for r, e in entries.items() if e.image == ref) or "fault proxy"
             ensure_image(client, ref, pull=self.pull, what=what)  # type: ignore[arg-type]

@@ -39,6 +39,7 @@ from faults.plan import Plan, dump_plan
 from faults.vocabulary import LINKS
 from harness.errors import ControlError, ProxyStartError
 from harness.stack.control import ControlClient
+from harness.stack.lifetime import forget_child, spawn
 from harness.stack.ports import free_port
 
 __all__ = ["FaultProxy", "faultproxy_args", "free_port", "mitmdump_command"]
@@ -168,10 +169,8 @@ class FaultProxy:
         try:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - owned, closed in close()
             self._log_start = self._log.tell()
-            self.process = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                cwd=self.workdir, start_new_session=True,
-            )
+            self.process = spawn(self.command(), what="fault proxy (mitmdump)", stdin=subprocess.DEVNULL,
+                                 stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
             self.control = ControlClient(self.control_port, self._token)
             self._wait_ready()
         except BaseException:
@@ -237,6 +236,8 @@ class FaultProxy:
                 log.exception("closing control client")
             self.control = None
         proc, self.process = self.process, None
+        if proc is not None:
+            forget_child(proc.pid)
         if proc is not None and proc.poll() is None:
             try:
                 proc.send_signal(signal.SIGTERM)

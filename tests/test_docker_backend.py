@@ -103,15 +103,17 @@ def test_matrix_combinations_filters_and_backend() -> None:
     im = load_images()
     docker_all = combos(im, {}, "docker")
     assert len(docker_all) == 3 * 2 * 3 * 2  # client x leader x helper x collector, as in images.toml
-    assert combos(im, {}, "local") and all(c[r].name == "reference" for c in combos(im, {}, "local") for r in c)
+    local = combos(im, {}, "local")
+    assert len(local) == 4  # leader and helper: reference or janus (a user's build); our client and collector
+    assert {c[r].name for c in local for r in ("client", "collector")} == {"reference"}
     mixed = combos(im, parse_filters([("leader", "janus"), ("all", "reference")]), "docker")
     assert [combo_label(c) for c in mixed] == ["client=reference,leader=janus,helper=reference,collector=reference"]
     two = combos(im, parse_filters([("helper", "reference,janus"), ("all", "reference")]), "docker")
     assert [c["helper"].name for c in two] == ["reference", "janus"]
-    with pytest.raises(UsageError, match="no leader implementation the local backend can run among janus"):
-        combos(im, parse_filters([("leader", "janus")]), "local")
-    with pytest.raises(UsageError, match="leader janus cannot run under --backend local"):
-        combos(im, parse_filters([("leader", "reference,janus")]), "local")
+    with pytest.raises(UsageError, match="no helper implementation the local backend can run among daphne"):
+        combos(im, parse_filters([("helper", "daphne")]), "local")
+    with pytest.raises(UsageError, match="helper daphne cannot run under --backend local"):
+        combos(im, parse_filters([("helper", "reference,daphne")]), "local")
     with pytest.raises(ImagesError, match="did you mean janus"):
         combos(im, parse_filters([("leader", "januss")]), "docker")
     with pytest.raises(UsageError, match="unknown role"):

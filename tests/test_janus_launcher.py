@@ -395,3 +395,14 @@ def test_run_to_end_reports_a_failed_one_shot(tmp_path: Path) -> None:
         assert sup.children == []
         ok = ChildSpec("initdb", (sys.executable, "-c", "pass"), tmp_path / "initdb.log")
         sup.run_to_end(ok, timeout_s=30)
+
+
+def test_a_second_stop_signal_does_not_cut_the_cleanup_short(launch) -> None:
+    la = launch({"stubborn": "stubborn", "polite": "sleep"}, stop_timeout_s=1.5)
+    la.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the launcher is now waiting for the stubborn child
+    la.proc.send_signal(signal.SIGTERM)
+    la.proc.send_signal(signal.SIGINT)
+    assert la.proc.wait(15) == 0, la.output()
+    assert "SIGKILL" in la.output() and "Traceback" not in la.output()
+    assert not any(_alive(p) for p in la.pids.values())

@@ -563,12 +563,16 @@ class Supervisor:
                     c.process.wait(2.0)
 
     def close(self) -> None:
-        """Stop every child at once (its stop signal, SIGKILL after ``stop_timeout_s``)."""
+        """Stop every child at once (its stop signal, SIGKILL after ``stop_timeout_s``). SIGTERM
+        and SIGINT wait meanwhile (a stop signal arriving now cannot cut the cleanup short)."""
         children, self.children = self.children, []
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
             self._stop(children)
         except Exception:
             log.exception("stopping children")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def __enter__(self) -> Supervisor:
         return self
@@ -830,10 +834,12 @@ class JanusStack:
                  _addr(self.host, self.port), ports.postgres)
 
     def close(self) -> None:
-        self.sup.close()
-        if self.cluster is not None and not self.keep_cluster:
-            self.cluster.remove()
-        self.cluster = None
+        try:
+            self.sup.close()
+        finally:
+            if self.cluster is not None and not self.keep_cluster:
+                self.cluster.remove()
+            self.cluster = None
 
     def __enter__(self) -> JanusStack:
         return self

@@ -50,7 +50,7 @@ def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
     (["--fault", "duplicate-report", "--impl", "leader"], "expected ROLE=NAME"),
     (["--fault", "duplicate-report", "--impl", "auditor=reference"], "unknown role"),
     (["--fault", "duplicate-report", "--impl", "leader=refrence"], "did you mean reference"),
-    (["--fault", "duplicate-report", "--impl", "leader=janus"], "needs the docker backend"),
+    (["--fault", "duplicate-report", "--impl", "helper=daphne"], "needs the docker backend"),
     (["--fault", "duplicate-report", "--pull"], "--pull needs --backend docker"),
     (["--fault", "duplicate-report", "--timeout", "-1"], "--timeout: must be > 0"),
     (["--plan", "/nonexistent/plan.toml"], "file not found"),

@@ -99,7 +99,9 @@ def test_args_need_an_image_and_must_be_strings() -> None:
     assert im.default("leader").args == ("leader", "-v") and im.default("leader").port == 8788
 
 
-def test_matrix_combinations_filters_and_backend() -> None:
+def test_matrix_combinations_filters_and_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JANUS_BIN_DIR", raising=False)  # no Janus build here: its local entries cannot run
+    monkeypatch.delenv("JANUS_SRC", raising=False)
     im = load_images()
     docker_all = combos(im, {}, "docker")
     assert len(docker_all) == 3 * 2 * 3 * 2  # client x leader x helper x collector, as in images.toml
@@ -112,10 +114,12 @@ def test_matrix_combinations_filters_and_backend() -> None:
     assert [combo_label(c) for c in mixed] == ["client=reference,leader=janus,helper=reference,collector=reference"]
     two = combos(im, parse_impl(["helper=reference,janus", "all=reference"]), "docker")
     assert [c["helper"].name for c in two] == ["reference", "janus"]
-    with pytest.raises(UsageError, match="no leader implementation the local backend can run among janus"):
+    with pytest.raises(UsageError, match="no helper implementation the local backend can run among daphne"):
+        combos(im, parse_impl(["helper=daphne"]), "local")
+    with pytest.raises(UsageError, match="helper daphne cannot run under --backend local"):
+        combos(im, parse_impl(["helper=reference,daphne"]), "local")
+    with pytest.raises(UsageError, match="leader janus cannot run here: JANUS_BIN_DIR not set"):
         combos(im, parse_impl(["leader=janus"]), "local")
-    with pytest.raises(UsageError, match="leader janus cannot run under --backend local"):
-        combos(im, parse_impl(["leader=reference,janus"]), "local")
     with pytest.raises(ImagesError, match="did you mean janus"):
         combos(im, parse_impl(["leader=januss"]), "docker")
     with pytest.raises(UsageError, match="unknown role"):

@@ -33,7 +33,9 @@ def test_shipped_images_default_to_reference_and_list_public_images() -> None:
         assert im.default(role).name == "reference"
         assert im.default(role).kind == "local+docker"  # a command and the reference image
     janus = im.select("leader", "janus")
-    assert janus.kind == "docker"
+    assert janus.kind == "local+docker"  # a user's build through harness/stack/janus.py, or the image
+    assert janus.command[:3] == ("{python}", "-m", "harness.stack.janus")
+    assert im.select("client", "janus").kind == im.select("collector", "janus").kind == "docker"
     assert janus.image.startswith("us-west2-docker.pkg.dev/divviup-artifacts-public/janus/janus_interop_aggregator:0.7.")
     assert int(janus.image.rsplit(".", 1)[1]) >= 12
     assert "divviup_ts_interop_client" in im.select("client", "divviup-ts").image
@@ -94,7 +96,7 @@ def test_local_backend_refuses_container_entries_in_one_line(tmp_path: Path) -> 
     backend = LocalBackend(tmp_path)
     try:
         with pytest.raises(UsageError, match="needs the docker backend"):
-            backend.start("leader", im.select("leader", "janus"))
+            backend.start("helper", im.select("helper", "daphne"))
         assert backend.procs == {}
     finally:
         backend.close()

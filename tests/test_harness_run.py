@@ -175,7 +175,7 @@ def test_a_role_that_dies_at_start_is_an_infra_error_and_nothing_is_left(tmp_pat
 def test_container_entry_without_docker_backend_is_a_usage_error(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError, match="needs the docker backend"):
-        Stack.start(artifacts_root=tmp_path, impl={"leader": "janus"})
+        Stack.start(artifacts_root=tmp_path, impl={"helper": "daphne"})
     monkeypatch.setenv("DOCKER_HOST", "tcp://192.0.2.7:2376")  # refused before any connection
     with pytest.raises(UsageError, match="names another machine"):
         Stack.start(artifacts_root=tmp_path, backend="docker")

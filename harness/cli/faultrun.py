@@ -151,8 +151,9 @@ def list_command(args: argparse.Namespace) -> int:
         print(json.dumps({
             "faults": [{"name": n, "doc": s.summary_line, "expect": s.expect.outcome.value,
                         "spec_section": s.spec_section} for n, s in CATALOGUE.items()],
-            "implementations": {r: [{"name": e.name, "kind": e.kind, "doc": e.doc} for e in images.entries[r]]
-                                for r in ROLES}}, indent=2))
+            "implementations": {r: [{"name": e.name, "kind": e.kind, "doc": e.doc,
+                                     "missing_here": {b: e.missing(b) for b in e.backends if e.missing(b)}}
+                                    for e in images.entries[r]] for r in ROLES}}, indent=2))
         return 0
     width = max(map(len, CATALOGUE), default=10)
     print(f"faults ({len(CATALOGUE)}):")
@@ -161,7 +162,9 @@ def list_command(args: argparse.Namespace) -> int:
     print("implementations (images.toml; first = default):")
     for role in ROLES:
         for e in images.entries[role]:
-            print(f"  {role:<9} {e.name:<12} {e.kind:<12} {e.doc}")
+            why = e.missing("local") if "local" in e.backends else None
+            note = f"  [local: cannot run here: {why}]" if why else ""
+            print(f"  {role:<9} {e.name:<12} {e.kind:<12} {e.doc}{note}")
     return 0
 
 

@@ -45,8 +45,12 @@ def combos(images: Images, filters: Mapping[str, Sequence[str]], backend: str) -
         wanted = list(filters.get(role) or filters.get("all") or [])
         if wanted:
             entries = [images.select(role, name) for name in wanted]  # unknown name: ImagesError
-        else:
-            entries = list(images.entries[role])
+            for e in entries:  # named on purpose: say what is missing, never drop it silently
+                why = e.missing(backend)
+                if why is not None and backend in e.backends:
+                    raise UsageError(f"--matrix: {role} {e.name} cannot run here: {why}")
+        else:  # every entry this machine can run (a user's build that is not here is left out)
+            entries = [e for e in images.entries[role] if backend not in e.backends or e.missing(backend) is None]
         runnable = [e for e in entries if backend in e.backends]
         if not runnable:
             named = ", ".join(e.name for e in entries)

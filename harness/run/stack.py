@@ -177,6 +177,9 @@ class Stack:
                 if entries[role].command is None and be.name == "local":
                     raise UsageError(f"{role} {entries[role].name!r} is a container image; it needs the docker "
                                      "backend (--backend docker, docs/docker.md)")
+                why = entries[role].missing(be.name)
+                if why is not None:
+                    raise UsageError(f"{role} {entries[role].name!r} cannot run here: {why} (docs/images.md)")
             prepare = getattr(be, "prepare", None)  # docker: images present (or pulled), network created
             if prepare is not None:
                 prepare(entries)

@@ -31,6 +31,7 @@ naming the file, the line when known, and the key.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -48,7 +49,7 @@ __all__ = ["DEFAULT_IMAGES", "PLACEHOLDERS", "ROLES", "ImageEntry", "Images", "l
 ROLES = ("leader", "helper", "client", "collector")
 PLACEHOLDERS = ("python", "port", "host", "state_dir", "repo")
 DEFAULT_IMAGES = REPO / "images.toml"
-_ENTRY_KEYS = {"name", "doc", "command", "env", "image", "port", "args"}
+_ENTRY_KEYS = {"name", "doc", "command", "env", "image", "port", "args", "needs_env"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
 
 
@@ -64,6 +65,20 @@ class ImageEntry:
     port: int = 8080
     doc: str = ""
     args: tuple[str, ...] | None = None
+    #: environment variables the local ``command`` needs (e.g. a user's build: ``JANUS_BIN_DIR``)
+    needs_env: tuple[str, ...] = ()
+
+    def missing(self, backend: str, environ: Mapping[str, str] | None = None) -> str | None:
+        """The one thing this machine lacks to run the entry under ``backend``, in words
+        (``JANUS_BIN_DIR not set``), or None if it can run here."""
+        if backend not in self.backends:
+            return f"no {'command' if backend == 'local' else 'image'} entry for the {backend} backend"
+        if backend == "local":
+            env = os.environ if environ is None else environ
+            for name in self.needs_env:
+                if not env.get(name):
+                    return f"{name} not set"
+        return None
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -207,8 +222,13 @@ def _entry(role: str, i: int, item: Any, text: str, path: Any) -> ImageEntry:
     doc = item.get("doc", "")
     if not isinstance(doc, str):
         raise ImagesError("must be a string", path=path, line=line, key=f"{where}.doc")
+    needs = item.get("needs_env", [])
+    if not isinstance(needs, list) or not all(isinstance(n, str) and n for n in needs):
+        raise ImagesError("must be an array of environment variable names", path=path,
+                          line=_line_of(text, "needs_env") or line, key=f"{where}.needs_env")
     return ImageEntry(role=role, name=name, command=tuple(command) if command is not None else None, image=image,
-                      env=dict(env), port=port, doc=doc, args=tuple(args) if args is not None else None)
+                      env=dict(env), port=port, doc=doc, args=tuple(args) if args is not None else None,
+                      needs_env=tuple(needs))
 
 
 def load_images(path: Path | str | None = None) -> Images:

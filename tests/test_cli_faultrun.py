@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from process_fixtures import procs_mentioning
 
 from faults.workload import (
     apply_overrides,
@@ -20,7 +21,6 @@ from faults.workload import (
     with_reports,
 )
 from harness.cli import main
-from process_fixtures import procs_mentioning
 
 FAULTRUN = Path(sys.executable).with_name("faultrun")
 REPO = Path(__file__).resolve().parent.parent

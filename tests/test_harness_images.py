@@ -35,7 +35,8 @@ def test_shipped_images_default_to_reference_and_list_public_images() -> None:
     janus = im.select("leader", "janus")
     assert janus.kind == "local+docker"  # a user's build through harness/stack/janus.py, or the image
     assert janus.command[:3] == ("{python}", "-m", "harness.stack.janus")
-    assert im.select("client", "janus").kind == im.select("collector", "janus").kind == "docker"
+    # the Janus client/collector: locally our peer over the published crates, or Janus's image
+    assert im.select("client", "janus").kind == im.select("collector", "janus").kind == "local+docker"
     assert janus.image.startswith("us-west2-docker.pkg.dev/divviup-artifacts-public/janus/janus_interop_aggregator:0.7.")
     assert int(janus.image.rsplit(".", 1)[1]) >= 12
     assert "divviup_ts_interop_client" in im.select("client", "divviup-ts").image
@@ -100,3 +101,23 @@ def test_local_backend_refuses_container_entries_in_one_line(tmp_path: Path) -> 
         assert backend.procs == {}
     finally:
         backend.close()
+
+
+def test_an_entry_that_needs_the_environment_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    monkeypatch.delenv("JANUS_BIN_DIR", raising=False)
+    monkeypatch.delenv("JANUS_SRC", raising=False)
+    janus = load_images().select("leader", "janus")
+    assert janus.needs_env == ("JANUS_BIN_DIR", "JANUS_SRC") and janus.missing("local") == "JANUS_BIN_DIR not set"
+    assert janus.missing("local", {"JANUS_BIN_DIR": "/x", "JANUS_SRC": "/y"}) is None
+    assert janus.missing("docker") is None
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "janus" in listed and "[local: cannot run here: JANUS_BIN_DIR not set]" in listed
+    assert main(["--fault", "duplicate-report", "--impl", "leader=janus", "--artifacts", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "faultrun: error: leader 'janus' cannot run here: JANUS_BIN_DIR not set (docs/images.md)"
+    with pytest.raises(ImagesError, match="needs_env: must be an array"):
+        parse_images('[[leader]]\nname = "x"\ncommand = ["a", "{port}"]\nneeds_env = "JANUS"\n')

@@ -23,7 +23,7 @@ import pytest
 
 from harness.interop import InteropClient
 from harness.stack.janus import LaunchError, find_install
-from proxy_addons.ports import free_port
+from harness.stack.ports import free_port
 
 pytestmark = pytest.mark.janus
 

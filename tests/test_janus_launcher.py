@@ -14,12 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack import janus
+from harness.stack import janus, ports
 from harness.stack.janus import (
-    ChildSpec, Cluster, LaunchError, Ports, SetupError, Supervisor, Timings, extensions_to_create, find_install,
-    janus_configs, job_processes, order_migrations, pick_ports, reachable_by, seconds_from_ms,
+    ChildSpec,
+    Cluster,
+    LaunchError,
+    Ports,
+    SetupError,
+    Supervisor,
+    Timings,
+    extensions_to_create,
+    find_install,
+    janus_configs,
+    job_processes,
+    order_migrations,
+    pick_ports,
+    reachable_by,
+    seconds_from_ms,
 )
-from proxy_addons import ports as proxy_ports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,13 +154,11 @@ def test_pick_ports_distinct_and_never_the_api_port() -> None:
     assert len(set(allp)) == len(allp) == 8 and 8080 not in allp
 
 
-def test_launcher_and_proxy_addons_share_the_port_counter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    counter = tmp_path / "counter"
-    monkeypatch.setattr(proxy_ports, "_counter_path", lambda: counter)
-    monkeypatch.setattr(janus, "_counter_path", lambda: counter)
-    picked = [f() for _ in range(20) for f in (janus.free_port, proxy_ports.free_port)]
-    assert len(set(picked)) == 40
-    assert all(p in proxy_ports.port_range() for p in picked)
+def test_launcher_picks_ports_from_the_harness_counter() -> None:
+    # one picker for every process of the user: the launcher, the harness and other launchers
+    # are never handed the same port at once (tests/test_ports.py tests the counter itself)
+    assert janus.free_port is ports.free_port
+    assert pick_ports("helper", 8080).postgres in ports.port_range()
 
 
 def test_postgres_listens_on_loopback_only(tmp_path: Path) -> None:

@@ -29,9 +29,9 @@ from typing import Any
 
 import httpx
 import pytest
+from roles_fixtures import RoleProcess, b64, build_report, fetch_config, now_rounded
 
 from dap import hpke
-from roles_fixtures import RoleProcess, b64, build_report, fetch_config, now_rounded
 
 TP = 3600
 COUNT = {"type": "Prio3Count"}

@@ -75,14 +75,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import fcntl
 import ipaddress
 import json
 import logging
 import math
 import os
 import pwd
-import random
 import re
 import secrets
 import shutil
@@ -98,6 +96,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
+
+from harness.stack.lifetime import last_line
+from harness.stack.ports import free_port
 
 __all__ = [
     "ChildSpec", "Cluster", "JanusInstall", "JanusStack", "LaunchError", "Ports", "SetupError", "Stopped",
@@ -379,55 +380,6 @@ def janus_configs(*, role: str, host: str, ports: Ports, timings: Timings = Timi
 # --------------------------------------------------------------------------- ports
 
 
-def _port_range() -> range:
-    """Below the kernel's ephemeral range (see proxy_addons/ports.py for why)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32_768
-    return range(10_000, 65_536) if low - 10_000 < 1_000 else range(10_000, low)
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _counter_path() -> Path:
-    return Path(tempfile.gettempdir()) / f"dap-faultrun-ports-{os.getuid()}"
-
-
-def free_port() -> int:
-    """A free port on 127.0.0.1, from the round-robin counter that proxy_addons.ports shares
-    between every picker of this user (same file, same protocol), so the harness and the
-    launchers of other roles are not handed the same port at the same time. (Stdlib only,
-    hence not imported from there.)"""
-    ports = _port_range()
-    for _ in range(256):
-        try:
-            fd = os.open(_counter_path(), os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError:
-            port = random.choice(ports)
-        else:
-            with os.fdopen(fd, "r+") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)  # released by the close
-                try:
-                    pos = int(f.read().strip()) % len(ports)
-                except ValueError:
-                    pos = random.randrange(len(ports))
-                f.seek(0)
-                f.truncate()
-                f.write(str((pos + 1) % len(ports)))
-            port = ports[pos]
-        if _bindable(port):
-            return port
-    raise OSError(f"no free TCP port on 127.0.0.1 in {ports.start}-{ports.stop - 1}")
-
-
 def pick_ports(role: str, api: int, *, picker: Callable[[], int] = free_port) -> Ports:
     names = ("key_rotator", *job_processes(role), INTEROP)
     taken = {api}
@@ -479,18 +431,6 @@ class Child:
     process: subprocess.Popen
 
 
-def _last_line(path: Path, n: int = 8192) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - n))
-            data = f.read().decode("utf-8", "replace")
-    except OSError:
-        return "no log"
-    lines = [line.strip() for line in data.splitlines() if line.strip()]
-    return lines[-1][:400] if lines else "no output"
-
-
 @attrs.define(eq=False)
 class Supervisor:
     """Owner of the launcher's children. ``close()`` stops them all (never raises)."""
@@ -528,14 +468,14 @@ class Supervisor:
             time.sleep(self.poll_s)
         self.children.remove(child)
         if code != 0:
-            raise SetupError(f"{spec.name} exited with status {code}: {_last_line(spec.log_path)}")
+            raise SetupError(f"{spec.name} exited with status {code}: {last_line(spec.log_path)}")
 
     def check(self) -> None:
         """SetupError if a child has exited (used while waiting during start-up)."""
         for c in self.children:
             code = c.process.poll()
             if code is not None:
-                raise SetupError(f"{c.spec.name} exited with status {code}: {_last_line(c.spec.log_path)}")
+                raise SetupError(f"{c.spec.name} exited with status {code}: {last_line(c.spec.log_path)}")
 
     def wait_first_exit(self) -> Child:
         """Block until some child exits; return it (:class:`Stopped` ends the wait on a signal)."""
@@ -614,7 +554,7 @@ def supervise(sup: Supervisor) -> int:
     except Stopped as s:
         log.info("stopping on %s", signal.Signals(s.signum).name)
         return 0
-    log.error("%s exited with status %s: %s", c.spec.name, c.process.returncode, _last_line(c.spec.log_path))
+    log.error("%s exited with status %s: %s", c.spec.name, c.process.returncode, last_line(c.spec.log_path))
     return 1
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.interop import InteropClient
+from harness.stack.interop import InteropClient
 from harness.stack.janus import LaunchError, find_install
 from harness.stack.ports import free_port
 

@@ -206,15 +206,17 @@ def test_scenario_timeout_ends_polling_and_the_stack_stays_usable(stack: Stack) 
     assert after.report.verdict_class == VerdictClass.PASS
 
 
-def test_a_role_dying_mid_run_is_an_infra_result_with_a_run_dir(tmp_path: Path) -> None:
+def test_a_role_that_died_between_scenarios_is_restarted_first(tmp_path: Path) -> None:
     import signal
+    import time
 
     with Stack.start(artifacts_root=tmp_path) as s:
-        os.killpg(s.backend.pid("collector"), signal.SIGKILL)
-        result = s.run_scenario(Scenario(name="dead-collector", plan=Plan()), timeout_s=10)
-    assert result.exit_code == 3
-    assert result.report.verdict_class == VerdictClass.INFRA
-    (err,) = result.record.infra_errors
-    assert "collector" in err and "exited" in err, err
-    assert (result.run_dir / "record.json").is_file() and (result.run_dir / "junit.xml").is_file()
-    assert "<error" in (result.run_dir / "junit.xml").read_text()
+        old = s.backend.pid("collector")
+        os.killpg(old, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while not s.dead() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s.dead() == [s.dead()[0]] and s.dead()[0].startswith("collector: reference was killed by SIGKILL")
+        result = s.run_scenario(Scenario(name="after-restart", plan=Plan()), timeout_s=20)
+        assert s.backend.pid("collector") != old and not s.dead()
+    assert result.report.verdict_class == VerdictClass.PASS, result.report.summary

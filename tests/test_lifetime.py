@@ -101,6 +101,7 @@ def test_a_role_or_proxy_killed_mid_scenario_is_infra_and_the_next_scenario_runs
     assert p.returncode == 3, out + err
     slow = json.loads((art / "slow" / "report.json").read_text())
     assert slow["verdict_class"] == "infra"
+    assert '<error message="infra' in (art / "slow" / "junit.xml").read_text()  # JUnit: an error, not a failure
     role = "proxy" if victim == "mitmdump" else victim.split("/")[-1]
     assert any(r.startswith(f"{role}: ") and "was killed by SIGKILL" in r for r in slow["reasons"]), slow["reasons"]
     assert json.loads((art / "duplicate-report" / "report.json").read_text())["verdict_class"] == "pass"

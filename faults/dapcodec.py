@@ -350,6 +350,8 @@ def _summary_of(msg: Any) -> dict[str, Any]:
     elif name == "AggregateShareReq":
         out["report_count"] = msg.report_count
         out["checksum"] = bytes(msg.checksum).hex()
+        if msg.agg_param:
+            out["agg_param_sha256"] = hashlib.sha256(bytes(msg.agg_param)).hexdigest()[:32]
         bs = msg.batch_selector
         if bs.batch_id is not None:
             out["batch_id"] = bs.batch_id.b64()
@@ -361,6 +363,8 @@ def _summary_of(msg: Any) -> dict[str, Any]:
         if msg.part_batch_selector.batch_id is not None:
             out["batch_id"] = msg.part_batch_selector.batch_id.b64()
     elif name == "CollectionReq":
+        if msg.agg_param:
+            out["agg_param_sha256"] = hashlib.sha256(bytes(msg.agg_param)).hexdigest()[:32]
         q = msg.query
         out["query_type"] = q.query_type.name.lower()
         if q.batch_interval is not None:

@@ -271,7 +271,7 @@ def test_a_far_future_upload_the_proxy_acknowledged_is_not_the_leaders_doing() -
     upload(h2, 1, t=BASE + 864_000)
     h2.init("J1", [0])
     rep2 = checker.check(rec, h2.events, scenario(rejected_uploads={1: "reportTooEarly"}))
-    assert verdict(rep2, "rejected-uploads").valid is False and "acknowledged by the Leader" in \
+    assert verdict(rep2, "rejected-uploads").valid is False and "Leader: upload" in \
         verdict(rep2, "rejected-uploads").detail
 
 

@@ -32,14 +32,15 @@ REPO = Path(__file__).resolve().parent.parent
 BUG_IMAGES = REPO / "tests" / "data" / "bug_images.toml"
 TIMEOUT_S = 20
 
-#: bug -> catalogue entry -> the invariants its run must violate (all of them; an empty tuple:
-#: no invariant names the culprit yet, the bug shows only as an unmet expectation, e.g. a
-#: ``batchMismatch`` clean failure where ``pass`` is expected). Every listed entry must catch it.
+#: bug -> catalogue entry -> the invariants its run must violate (all of them), at least one of
+#: them naming the role the bug lives in ("Helper: ..."). Every listed entry must catch it.
 DETECTED_BY: dict[str, dict[str, tuple[str, ...]]] = {
-    # batchMismatch (clean failure, pass expected): the Helper counted the first job twice;
-    # the late identical replay gets different PrepareResps (idempotency violation)
-    "helper-reinit-reaccumulate": {"drop-agg-init-response": (), "duplicate-agg-init": (),
-                                   "delay-beyond-timeout": (), "replay-agg-init-after-collection": ("idempotency",)},
+    # the Helper counted the first job twice: batchMismatch to an AggregateShareReq that agrees
+    # with what it accepted; the late identical replay gets different PrepareResps
+    "helper-reinit-reaccumulate": {"drop-agg-init-response": ("batch-agreement",),
+                                   "duplicate-agg-init": ("batch-agreement",),
+                                   "delay-beyond-timeout": ("batch-agreement",),
+                                   "replay-agg-init-after-collection": ("idempotency",)},
     # the forged new job's report answered continue, not report_replayed
     "helper-replay-per-job": {"replay-report-in-new-job": ("anti-replay",)},
     # the same AggregateShareReq answered with another ciphertext
@@ -51,10 +52,11 @@ DETECTED_BY: dict[str, dict[str, tuple[str, ...]]] = {
     "leader-collect-no-auth": {"bad-collector-token": ("auth",)},
     # the far-future report acknowledged
     "leader-accept-future": {"future-report": ("rejected-uploads",)},
-    # batchMismatch: the re-built job's reports answered report_replayed and dropped by the Leader
-    "leader-rebuild-retry": {"drop-agg-init-response": (), "delay-beyond-timeout": ()},
-    # the late report acknowledged and the second collection of the same interval recomputed with it
-    "accept-late-reports": {"late-report-after-collection": ("idempotency", "rejected-uploads", "safety")},
+    # the failed job's reports re-sent under a new job ID
+    "leader-rebuild-retry": {"drop-agg-init-response": ("leader-jobs",), "delay-beyond-timeout": ("leader-jobs",)},
+    # the late report aggregated into a batch already shared, and the second collection recomputed
+    "accept-late-reports": {"late-report-after-collection": ("idempotency", "leader-late-jobs", "rejected-uploads",
+                                                             "safety")},
 }
 
 
@@ -109,6 +111,11 @@ def test_catalogue_detects_bug(bug: str, tmp_path: Path) -> None:
             assert detected(result, scenario.expect), f"{bug} not detected by {name}:\n{_explain(result)}"
             assert set(invariants) <= violated(result), \
                 f"{bug} by {name}: expected {sorted(invariants)} violated\n{_explain(result)}"
+            # ... and the finding points at the role the bug lives in
+            culprits = {role.capitalize() for role in bugs.BUGS[bug][0]}
+            named = [v.detail for v in result.report.verdicts if v.invariant in invariants and v.valid is False]
+            assert any(f"{c}:" in d for c in culprits for d in named), \
+                f"{bug} by {name}: no finding names {sorted(culprits)}\n{_explain(result)}"
 
 
 def test_same_entries_pass_without_bugs(tmp_path: Path) -> None:

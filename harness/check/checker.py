@@ -198,9 +198,13 @@ def check(record: RunRecord, history: Sequence[Any], scenario: Scenario | None =
         parts.append(f"collections failed cleanly: {failed}" if failed else "no collection was recorded")
     if ok_not_ready:
         parts.append(f"not ready, rightly (batch cannot reach min_batch_size): {sorted(ok_not_ready)}")
+    optional = tuple(dict.fromkeys(o for v in verdicts for o in v.optional))
+    if optional and vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE):
+        parts[0] = f"{vc.value} without optional recovery: " + parts[0].split(": ", 1)[1]
+        parts.append("optional, not done: " + "; ".join(optional))
     expect = ctx.expect
     if vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE, VerdictClass.VIOLATION):
         missed = missed_expectation(vc, expect)
         parts.append(f"expected {expect.outcome.value}: "
                      + ("met" if expectation_met(vc, expect) else f"NOT met ({missed})" if missed else "NOT met"))
-    return CheckReport(record.scenario, vc, verdicts, "; ".join(parts), tuple(reasons))
+    return CheckReport(record.scenario, vc, verdicts, "; ".join(parts), tuple(reasons), optional)

@@ -195,7 +195,7 @@ def rejected_uploads(ctx: Context) -> Verdict:
         e: dict[str, Any] = {"expected": problem}
         u = uploads.get(idx)
         if u is None:
-            failures.append(f"upload {idx} expected rejected ({problem}) was never made")
+            failures.append(f"upload {idx} expected rejected ({problem}) was never made")  # the harness's side
             continue
         e["status"] = u.status
         if ctx.upload_mapping_ok:
@@ -203,12 +203,12 @@ def rejected_uploads(ctx: Context) -> Verdict:
             e["flows"] = [f.evidence() for f in fls]
             # the Leader's own answers only: a 2xx the proxy made up (respond) is not its doing
             if any(is2xx(f.real_status) for f in fls):
-                failures.append(f"upload {idx} acknowledged by the Leader, expected {problem}")
+                failures.append(f"Leader: upload {idx} acknowledged, expected {problem}")
             got = {f.problem for f in fls}
             if fls and problem_token(problem) not in got:
-                failures.append(f"upload {idx} answered {sorted(map(str, got))}, expected {problem}")
+                failures.append(f"Leader: upload {idx} answered {sorted(map(str, got))}, expected {problem}")
         elif u.status == "success":
-            failures.append(f"upload {idx} acknowledged, expected {problem}")
+            failures.append(f"Leader: upload {idx} acknowledged, expected {problem}")
         elif u.error is not None and problem_token(problem) not in u.error:
             e["note"] = "no history mapping; the record's error does not name the problem type"
         for label, k in ctx.counted.items():

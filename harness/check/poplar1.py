@@ -239,13 +239,13 @@ def step_skew(ctx: Context) -> Verdict:
                 elif prev is not None and prev[0] != dig:
                     why = f"step {step} was already answered for a different body (flow {prev[2].flow_seq})"
                 if why:
-                    failures.append(f"{path}: continuation (flow {fl.flow_seq}) answered {st}: {why}")
+                    failures.append(f"Helper: {path}: continuation (flow {fl.flow_seq}) answered {st}: {why}")
                     row["violation"] = why
                     continue
                 if prev is None:
                     answered[step] = (dig, fl.resp.body_sha256, fl)
                 elif prev[1] and fl.resp.body_sha256 and prev[1] != fl.resp.body_sha256:
-                    failures.append(f"{path}: identical step-{step} request (flow {fl.flow_seq}) answered with a "
+                    failures.append(f"Helper: {path}: identical step-{step} request (flow {fl.flow_seq}) answered with a "
                                     f"different body than flow {prev[2].flow_seq}: not the stored response replayed")
                     row["violation"] = "replay not byte-identical"
                 continue
@@ -270,7 +270,7 @@ def step_skew(ctx: Context) -> Verdict:
             got = prob if prob is not None else str(st)
             row["case"] = case
             if got not in allowed:
-                failures.append(f"{path}: {case} (flow {fl.flow_seq}) answered {st} {prob or 'without a problem'}; "
+                failures.append(f"Helper: {path}: {case} (flow {fl.flow_seq}) answered {st} {prob or 'without a problem'}; "
                                 f"expected {' or '.join(sorted(allowed))}")
                 row["violation"] = f"expected {sorted(allowed)}"
         ev["jobs"][path] = je
@@ -279,7 +279,7 @@ def step_skew(ctx: Context) -> Verdict:
             first = min(x[2].response.seq for x in answered.values())  # type: ignore[union-attr]
             for i in inits:
                 if i.path == path and i.first_seq > first and is2xx(i.real_status):
-                    failures.append(f"{path}: init PUT (flow {i.flow_seq}) after the job was continued answered "
+                    failures.append(f"Helper: {path}: init PUT (flow {i.flow_seq}) after the job was continued answered "
                                     f"{i.real_status}; it MUST fail (§10.3, no rewinding)")
                     ev.setdefault("rewound", []).append(i.flow_seq)
     return make_verdict("step-skew", failures, ev,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dap.constants import ProblemType
-from faults.vocabulary import AUTHENTICATED_KINDS, problem_token
+from faults.vocabulary import AUTHENTICATED_KINDS, LINK_ROLES, problem_token
 from harness.check.counted import ints
 from harness.check.counting import same_batch
 from harness.check.flows import Context, Flow, is2xx, make_verdict
@@ -44,6 +44,11 @@ BARE_4XX: dict[str, frozenset[int]] = {
 _AUTH_STATUSES = frozenset({400, 401, 403})
 
 
+def _answerer(fl: Flow) -> str:
+    """The role that answered a flow: the culprit of a wrong answer."""
+    return LINK_ROLES[fl.link][1].capitalize() if fl.link in LINK_ROLES else "the target"
+
+
 def auth(ctx: Context) -> Verdict:
     """Tampered credentials: 400/401/403 unauthorizedRequest, no state change."""
     failures = []
@@ -64,7 +69,7 @@ def auth(ctx: Context) -> Verdict:
         if st is None:
             continue  # no answer seen (transport error): nothing to judge
         if st not in _AUTH_STATUSES or fl.problem != "unauthorizedRequest":
-            failures.append(f"tampered {fl.kind} {fl.path} (flow {fl.flow_seq}) answered {st} "
+            failures.append(f"{_answerer(fl)}: tampered {fl.kind} {fl.path} (flow {fl.flow_seq}) answered {st} "
                             f"{fl.problem or 'without a problem type'}")
         later = [g for g in genuine if g.first_seq > fl.first_seq and g.path == fl.path and g.method == fl.method]
         ok = [g for g in later if is2xx(g.real_status)]
@@ -74,14 +79,16 @@ def auth(ctx: Context) -> Verdict:
             earlier_ok = [g for g in genuine if g.first_seq < fl.first_seq and g.path == fl.path
                           and is2xx(g.real_status)]
             if conflict and not earlier_ok:
-                failures.append(f"genuine {fl.kind} {fl.path} after the tampered one got 409: state changed")
+                failures.append(f"{_answerer(fl)}: genuine {fl.kind} {fl.path} after the tampered one got 409: "
+                                "the tampered request changed state (dap-09 §6)")
         if fl.kind == "collection_create":
             created = [g for g in genuine if g.kind == "collection_create" and g.path == fl.path
                        and is2xx(g.real_status)]
             polls = [g for g in genuine if g.kind == "collection_poll" and g.path == fl.path
                      and g.first_seq > fl.first_seq and is2xx(g.real_status)]
             if polls and not created:
-                failures.append(f"collection job {fl.path} answered a poll though only a tampered PUT created it")
+                failures.append(f"Leader: collection job {fl.path} answered a poll though only a tampered PUT created it "
+                                "(dap-09 §6)")
         if fl.kind == "agg_init":
             rids = set(fl.req.report_ids)
             seen_genuinely: set[str] = set()
@@ -91,7 +98,7 @@ def auth(ctx: Context) -> Verdict:
                     replayed = [r for r, s in states.items()
                                 if r in rids and s.endswith("report_replayed") and r not in seen_genuinely]
                     if replayed:
-                        failures.append(f"reports {replayed} of tampered init {fl.path} later answered "
+                        failures.append(f"Helper: reports {replayed} of tampered init {fl.path} later answered "
                                         f"report_replayed: the tampered request changed state")
                 if is2xx(g.real_status):
                     seen_genuinely |= set(g.req.report_ids)
@@ -131,7 +138,7 @@ def idempotency(ctx: Context) -> Verdict:
     for path, fls in polls.items():
         views = {(f.resp.report_count, tuple(f.resp.interval or ())) for f in fls}
         if len(views) > 1:
-            failures.append(f"polls of {path} returned different collections: {sorted(views)}")
+            failures.append(f"Leader: polls of {path} returned different collections: {sorted(views)} (dap-09 §15)")
             ev.setdefault("disagreeing_polls", {})[path] = [f.flow_seq for f in fls]
     # repeated init / aggregate-share / continue requests
     groups: dict[tuple, list[Flow]] = {}
@@ -172,17 +179,17 @@ def idempotency(ctx: Context) -> Verdict:
                     for f in fls if f.real_status is not None and f.real_status < 500
                     and not (key[0] == "agg_continue" and f.problem == "stepMismatch")}
         if len(statuses) > 1:
-            failures.append(f"same {key[0]} request {key[2]} answered {sorted(map(str, statuses))} "
+            failures.append(f"Helper: same {key[0]} request {key[2]} answered {sorted(map(str, statuses))} "
                             f"(flows {[f.flow_seq for f in fls]})")
         if key[0] in ("agg_init", "agg_continue"):
             states = {tuple(sorted(f.resp.prepare_states.items())) for f in ok}
             if len(states) > 1:
-                failures.append(f"same {key[0]} request {key[2]} got different PrepareResp states "
+                failures.append(f"Helper: same {key[0]} request {key[2]} got different PrepareResp states "
                                 f"(flows {[f.flow_seq for f in ok]})")
         if key[0] == "agg_share":
             bodies = {f.resp.body_sha256 for f in ok if f.resp.body_sha256}
             if len(bodies) > 1:
-                failures.append(f"same AggregateShareReq {key[2]} answered with different ciphertexts "
+                failures.append(f"Helper: same AggregateShareReq {key[2]} answered with different ciphertexts "
                                 f"(flows {[f.flow_seq for f in ok]}): not stored and replayed (§16)")
     return make_verdict("idempotency", failures, ev, "repeated requests and collections agree")
 
@@ -207,7 +214,7 @@ def _conflicting_inits(groups: dict[tuple, list[Flow]], deleted: dict[str, int],
             continue
         seqs = sorted(f.flow_seq for fls in by_body.values() for f in fls)
         ev.setdefault("conflicting_inits", {})[path] = seqs
-        failures.append(f"init PUTs to {path} with {len(by_body)} different bodies all answered 2xx "
+        failures.append(f"Helper: init PUTs to {path} with {len(by_body)} different bodies all answered 2xx "
                         f"(flows {seqs}): a re-PUT with another body MUST fail (§10.3)")
     return failures
 
@@ -236,7 +243,7 @@ def anti_replay(ctx: Context) -> Verdict:
     for (report_id, _), jobs in sorted(accepted.items()):
         if len(jobs) > 1:
             ev["replayed"][report_id] = dict(sorted(jobs.items(), key=lambda kv: kv[1]))
-            failures.append(f"report {report_id} prepared in {len(jobs)} aggregation jobs (flows "
+            failures.append(f"Helper: report {report_id} prepared in {len(jobs)} aggregation jobs (flows "
                             f"{sorted(jobs.values())}): a replay MUST be answered report_replayed (§12)")
     n = len({r for r, _ in accepted})
     return make_verdict("anti-replay", failures, ev, f"{n} report(s) prepared, each in one aggregation job")
@@ -288,6 +295,6 @@ def error_typing(ctx: Context) -> Verdict:
         elif is2xx(st) and fl.resp.decode_error:
             why = f"{st} body does not decode: {fl.resp.decode_error}"
         if why:
-            failures.append(f"{fl.kind} {fl.method} {fl.path} (flow {fl.flow_seq}): {why}")
+            failures.append(f"{_answerer(fl)}: {fl.kind} {fl.method} {fl.path} (flow {fl.flow_seq}): {why}")
             ev["unexpected"].append(fl.evidence())
     return make_verdict("error-typing", failures, ev, "every error response is typed as expected")

@@ -78,6 +78,9 @@ class Verdict:
     detail: str = ""
     #: report indices / ids, history seqs, flow ids that support the verdict
     evidence: dict[str, Any] = attrs.field(factory=dict)
+    #: optional behaviours (MAY / SHOULD) the run did without, one line each naming the role and
+    #: the section: never a violation, but said in the summary ("pass without optional recovery")
+    optional: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen
@@ -88,6 +91,8 @@ class CheckReport:
     summary: str = ""
     #: why the run is inconclusive (or infra), one line each
     reasons: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: optional recoveries (MAY / SHOULD) the run did without (from the verdicts), one line each
+    optional: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 def expectation_met(verdict: VerdictClass | str, expect: Expectation) -> bool:

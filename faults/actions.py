@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import json
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -35,8 +36,6 @@ from faults import dapcodec
 from faults.vocabulary import classify, problem_uri
 
 if TYPE_CHECKING:  # pragma: no cover
-    import random
-
     from mitmproxy import http
 
 __all__ = [
@@ -147,6 +146,11 @@ class Change:
     def copies_made(self) -> int:
         """Requests it sends (or stores to send) upstream besides the original."""
         return 0
+
+    @property
+    def copy_credentials_tampered(self) -> bool:
+        """The request it sent (a forgery) carries changed credentials."""
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the event (None fields left out, tuples as lists)."""
@@ -511,7 +515,7 @@ class CorruptField(Action):
 
 # --- HTTP-level -----------------------------------------------------------------
 
-AUTH_MODES = ("strip", "wrong_value", "wrong_scheme", "duplicate")
+AUTH_MODES = ("strip", "wrong_value", "wrong_bearer", "wrong_scheme", "conflicting", "duplicate")
 _AUTH_HEADERS = ("DAP-Auth-Token", "Authorization")
 
 
@@ -520,9 +524,11 @@ class Auth(Action):
     """Tamper with request authentication (``DAP-Auth-Token`` / ``Authorization: Bearer``).
 
     ``mode``: ``strip`` (remove both headers), ``wrong_value`` (same header, ``value`` or a
-    seeded random token of the same length), ``wrong_scheme`` (token moved to
-    ``Authorization: Basic base64(token)``), ``duplicate`` (a second ``DAP-Auth-Token``
-    header carrying ``value``, or the same token).
+    seeded random token of the same length), ``wrong_bearer`` (only ``Authorization: Bearer``
+    with a wrong token), ``wrong_scheme`` (token moved to ``Authorization: Basic
+    base64(token)``), ``conflicting`` (the genuine credential kept and a wrong one in the other
+    header beside it: both headers at once), ``duplicate`` (a second ``DAP-Auth-Token`` header
+    carrying ``value``, or the same token).
     """
 
     mode: str = attrs.field(default="strip", validator=v.in_(AUTH_MODES))
@@ -540,36 +546,51 @@ class Auth(Action):
         after: dict[str, list[str]] | None = None
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
-        h = flow.request.headers
-        token = h.get("DAP-Auth-Token")
-        auth = h.get("Authorization")
-        if token is None and auth and auth.lower().startswith("bearer "):
-            token = auth[7:]
-        before = {k: h.get_all(k) for k in _AUTH_HEADERS if k in h}
-        if self.mode == "strip":
-            for k in _AUTH_HEADERS:
-                h.pop(k, None)
-        elif self.mode == "wrong_value":
-            wrong = self.value or _wrong_token(token or "", ctx)
-            if "DAP-Auth-Token" in h or "Authorization" not in h:
-                h["DAP-Auth-Token"] = wrong
-            if "Authorization" in h:
-                h["Authorization"] = f"Bearer {wrong}"
-        elif self.mode == "wrong_scheme":
-            for k in _AUTH_HEADERS:
-                h.pop(k, None)
-            h["Authorization"] = "Basic " + base64.b64encode((self.value or token or "").encode()).decode()
-        else:  # duplicate
-            h.add("DAP-Auth-Token", self.value if self.value is not None else (token or ""))
-        after = {k: h.get_all(k) for k in _AUTH_HEADERS if k in h}
+        before, after = tamper_credentials(flow.request.headers, self.mode, self.value, ctx.rng)
         ctx.record(mode=self.mode, before=before, after=after)
 
 
-def _wrong_token(token: str, ctx: ActionContext) -> str:
+def tamper_credentials(h: Any, mode: str, value: str | None, rng: random.Random) -> tuple[dict, dict]:
+    """Change a request's credentials in place (``h``: mitmproxy headers) as ``mode`` says
+    (see :class:`Auth`); return the credential headers before and after."""
+    token = h.get("DAP-Auth-Token")
+    auth = h.get("Authorization")
+    if token is None and auth and auth.lower().startswith("bearer "):
+        token = auth[7:]
+    before = {k: h.get_all(k) for k in _AUTH_HEADERS if k in h}
+    if mode == "strip":
+        for k in _AUTH_HEADERS:
+            h.pop(k, None)
+    elif mode == "wrong_value":
+        wrong = value or _wrong_token(token or "", rng)
+        if "DAP-Auth-Token" in h or "Authorization" not in h:
+            h["DAP-Auth-Token"] = wrong
+        if "Authorization" in h:
+            h["Authorization"] = f"Bearer {wrong}"
+    elif mode == "wrong_bearer":
+        for k in _AUTH_HEADERS:
+            h.pop(k, None)
+        h["Authorization"] = f"Bearer {value or _wrong_token(token or '', rng)}"
+    elif mode == "wrong_scheme":
+        for k in _AUTH_HEADERS:
+            h.pop(k, None)
+        h["Authorization"] = "Basic " + base64.b64encode((value or token or "").encode()).decode()
+    elif mode == "conflicting":  # the genuine credential kept, a wrong one in the other header beside it
+        wrong = value or _wrong_token(token or "", rng)
+        if "Authorization" in h:
+            h["DAP-Auth-Token"] = wrong
+        else:
+            h["Authorization"] = f"Bearer {wrong}"
+    else:  # duplicate
+        h.add("DAP-Auth-Token", value if value is not None else (token or ""))
+    return before, {k: h.get_all(k) for k in _AUTH_HEADERS if k in h}
+
+
+def _wrong_token(token: str, rng: random.Random) -> str:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     n = max(len(token), 16)
     while True:
-        wrong = "".join(ctx.rng.choice(alphabet) for _ in range(n))
+        wrong = "".join(rng.choice(alphabet) for _ in range(n))
         if wrong != token:
             return wrong
 
@@ -640,16 +661,29 @@ class Synthesize(Action):
       ``report_index``'s payload flipped (default the first): a re-sent continuation whose
       body changed (dap-09.md section 10.6). At phase response (the default) it goes out
       after the Helper answered the genuine one.
+    - ``collection_mutated``: the matched CollectionReq PUT again under the *same* collection
+      job ID with another query (the next interval, or another batch): dap-09.md section 15
+      step 3 says it MUST fail with a 4xx.
+    - ``agg_share_mutated``: the matched AggregateShareReq POSTed again with
+      ``report_count`` one higher: the Helper MUST answer ``batchMismatch`` (section 16).
+    - ``delete_job`` / ``delete_collection``: a DELETE of the matched aggregation job /
+      collection job.
+
+    ``credentials`` (an :class:`Auth` mode) tampers with the forged request's credentials,
+    e.g. a DELETE with a wrong token: it must be refused and change nothing (section 6).
 
     The synthesized request goes upstream ``delay_ms`` after the match; it is marked and
     recorded like a duplicate. The matched flow itself is untouched.
     """
 
     message: str = attrs.field(validator=v.in_(("continue_step", "reinit_new_job", "reinit_mutated",
-                                                "continue_mutated")))
+                                                "continue_mutated", "collection_mutated", "agg_share_mutated",
+                                                "delete_job", "delete_collection")))
     step: int = attrs.field(default=1, validator=_int(v.ge(0), v.le(0xFFFF)))
     report_index: int | None = attrs.field(default=None, validator=v.optional(_int(v.ge(0))))
     delay_ms: int = attrs.field(default=0, validator=_int(v.ge(0)))
+    #: an :class:`Auth` mode applied to the forged request's credentials (None: the genuine ones)
+    credentials: str | None = attrs.field(default=None, validator=v.optional(v.in_(AUTH_MODES)))
 
     phases: ClassVar = _BOTH
     default_phase: ClassVar = "response"
@@ -665,34 +699,57 @@ class Synthesize(Action):
         old_job_id: str | None = None
         new_job_id: str | None = None
         mutated_report_id: str | None = None
+        detail: str | None = None
+        #: the Auth mode the forged request's credentials were changed with
+        credentials: str | None = None
 
         @property
         def copies_made(self) -> int:
             return 1 if self.applied else 0
 
+        @property
+        def copy_credentials_tampered(self) -> bool:
+            return self.applied and self.credentials is not None
+
     def check_target(self, kind: str | None, phase: str) -> None:
-        base = "agg_continue" if self.message == "continue_mutated" else "agg_init"
+        base = SYNTHESIZERS[self.message][0]
         if kind != base:
             raise ValueError(f"synthesize {self.message!r} is built from an {base} flow: set kind = '{base}'")
 
     async def apply(self, flow: http.HTTPFlow, ctx: ActionContext) -> None:
-        build = SYNTHESIZERS[self.message]
+        build = SYNTHESIZERS[self.message][1]
         try:
             copy, changed = build(flow, self, ctx)
         except Exception as exc:  # undecodable base message: record, send nothing
             ctx.record(skipped=f"{type(exc).__name__}: {exc}")
             return
+        if self.credentials is not None:
+            tamper_credentials(copy.request.headers, self.credentials, None, ctx.rng)
+            changed["credentials"] = self.credentials
         ctx.record(message=self.message, **changed)
         ctx.send_copy(copy, origin=f"synthesize:{self.message}", delay_ms=self.delay_ms)
 
 
-def _synth_continue(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
-    body, report_ids = dapcodec.continue_from_init(flow.request.raw_content or b"", act.step, act.report_index)
+def _forged(flow: http.HTTPFlow, method: str, body: bytes | None, message_class: str | None,
+            path: str | None = None) -> http.HTTPFlow:
+    """A copy of the matched request turned into another one (the proxy sends it, marked)."""
     copy = flow.copy()
     copy.response = None
-    copy.request.method = "POST"
-    set_body(copy.request, body)
-    copy.request.headers["Content-Type"] = dapcodec.media_type_of("AggregationJobContinueReq")
+    copy.request.method = method
+    if path is not None:
+        copy.request.path = path
+    if body is None:
+        set_body(copy.request, b"")
+        copy.request.headers.pop("Content-Type", None)
+    else:
+        set_body(copy.request, body)
+        copy.request.headers["Content-Type"] = dapcodec.media_type_of(message_class or "")
+    return copy
+
+
+def _synth_continue(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
+    body, report_ids = dapcodec.continue_from_init(flow.request.raw_content or b"", act.step, act.report_index)
+    copy = _forged(flow, "POST", body, "AggregationJobContinueReq")
     return copy, {"step": act.step, "report_ids": report_ids, "path": copy.request.path}
 
 
@@ -702,44 +759,55 @@ def _synth_reinit(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> t
     if old_job is None:
         raise ValueError("matched flow is not an aggregation job request")
     new_job = base64.urlsafe_b64encode(ctx.rng.randbytes(16)).rstrip(b"=").decode()
-    copy = flow.copy()
-    copy.response = None
-    copy.request.method = "PUT"
-    path, _, query = copy.request.path.partition("?")
+    path, _, query = flow.request.path.partition("?")
     head, _, _ = path.rstrip("/").rpartition("/")
-    copy.request.path = f"{head}/{new_job}" + (f"?{query}" if query else "")
-    set_body(copy.request, body)
-    copy.request.headers["Content-Type"] = dapcodec.media_type_of("AggregationJobInitReq")
+    copy = _forged(flow, "PUT", body, "AggregationJobInitReq", f"{head}/{new_job}" + (f"?{query}" if query else ""))
     return copy, {"old_job_id": old_job, "new_job_id": new_job, "report_ids": report_ids}
 
 
 def _synth_mutated(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
     body, report_ids, mutated = dapcodec.mutate_init(flow.request.raw_content or b"", act.report_index, ctx.rng)
-    copy = flow.copy()
-    copy.response = None
-    copy.request.method = "PUT"
-    set_body(copy.request, body)
-    copy.request.headers["Content-Type"] = dapcodec.media_type_of("AggregationJobInitReq")
+    copy = _forged(flow, "PUT", body, "AggregationJobInitReq")
     return copy, {"report_ids": report_ids, "mutated_report_id": mutated, "path": copy.request.path}
 
 
 def _synth_mutated_continue(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
     body, report_ids, mutated, step = dapcodec.mutate_continue(flow.request.raw_content or b"", act.report_index,
                                                                ctx.rng)
-    copy = flow.copy()
-    copy.response = None
-    copy.request.method = "POST"
-    set_body(copy.request, body)
-    copy.request.headers["Content-Type"] = dapcodec.media_type_of("AggregationJobContinueReq")
+    copy = _forged(flow, "POST", body, "AggregationJobContinueReq")
     return copy, {"step": step, "report_ids": report_ids, "mutated_report_id": mutated, "path": copy.request.path}
 
 
-#: Synthesizer name -> builder(flow, action, ctx) -> (request copy to send, what changed).
+def _synth_collection_mutated(flow: http.HTTPFlow, act: Synthesize,
+                              ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
+    body, what = dapcodec.mutate_collection_req(flow.request.raw_content or b"", ctx.rng)
+    copy = _forged(flow, "PUT", body, "CollectionReq")
+    return copy, {"path": copy.request.path, "detail": what}
+
+
+def _synth_agg_share_mutated(flow: http.HTTPFlow, act: Synthesize,
+                             ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
+    body, before, after = dapcodec.mutate_agg_share_req(flow.request.raw_content or b"")
+    copy = _forged(flow, "POST", body, "AggregateShareReq")
+    return copy, {"path": copy.request.path, "detail": f"report_count {before} -> {after}"}
+
+
+def _synth_delete(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
+    copy = _forged(flow, "DELETE", None, None, flow.request.path.partition("?")[0])
+    return copy, {"path": copy.request.path}
+
+
+#: Synthesizer name -> (the kind of flow it is built from, builder(flow, action, ctx) ->
+#: (request copy to send, what changed)).
 SYNTHESIZERS = {
-    "continue_step": _synth_continue,
-    "reinit_new_job": _synth_reinit,
-    "reinit_mutated": _synth_mutated,
-    "continue_mutated": _synth_mutated_continue,
+    "continue_step": ("agg_init", _synth_continue),
+    "reinit_new_job": ("agg_init", _synth_reinit),
+    "reinit_mutated": ("agg_init", _synth_mutated),
+    "continue_mutated": ("agg_continue", _synth_mutated_continue),
+    "collection_mutated": ("collection_create", _synth_collection_mutated),
+    "agg_share_mutated": ("agg_share", _synth_agg_share_mutated),
+    "delete_job": ("agg_init", _synth_delete),
+    "delete_collection": ("collection_create", _synth_delete),
 }
 
 #: The one name -> class table.

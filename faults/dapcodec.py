@@ -268,6 +268,37 @@ def mutate_continue(continue_body: bytes, report_index: int | None,
     return req.encode(), ids, ids[i], req.step
 
 
+def mutate_collection_req(body: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """The CollectionReq with another query: time_interval -> the next interval of the same
+    length; fixed_size -> a seeded batch ID (or the current batch if one was named). Returns
+    ``(body, what changed)``; the body always differs."""
+    import attrs
+
+    m = messages
+    req = m.CollectionReq.decode(body)
+    q = req.query
+    if q.batch_interval is not None:
+        iv = q.batch_interval
+        new_q = attrs.evolve(q, batch_interval=attrs.evolve(iv, start=iv.start + iv.duration))
+        what = f"batch interval [{iv.start}, +{iv.duration}) -> [{iv.start + iv.duration}, +{iv.duration})"
+    elif q.fixed_size_query is not None and q.fixed_size_query.batch_id is None:
+        new_q = m.Query.fixed_size_by_batch_id(rng.randbytes(32))
+        what = "current batch -> a batch ID"
+    else:
+        new_q = m.Query.fixed_size_current_batch()
+        what = "batch ID -> another batch"
+    out = attrs.evolve(req, query=new_q).encode()
+    return out, what
+
+
+def mutate_agg_share_req(body: bytes) -> tuple[bytes, int, int]:
+    """The AggregateShareReq with ``report_count`` one higher (checksum kept): ``(body, before, after)``."""
+    import attrs
+
+    req = messages.AggregateShareReq.decode(body)
+    return attrs.evolve(req, report_count=req.report_count + 1).encode(), req.report_count, req.report_count + 1
+
+
 # --- summaries ---------------------------------------------------------------------------------
 
 

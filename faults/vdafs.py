@@ -72,6 +72,8 @@ class WorkloadVdaf:
     explicit_measurements: ClassVar[bool] = False
     #: collections carry an aggregation parameter (Poplar1: level + candidate prefixes)
     takes_agg_param: ClassVar[bool] = False
+    #: the VDAF family (a scenario's expectation may differ per family: ``Scenario.expect_by_family``)
+    family: ClassVar[str] = "prio3"
 
     # --- sizing --------------------------------------------------------------------------
 
@@ -233,6 +235,7 @@ class Poplar1Workload(WorkloadVdaf):
     readback: ClassVar[str] = "prefixes"
     explicit_measurements: ClassVar[bool] = True
     takes_agg_param: ClassVar[bool] = True
+    family: ClassVar[str] = "poplar1"
 
     #: bits of the default heavy-hitters strings
     DEFAULT_BITS: ClassVar[int] = 8

@@ -140,7 +140,8 @@ def with_reports(workload: WorkloadSpec, reports: int) -> WorkloadSpec:
 
 def apply_overrides(scenario: Scenario, *, vdaf: str | None, reports: int | None,
                     query_type: str | None) -> Scenario:
-    """``--vdaf`` / ``--reports`` / ``--query-type`` applied to one scenario's workload."""
+    """``--vdaf`` / ``--reports`` / ``--query-type`` applied to one scenario's workload (and the
+    expectation of the VDAF family it then runs, ``Scenario.expect_by_family``)."""
     wl = scenario.workload
     if vdaf is not None or reports is not None:
         target = parse_vdaf(vdaf, 1) if vdaf is not None else wl.task.vdaf
@@ -148,7 +149,7 @@ def apply_overrides(scenario: Scenario, *, vdaf: str | None, reports: int | None
             wl = with_poplar1(wl, target, reports, upload_count(wl))
             if query_type is not None:
                 wl = attrs.evolve(wl, task=attrs.evolve(wl.task, query_type=query_type))
-            return attrs.evolve(scenario, workload=wl)
+            return attrs.evolve(scenario, workload=wl).for_family(workload_vdaf(wl.task.vdaf).family)
     if reports is not None:
         wl = with_reports(wl, reports)
     n = upload_count(wl)
@@ -159,4 +160,4 @@ def apply_overrides(scenario: Scenario, *, vdaf: str | None, reports: int | None
         task = attrs.evolve(task, vdaf=workload_vdaf(task.vdaf).resized(n))
     if query_type is not None:
         task = attrs.evolve(task, query_type=query_type)
-    return attrs.evolve(scenario, workload=attrs.evolve(wl, task=task))
+    return attrs.evolve(scenario, workload=attrs.evolve(wl, task=task)).for_family(workload_vdaf(task.vdaf).family)

@@ -313,11 +313,13 @@ def test_expected_rejected_not_required():
 # --- rejected uploads ------------------------------------------------------------------------------------
 
 
-def test_expected_rejection_acknowledged_is_violation():
+def test_a_should_refuse_upload_acknowledged_is_optional_but_counting_it_is_a_violation():
     rep = checker.check(record(), honest().events, scenario(rejected_uploads={5: "reportTooEarly"}))
     v = verdict(rep, "rejected-uploads")
-    assert v.valid is False and "acknowledged" in v.detail
-    assert verdict(rep, "safety").valid is False  # and it was counted
+    # acknowledging is a SHOULD the Leader did without; counting it is the violation
+    assert v.valid is False and "counted in 'main'" in v.detail
+    assert v.optional == ("Leader: upload 5 acknowledged; it SHOULD be refused with reportTooEarly (dap-09 §9.2)",)
+    assert verdict(rep, "safety").valid is False
 
 
 def test_expected_rejection_wrong_problem_type():
@@ -326,8 +328,10 @@ def test_expected_rejection_wrong_problem_type():
         h.upload(i, status=400 if i == 5 else 201, problem="reportRejected" if i == 5 else None)
     rec = record(statuses={5: "error"}, collections=[CollectionRecord("main", QUERY, "complete",
                                                                       histogram(range(5)), 5)])
-    v = verdict(checker.check(rec, h.events, scenario(rejected_uploads={5: "reportTooEarly"})), "rejected-uploads")
-    assert v.valid is False and "expected reportTooEarly" in v.detail
+    rep = checker.check(rec, h.events, scenario(rejected_uploads={5: "reportTooEarly"}))
+    v = verdict(rep, "rejected-uploads")
+    assert v.valid is True and "SHOULD be refused with reportTooEarly" in v.optional[0]
+    assert rep.verdict_class == VerdictClass.PASS and "pass without optional recovery" in rep.summary
 
 
 # --- collections / clean failure ----------------------------------------------------------------------------

@@ -33,7 +33,9 @@ BUG_IMAGES = REPO / "tests" / "data" / "bug_images.toml"
 TIMEOUT_S = 20
 
 #: bug -> catalogue entry -> the invariants its run must violate (all of them), at least one of
-#: them naming the role the bug lives in ("Helper: ..."). Every listed entry must catch it.
+#: them naming the role the bug lives in ("Helper: ..."). Every listed entry must catch it. An
+#: ``optional:NAME`` entry is a SHOULD the bug breaks: the invariant is not violated (a SHOULD
+#: never is) but reports the optional behaviour the run did without, naming the role.
 DETECTED_BY: dict[str, dict[str, tuple[str, ...]]] = {
     # the Helper counted the first job twice: batchMismatch to an AggregateShareReq that agrees
     # with what it accepted; the late identical replay gets different PrepareResps
@@ -50,8 +52,8 @@ DETECTED_BY: dict[str, dict[str, tuple[str, ...]]] = {
     "helper-reinit-no-conflict": {"mutate-agg-init": ("idempotency",)},
     # the tampered collection-job PUT answered 201
     "leader-collect-no-auth": {"bad-collector-token": ("auth",)},
-    # the far-future report acknowledged
-    "leader-accept-future": {"future-report": ("rejected-uploads",)},
+    # the far-future report acknowledged: reportTooEarly is a SHOULD (dap-09 §9.2)
+    "leader-accept-future": {"future-report": ("optional:rejected-uploads",)},
     # the failed job's reports re-sent under a new job ID
     "leader-rebuild-retry": {"drop-agg-init-response": ("leader-jobs",), "delay-beyond-timeout": ("leader-jobs",)},
     # the late report aggregated into a batch already shared, and the second collection recomputed
@@ -67,13 +69,23 @@ def impl_for(bug: str) -> dict[str, str]:
 
 
 def detected(result: RunResult, expect: object) -> bool:
-    """What the ordinary checker says, nothing more: a violation or an unmet expectation."""
+    """What the ordinary checker says, nothing more: a violation, an unmet expectation or an
+    optional behaviour (SHOULD) the run did without."""
     vc = result.report.verdict_class
-    return vc == VerdictClass.VIOLATION or not expectation_met(vc, expect)  # type: ignore[arg-type]
+    return (vc == VerdictClass.VIOLATION or bool(result.report.optional)
+            or not expectation_met(vc, expect, result.report.optional))  # type: ignore[arg-type]
 
 
 def violated(result: RunResult) -> set[str]:
-    return {v.invariant for v in result.report.verdicts if v.valid is False}
+    """Invariants the run violated, and ``optional:NAME`` for each that reports a SHOULD not done."""
+    return ({v.invariant for v in result.report.verdicts if v.valid is False}
+            | {f"optional:{v.invariant}" for v in result.report.verdicts if v.optional})
+
+
+def findings(result: RunResult, invariants: tuple[str, ...]) -> list[str]:
+    """The lines of the listed invariants' findings (violation details, optional lines)."""
+    lines = [v.detail for v in result.report.verdicts if v.invariant in invariants and v.valid is False]
+    return lines + [o for v in result.report.verdicts if f"optional:{v.invariant}" in invariants for o in v.optional]
 
 
 def _explain(result: RunResult) -> str:
@@ -113,7 +125,7 @@ def test_catalogue_detects_bug(bug: str, tmp_path: Path) -> None:
                 f"{bug} by {name}: expected {sorted(invariants)} violated\n{_explain(result)}"
             # ... and the finding points at the role the bug lives in
             culprits = {role.capitalize() for role in bugs.BUGS[bug][0]}
-            named = [v.detail for v in result.report.verdicts if v.invariant in invariants and v.valid is False]
+            named = findings(result, invariants)
             assert any(f"{c}:" in d for c in culprits for d in named), \
                 f"{bug} by {name}: no finding names {sorted(culprits)}\n{_explain(result)}"
 

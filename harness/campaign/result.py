@@ -27,7 +27,7 @@ def failure_kind(scenario: Scenario, report: CheckReport) -> str | None:
     vc = report.verdict_class
     if vc == VerdictClass.VIOLATION:
         return VIOLATION
-    if vc == VerdictClass.CLEAN_FAILURE and not expectation_met(vc, scenario.expect):
+    if vc == VerdictClass.CLEAN_FAILURE and not expectation_met(vc, scenario.expect, report.optional):
         return UNEXPECTED_CLEAN_FAILURE
     return None
 

@@ -204,7 +204,8 @@ def check(record: RunRecord, history: Sequence[Any], scenario: Scenario | None =
         parts.append("optional, not done: " + "; ".join(optional))
     expect = ctx.expect
     if vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE, VerdictClass.VIOLATION):
-        missed = missed_expectation(vc, expect)
+        missed = missed_expectation(vc, expect, optional)
         parts.append(f"expected {expect.outcome.value}: "
-                     + ("met" if expectation_met(vc, expect) else f"NOT met ({missed})" if missed else "NOT met"))
+                     + ("met" if expectation_met(vc, expect, optional) else f"NOT met ({missed})" if missed
+                        else "NOT met"))
     return CheckReport(record.scenario, vc, verdicts, "; ".join(parts), tuple(reasons), optional)

@@ -49,8 +49,8 @@ from faults.vocabulary import LEADER_HELPER
 from harness.check.flows import Context, Flow, is2xx, make_verdict
 from harness.check.verdict import Verdict
 
-__all__ = ["batch_agreement", "collection_jobs", "helper_order", "leader_jobs", "leader_late_jobs",
-           "leader_retries"]
+__all__ = ["batch_agreement", "collection_jobs", "given_up_without_retry", "helper_order", "leader_jobs",
+           "leader_late_jobs", "leader_retries"]
 
 _RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
@@ -195,6 +195,30 @@ def leader_late_jobs(ctx: Context) -> Verdict:
 # --- leader-retries (SHOULD) --------------------------------------------------------------------------------
 
 
+def given_up_without_retry(ctx: Context) -> tuple[list[Flow], list[str]]:
+    """(the Leader's requests it gave up after one retryable answer, one line each): see
+    :func:`leader_retries`; derived once per check."""
+    def compute() -> tuple[list[Flow], list[str]]:
+        flows: list[Flow] = []
+        lines: list[str] = []
+        reqs = _leader_requests(ctx, "agg_init", "agg_continue", "agg_share")
+        deleted = _deleted_by_leader(ctx)
+        for i, fl in enumerate(reqs):
+            if _leader_saw(fl) != "retryable":
+                continue
+            later = reqs[i + 1:]
+            if any(g.path == fl.path and g.method == fl.method for g in later):
+                continue  # retried
+            if (deleted.get(fl.path, -1) > fl.first_seq
+                    or (fl.kind != "agg_share" and any(g.kind == "agg_share" for g in later))):
+                what = "the aggregate share request" if fl.kind == "agg_share" else f"aggregation job {_job(fl)}"
+                flows.append(fl)
+                lines.append(f"Leader: gave up {what} after one retryable answer ({_answer(fl)}) without retrying "
+                             f"it (SHOULD: requests to the Helper are retryable, dap-09 §10.3, §16)")
+        return flows, _dedup(lines)
+    return ctx.memo("given_up_without_retry", compute)
+
+
 def leader_retries(ctx: Context) -> Verdict:
     """Leader SHOULD retry a retryable answer (429, 5xx, none) before giving a job up.
 
@@ -202,26 +226,10 @@ def leader_retries(ctx: Context) -> Verdict:
     but mandates no retry): a job given up after one such answer is reported as a recovery
     the run did without (``Verdict.optional``), never as a violation. "Given up": the Leader
     DELETEd the job, or asked for the batch's aggregate share, without re-sending it."""
-    missing: list[str] = []
-    ev: dict[str, Any] = {"role": "leader", "not_retried": []}
-    reqs = _leader_requests(ctx, "agg_init", "agg_continue", "agg_share")
-    deleted = _deleted_by_leader(ctx)
-    for i, fl in enumerate(reqs):
-        if _leader_saw(fl) != "retryable":
-            continue
-        later = reqs[i + 1:]
-        if any(g.path == fl.path and g.method == fl.method for g in later):
-            continue  # retried
-        gave_up = (deleted.get(fl.path, -1) > fl.first_seq
-                   or (fl.kind != "agg_share" and any(g.kind == "agg_share" for g in later)))
-        if gave_up:
-            what = "the aggregate share request" if fl.kind == "agg_share" else f"aggregation job {_job(fl)}"
-            ev["not_retried"].append(fl.flow_seq)
-            missing.append(f"Leader: gave up {what} after one retryable answer ({_answer(fl)}) without retrying it "
-                           f"(SHOULD: requests to the Helper are retryable, dap-09 §10.3, §16)")
-    detail = ("Leader: every retryable answer retried (or the run ended first)" if not missing
-              else "; ".join(_dedup(missing)))
-    return Verdict("leader-retries", True, detail, ev, optional=tuple(_dedup(missing)))
+    flows, missing = given_up_without_retry(ctx)
+    ev: dict[str, Any] = {"role": "leader", "not_retried": [f.flow_seq for f in flows]}
+    detail = "Leader: every retryable answer retried (or the run ended first)" if not missing else "; ".join(missing)
+    return Verdict("leader-retries", True, detail, ev, optional=tuple(missing))
 
 
 def _answer(fl: Flow) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from faults.vocabulary import problem_token
 from harness.check.counted import Counted
+from harness.check.conformance import given_up_without_retry
 from harness.check.fill import not_ready_bounds
 from harness.check.flows import Context, is2xx, make_verdict
 from harness.check.verdict import Verdict
@@ -148,9 +151,22 @@ def completeness(ctx: Context) -> Verdict:
     if not ctx.expect.complete:
         return Verdict("completeness", True, "not required by the expectation"
                        + (f" (lost: {lost_all})" if lost_all else ""), ev)
+    # reports lost only because the Leader gave their job up without the retry the expectation
+    # relies on (a SHOULD): not a violation, the run did without an optional recovery
+    optional: list[str] = []
+    if ctx.expect.optional_recovery:
+        gave_up, lines = given_up_without_retry(ctx)
+        dropped = {ctx.report_index[r] for f in gave_up for r in f.req.report_ids if r in ctx.report_index}
+        for name in list(lost_all):
+            lost = lost_all[name]
+            if isinstance(lost, list) and dropped and set(lost) <= dropped:
+                optional.append(f"{name}: reports {lost} not counted: {lines[0]}")
+                del lost_all[name]
     for name, lost in lost_all.items():
         failures.append(f"{name}: acknowledged reports not counted: {lost}")
-    return make_verdict("completeness", failures, ev, "every acknowledged report is counted")
+    verdict = make_verdict("completeness", failures, ev, "every acknowledged report is counted"
+                           + (" but those of a job given up without retry" if optional else ""))
+    return attrs.evolve(verdict, optional=tuple(optional)) if optional else verdict
 
 
 def collections(ctx: Context) -> Verdict:
@@ -184,35 +200,44 @@ def collections(ctx: Context) -> Verdict:
 
 
 def rejected_uploads(ctx: Context) -> Verdict:
-    """Every Expectation.rejected_uploads index was refused with its problem type and not counted."""
+    """Uploads the Leader SHOULD refuse (``Expectation.rejected_uploads``: a far-future report,
+    ``reportTooEarly``, dap-09 §9.2) are never counted (a violation if one is); one the Leader
+    acknowledged or refused otherwise is a SHOULD the run did without (``optional``)."""
     want = ctx.expect.rejected_uploads
     if not want:
         return Verdict("rejected-uploads", True, "no upload expected to be rejected", {})
-    failures = []
-    ev: dict[str, Any] = {}
+    failures: list[str] = []
+    optional: list[str] = []
+    ev: dict[str, Any] = {"role": "leader"}
     uploads = {u.index: u for u in ctx.record.uploads}
     for idx, problem in sorted(want.items()):
         e: dict[str, Any] = {"expected": problem}
         u = uploads.get(idx)
         if u is None:
-            failures.append(f"upload {idx} expected rejected ({problem}) was never made")  # the harness's side
-            continue
+            return Verdict("rejected-uploads", None, f"upload {idx} expected refused ({problem}) was never made: "
+                           "the workload and the expectation disagree", ev)
         e["status"] = u.status
         if ctx.upload_mapping_ok:
             fls = [f for f in ctx.upload_flows.get(idx, []) if f.real_status is not None]
             e["flows"] = [f.evidence() for f in fls]
             # the Leader's own answers only: a 2xx the proxy made up (respond) is not its doing
             if any(is2xx(f.real_status) for f in fls):
-                failures.append(f"Leader: upload {idx} acknowledged, expected {problem}")
+                optional.append(f"Leader: upload {idx} acknowledged; it SHOULD be refused with {problem} "
+                                f"(dap-09 §9.2)")
             got = {f.problem for f in fls}
-            if fls and problem_token(problem) not in got:
-                failures.append(f"Leader: upload {idx} answered {sorted(map(str, got))}, expected {problem}")
+            if fls and problem_token(problem) not in got and not any(is2xx(f.real_status) for f in fls):
+                optional.append(f"Leader: upload {idx} answered {sorted(map(str, got))}; it SHOULD be refused with "
+                                f"{problem} (dap-09 §9.2)")
         elif u.status == "success":
-            failures.append(f"Leader: upload {idx} acknowledged, expected {problem}")
+            optional.append(f"Leader: upload {idx} acknowledged; it SHOULD be refused with {problem} (dap-09 §9.2)")
         elif u.error is not None and problem_token(problem) not in u.error:
             e["note"] = "no history mapping; the record's error does not name the problem type"
         for label, k in ctx.counted.items():
             if k.multiplicity.get(idx, 0):
-                failures.append(f"upload {idx} expected rejected but counted in {label!r}")
+                failures.append(f"upload {idx}, which the Leader should have refused ({problem}), counted in "
+                                f"{label!r}")
         ev[str(idx)] = e
-    return make_verdict("rejected-uploads", failures, ev, f"{len(want)} upload(s) refused as expected")
+    verdict = make_verdict("rejected-uploads", failures, ev,
+                           f"{len(want)} upload(s) refused as they should be" if not optional
+                           else f"{len(want)} upload(s) not counted")
+    return attrs.evolve(verdict, optional=tuple(optional)) if optional else verdict

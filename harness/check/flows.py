@@ -176,9 +176,15 @@ class Context:
         return [f for f in orig.faults if f.seq < max(made) and f.applied and not f.action_class.sends_copies]
 
     def tampered(self, fl: Flow) -> list[FaultEvent]:
-        """The faults that changed this request's credentials: its own, or its original's before
-        the proxy copied it."""
-        return fl.applied("tampers_auth") + [f for f in self.inherited_faults(fl) if f.action_class.tampers_auth]
+        """The faults that changed this request's credentials: its own, its original's before the
+        proxy copied it, or (a forgery) the one that forged it with changed credentials."""
+        own = fl.applied("tampers_auth") + [f for f in self.inherited_faults(fl) if f.action_class.tampers_auth]
+        orig = self.flows.get(fl.copy_of) if fl.copy_of is not None else None
+        if orig is not None:
+            # the forging fault names the copy it sent by its origin (``synthesize:<message>``)
+            own += [f for f in orig.faults if f.changed.copy_credentials_tampered
+                    and fl.origin == f"{f.action}:{getattr(f.changed, 'message', '')}"]
+        return own
 
     def changed(self, fl: Flow) -> list[FaultEvent]:
         """The faults that changed the body the upstream saw: its own, or its original's before

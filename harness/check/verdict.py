@@ -95,22 +95,25 @@ class CheckReport:
     optional: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
-def expectation_met(verdict: VerdictClass | str, expect: Expectation) -> bool:
+def expectation_met(verdict: VerdictClass | str, expect: Expectation, optional: Iterable[str] = ()) -> bool:
     """Whether a verdict class is what the scenario's Expectation allows (violation, inconclusive,
-    infra: never)."""
+    infra: never). ``optional``: the optional recoveries the run did without; when the
+    expectation relies on one (``optional_recovery``), a clean failure is compliant too."""
     vc = VerdictClass(verdict)
     if vc in (VerdictClass.VIOLATION, VerdictClass.INCONCLUSIVE, VerdictClass.INFRA):
         return False
     if expect.outcome == Outcome.PASS_OR_CLEAN_FAILURE:
         return True
+    if vc == VerdictClass.CLEAN_FAILURE and expect.optional_recovery and any(True for _ in optional):
+        return True  # compliant: the target did without the optional recovery the pass relies on
     return vc.value == expect.outcome.value
 
 
-def missed_expectation(verdict: VerdictClass | str, expect: Expectation) -> str | None:
+def missed_expectation(verdict: VerdictClass | str, expect: Expectation, optional: Iterable[str] = ()) -> str | None:
     """For a pass or clean failure the expectation does not allow: which way it missed, in words
     ("expected a clean failure, but the run passed"); None otherwise."""
     vc = VerdictClass(verdict)
-    if vc not in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE) or expectation_met(vc, expect):
+    if vc not in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE) or expectation_met(vc, expect, optional):
         return None
     if vc == VerdictClass.PASS:
         return ("expected a clean failure, but the run passed: the target accepted what the scenario expects it to "
@@ -128,7 +131,7 @@ def exit_code_for(report: CheckReport | None, scenario: Scenario) -> int:
         return int(ExitCode.INFRA)
     if vc == VerdictClass.INCONCLUSIVE:
         return int(ExitCode.INCONCLUSIVE)
-    return int(ExitCode.OK if expectation_met(vc, scenario.expect) else ExitCode.FAILED)
+    return int(ExitCode.OK if expectation_met(vc, scenario.expect, report.optional) else ExitCode.FAILED)
 
 
 def check_report_from_dict(data: Mapping[str, Any]) -> CheckReport:

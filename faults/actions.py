@@ -33,7 +33,7 @@ from attrs import validators as v
 
 from dap.constants import ProblemType
 from faults import dapcodec
-from faults.vocabulary import classify, problem_uri
+from faults.vocabulary import AUTHENTICATED_KINDS, classify, problem_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from mitmproxy import http
@@ -131,6 +131,9 @@ class Change:
     skipped: str | None = None
     #: the action raised; the flow went on unchanged (a harness bug, recorded)
     action_failed: str | None = None
+    #: body-changing actions: the body's ``body_sha256`` after this change (two changes that
+    #: undo each other, a bit flipped twice, leave the upstream the original body)
+    body_sha256: str | None = None
 
     @property
     def applied(self) -> bool:
@@ -668,6 +671,10 @@ class Synthesize(Action):
       ``report_count`` one higher: the Helper MUST answer ``batchMismatch`` (section 16).
     - ``delete_job`` / ``delete_collection``: a DELETE of the matched aggregation job /
       collection job.
+    - ``forged_copy``: the matched request itself (any authenticated kind) sent again with
+      ``credentials`` tampered (required): a forgery of a request the target has seen, e.g. a
+      poll of a finished collection job or an AggregateShareReq the Helper answered; it must
+      be refused, not answered from what the target stored (section 6).
 
     ``credentials`` (an :class:`Auth` mode) tampers with the forged request's credentials,
     e.g. a DELETE with a wrong token: it must be refused and change nothing (section 6).
@@ -678,7 +685,7 @@ class Synthesize(Action):
 
     message: str = attrs.field(validator=v.in_(("continue_step", "reinit_new_job", "reinit_mutated",
                                                 "continue_mutated", "collection_mutated", "agg_share_mutated",
-                                                "delete_job", "delete_collection")))
+                                                "delete_job", "delete_collection", "forged_copy")))
     step: int = attrs.field(default=1, validator=_int(v.ge(0), v.le(0xFFFF)))
     report_index: int | None = attrs.field(default=None, validator=v.optional(_int(v.ge(0))))
     delay_ms: int = attrs.field(default=0, validator=_int(v.ge(0)))
@@ -713,6 +720,14 @@ class Synthesize(Action):
 
     def check_target(self, kind: str | None, phase: str) -> None:
         base = SYNTHESIZERS[self.message][0]
+        if base is None:  # forged_copy: any authenticated request, with tampered credentials
+            if kind not in AUTHENTICATED_KINDS:
+                raise ValueError(f"synthesize {self.message!r} copies an authenticated request: set kind to one of "
+                                 f"{', '.join(sorted(AUTHENTICATED_KINDS))}")
+            if self.credentials is None:
+                raise ValueError(f"synthesize {self.message!r} needs credentials (an auth mode); without it the "
+                                 "copy is a duplicate")
+            return
         if kind != base:
             raise ValueError(f"synthesize {self.message!r} is built from an {base} flow: set kind = '{base}'")
 
@@ -792,13 +807,19 @@ def _synth_agg_share_mutated(flow: http.HTTPFlow, act: Synthesize,
     return copy, {"path": copy.request.path, "detail": f"report_count {before} -> {after}"}
 
 
+def _synth_forged_copy(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
+    copy = flow.copy()  # the credentials are tampered by Synthesize.apply
+    copy.response = None
+    return copy, {"path": copy.request.path}
+
+
 def _synth_delete(flow: http.HTTPFlow, act: Synthesize, ctx: ActionContext) -> tuple[http.HTTPFlow, dict]:
     copy = _forged(flow, "DELETE", None, None, flow.request.path.partition("?")[0])
     return copy, {"path": copy.request.path}
 
 
-#: Synthesizer name -> (the kind of flow it is built from, builder(flow, action, ctx) ->
-#: (request copy to send, what changed)).
+#: Synthesizer name -> (the kind of flow it is built from, None: any authenticated kind;
+#: builder(flow, action, ctx) -> (request copy to send, what changed)).
 SYNTHESIZERS = {
     "continue_step": ("agg_init", _synth_continue),
     "reinit_new_job": ("agg_init", _synth_reinit),
@@ -808,6 +829,7 @@ SYNTHESIZERS = {
     "agg_share_mutated": ("agg_share", _synth_agg_share_mutated),
     "delete_job": ("agg_init", _synth_delete),
     "delete_collection": ("collection_create", _synth_delete),
+    "forged_copy": (None, _synth_forged_copy),
 }
 
 #: The one name -> class table.

@@ -41,7 +41,7 @@ from faults.actions import (
 )
 from faults.heavy_hitters import heavy_hitters_workload
 from faults.plan import Limits, Matcher, Plan, Rule, dumps_plan
-from faults.scenario import Collect, Expectation, Outcome, Pause, Scenario, Upload, WorkloadSpec
+from faults.scenario import LEADER_RETRY, Collect, Expectation, Outcome, Pause, Scenario, Upload, WorkloadSpec
 from faults.vocabulary import CLIENT_LEADER, COLLECTOR_LEADER, LEADER_HELPER
 
 __all__ = ["CATALOGUE", "UnknownScenario", "get_scenario", "names"]
@@ -67,18 +67,47 @@ def _steps(*steps: object) -> WorkloadSpec:
     return WorkloadSpec(steps=steps)
 
 
+#: Every way of presenting a wrong credential (faults.actions.Auth modes): none, a wrong
+#: DAP-Auth-Token, a wrong Bearer, the token as HTTP Basic, and the genuine credential with a
+#: wrong one in the other header beside it (DAP-09 fixes no rule for two credentials, so the
+#: checker accepts either answer to that one, but a refusal must still be unauthorizedRequest).
+CREDENTIAL_MODES = ("strip", "wrong_value", "wrong_bearer", "wrong_scheme", "conflicting")
+#: The modes a request must be refused with: a DELETE carrying the genuine credential beside a
+#: wrong one may legitimately delete.
+WRONG_CREDENTIALS = CREDENTIAL_MODES[:-1]
+REFUSED = Expectation(allowed_problem_types=("unauthorizedRequest",))
+
+
+def _forged_credentials(link: str, kind: str, message: str = "forged_copy", modes: tuple[str, ...] = CREDENTIAL_MODES,
+                        limits: Limits = Limits(nth=1)) -> Plan:
+    """One forged request per credential mode, sent after the target answered the genuine one."""
+    return _plan(*(Rule(f"{message.replace('_', '-')}-{mode.replace('_', '-')}", Matcher(link=link, kind=kind),
+                        Synthesize(message=message, credentials=mode), limits) for mode in modes))
+
+
 #: Default workload: upload 8 reports, collect once.
 DEFAULT = WorkloadSpec(steps=(Upload(count=8), Collect()))
 #: Two halves in different aggregation jobs, then collect.
 HALVES = _steps(Upload(count=4), Pause(ms=HALF_PAUSE_MS), Upload(count=4), Collect())
 
 PASS = Expectation()
+#: pass, or (a Leader that does not retry) a clean failure / lost reports said as such
+RETRIED = Expectation(optional_recovery=LEADER_RETRY)
+#: A refused aggregation job under Poplar1: the reference Leader puts every report of a
+#: collection in one job, so losing it may lose them all (a clean failure); a Leader that
+#: splits them passes over the rest.
+REFUSED_JOB_POPLAR1 = Expectation(outcome=Outcome.PASS_OR_CLEAN_FAILURE, complete=False,
+                                  allowed_problem_types=("unauthorizedRequest", "unrecognizedAggregationJob"))
 
 
 def _scenario(name: str, spec_section: str, doc: str, plan: Plan, workload: WorkloadSpec = DEFAULT,
-              expect: Expectation = PASS) -> tuple[str, Scenario]:
+              expect: Expectation = PASS, *, poplar1: Expectation | None = None) -> tuple[str, Scenario]:
+    """One entry; ``poplar1``: the expectation when ``--vdaf poplar1`` runs it as a
+    heavy-hitters walk, where it differs (a Poplar1 job is prepared over two rounds, and the
+    reference Leader puts every report of a collection in one job)."""
     return name, Scenario(name=name, plan=plan, workload=workload, expect=expect,
-                          spec_section=spec_section, doc=" ".join(doc.split()))
+                          spec_section=spec_section, doc=" ".join(doc.split()),
+                          expect_by_family={} if poplar1 is None else {"poplar1": poplar1})
 
 
 _ENTRIES = [
@@ -104,11 +133,13 @@ _ENTRIES = [
         "late-report-after-collection", "12. Anti-replay",
         """A new report for an interval that was already collected is uploaded, then the
         interval is collected again. The Leader must not add it to the collected batch: it
-        answers reportRejected (the reference Leader does; ignoring it silently would also be
-        allowed) and the identical second collection returns the first result.""",
+        may refuse it (reportRejected, as the reference Leader does) or acknowledge and never
+        aggregate it (DAP-09 leaves the choice open), but it MUST NOT put it in an aggregation
+        job for the batch it already asked the Helper's share of (leader-late-jobs), and the
+        identical second collection returns the first result.""",
         _plan(),
         _steps(Upload(count=7), Collect(label="main"), Upload(count=1), Collect(label="again")),
-        Expectation(rejected_uploads={7: "reportRejected"}),
+        Expectation(allowed_problem_types=("reportRejected",)),
     ),
     _scenario(
         "drop-upload-response", "9.1 Client procedure",
@@ -156,6 +187,7 @@ _ENTRIES = [
         closed without an answer). The Leader retries the stored request byte for byte; the
         Helper sees it once, and the aggregate is exact and complete.""",
         _plan(Rule("lose-init", Matcher(link=L2H, kind="agg_init"), DropRequest(), Limits(nth=1))),
+        expect=RETRIED,
     ),
     _scenario(
         "drop-agg-init-response", "10.3 Re-sent init requests",
@@ -165,6 +197,7 @@ _ENTRIES = [
         preparation would answer report_replayed), so nothing is aggregated twice and the
         aggregate is exact and complete.""",
         _plan(Rule("lose-init-reply", Matcher(link=L2H, kind="agg_init"), DropResponse(), Limits(nth=1))),
+        expect=RETRIED,
     ),
     _scenario(
         "helper-503-burst", "10.3 Re-sent init requests",
@@ -174,6 +207,7 @@ _ENTRIES = [
         is exact and complete.""",
         _plan(Rule("init-503", Matcher(link=L2H, kind="agg_init"), Respond(status=503), Limits(first=3)),
               Rule("share-503", Matcher(link=L2H, kind="agg_share"), Respond(status=503), Limits(first=2))),
+        expect=RETRIED,
     ),
     _scenario(
         "delay-beyond-timeout", "10.3 Re-sent init requests",
@@ -183,6 +217,7 @@ _ENTRIES = [
         the late original answer is discarded. The aggregate is exact and complete.""",
         _plan(Rule("slow-init-reply", Matcher(link=L2H, kind="agg_init", phase="response"),
                    Delay(delay_ms=LEADER_REQUEST_TIMEOUT_MS + 300), Limits(nth=1))),
+        expect=RETRIED,
     ),
     _scenario(
         "duplicate-agg-init", "10.3 Re-sent init requests",
@@ -234,6 +269,10 @@ _ENTRIES = [
                  Synthesize(message="continue_step", step=3), Limits(nth=1)),
         ),
         expect=Expectation(allowed_problem_types=("invalidMessage", "stepMismatch")),
+        # Poplar1's reports do await step 1: the forged step-1 request is indistinguishable from
+        # the Leader's, the Helper may take it, and the genuine one then fails the job
+        poplar1=Expectation(outcome=Outcome.PASS_OR_CLEAN_FAILURE, complete=False,
+                            allowed_problem_types=("invalidMessage", "stepMismatch")),
     ),
     _scenario(
         "corrupt-leader-share", "10.2 Helper: handling the init PUT",
@@ -257,6 +296,9 @@ _ENTRIES = [
                    CorruptField(field="prepare_resps[0].payload", op="flip"), Limits(nth=1))),
         expect=Expectation(outcome=Outcome.CLEAN_FAILURE, complete=False,
                            allowed_problem_types=("batchMismatch",)),
+        # Poplar1's Helper commits nothing at init: the Leader leaves the report out of the
+        # continuation, both drop it, and the rest is exact
+        poplar1=Expectation(complete=False),
     ),
     _scenario(
         "reorder-prepare-resps", "10.1 Leader: creating a job",
@@ -280,6 +322,7 @@ _ENTRIES = [
         (HPKE sealing is randomised, so it must store and replay, not re-encrypt) without
         consuming another query; the aggregate is exact and complete.""",
         _plan(Rule("lose-share-reply", Matcher(link=L2H, kind="agg_share"), DropResponse(), Limits(nth=1))),
+        expect=RETRIED,
     ),
     _scenario(
         "duplicate-agg-share-request", "16. Aggregate share request (Leader → Helper)",
@@ -288,6 +331,16 @@ _ENTRIES = [
         (which is 1 here, so a second unit would fail the batch); the aggregate is exact and
         complete.""",
         _plan(Rule("dup-share-req", Matcher(link=L2H, kind="agg_share"), Duplicate(copies=1))),
+    ),
+    _scenario(
+        "mutate-agg-share-request", "16. Aggregate share request (Leader → Helper)",
+        """After the Helper answered the AggregateShareReq, the same request is POSTed again
+        with report_count one higher. It does not match the Helper's own count, so the Helper
+        MUST answer batchMismatch (and not replay its stored share for a different request);
+        the collection keeps the exact, complete aggregate.""",
+        _plan(Rule("mutated-share-req", Matcher(link=L2H, kind="agg_share"),
+                   Synthesize(message="agg_share_mutated"), Limits(nth=1))),
+        expect=Expectation(allowed_problem_types=("batchMismatch",)),
     ),
     _scenario(
         "corrupt-agg-share-count", "16. Aggregate share request (Leader → Helper)",
@@ -323,6 +376,7 @@ _ENTRIES = [
         _plan(Rule("wrong-token", Matcher(link=L2H, kind="agg_init"), Auth(mode="wrong_value"), Limits(nth=1))),
         HALVES,
         Expectation(complete=False, allowed_problem_types=("unauthorizedRequest", "unrecognizedAggregationJob")),
+        poplar1=REFUSED_JOB_POPLAR1,
     ),
     _scenario(
         "wrong-auth-scheme", "6. Request authentication",
@@ -333,6 +387,7 @@ _ENTRIES = [
         _plan(Rule("basic-auth", Matcher(link=L2H, kind="agg_init"), Auth(mode="wrong_scheme"), Limits(nth=1))),
         HALVES,
         Expectation(complete=False, allowed_problem_types=("unauthorizedRequest", "unrecognizedAggregationJob")),
+        poplar1=REFUSED_JOB_POPLAR1,
     ),
     _scenario(
         "bad-collector-token", "6. Request authentication",
@@ -344,6 +399,55 @@ _ENTRIES = [
                    Auth(mode="wrong_value"), Limits(nth=1))),
         expect=Expectation(allowed_problem_types=("unauthorizedRequest",)),
     ),
+    _scenario(
+        "forged-credentials-agg-init", "6. Request authentication",
+        """After the Helper answered the first aggregation-job PUT, the same PUT is sent again
+        five times with forged credentials: none, a wrong DAP-Auth-Token, a wrong Bearer
+        token, the token as HTTP Basic, and a wrong Bearer beside the genuine token. The
+        Helper MUST refuse each with unauthorizedRequest and not answer from the job it stored
+        (a replayed AggregationJobResp would accept a forgery); the genuine jobs are untouched
+        and the aggregate is exact and complete.""",
+        _forged_credentials(L2H, "agg_init"),
+        expect=REFUSED,
+    ),
+    _scenario(
+        "forged-credentials-agg-share", "6. Request authentication",
+        """After the Helper answered the AggregateShareReq, the same request is sent again with
+        each forged credential (none, wrong DAP-Auth-Token, wrong Bearer, Basic, a wrong Bearer
+        beside the genuine token). The Helper MUST refuse each with unauthorizedRequest instead
+        of serving the aggregate share it stored; the collection is exact and complete.""",
+        _forged_credentials(L2H, "agg_share"),
+        expect=REFUSED,
+    ),
+    _scenario(
+        "forged-credentials-collection-create", "6. Request authentication",
+        """After the Leader answered the Collector's collection-job PUT, the same PUT is sent
+        again with each forged credential. The Leader MUST refuse each with
+        unauthorizedRequest (not answer 201 from the job it stored) and leave the job as it
+        is; the collection is exact and complete.""",
+        _forged_credentials(K2L, "collection_create"),
+        expect=REFUSED,
+    ),
+    _scenario(
+        "forged-credentials-collection-poll", "6. Request authentication",
+        """Every poll of the collection job is sent again, after the Leader answered it, with
+        each forged credential. The Leader MUST refuse each with unauthorizedRequest: a forged
+        poll of a finished job must not be served the aggregate. The Collector's own polls get
+        the exact, complete aggregate.""",
+        _forged_credentials(K2L, "collection_poll", limits=Limits()),
+        expect=REFUSED,
+    ),
+    _scenario(
+        "forged-credentials-delete", "6. Request authentication",
+        """After the Helper answered the first aggregation-job PUT, DELETEs of that job arrive
+        with forged credentials (none, wrong DAP-Auth-Token, wrong Bearer, Basic); after the
+        Leader answered the collection-job PUT, DELETEs of that job arrive the same way. Both
+        MUST be refused with unauthorizedRequest and delete nothing: the collection finishes
+        with the exact, complete aggregate.""",
+        _plan(*_forged_credentials(L2H, "agg_init", "delete_job", WRONG_CREDENTIALS).rules,
+              *_forged_credentials(K2L, "collection_create", "delete_collection", WRONG_CREDENTIALS).rules),
+        expect=REFUSED,
+    ),
     # --- collection (Collector -> Leader) ----------------------------------------------------
     _scenario(
         "duplicate-collection-create", "15. Collection job lifecycle (Collector ↔ Leader)",
@@ -351,6 +455,17 @@ _ENTRIES = [
         safe retry: 201 again and still one job, one AggregateShareReq, one exact and complete
         aggregate.""",
         _plan(Rule("dup-collect", Matcher(link=K2L, kind="collection_create"), Duplicate(copies=1))),
+    ),
+    _scenario(
+        "mutate-collection-create", "15. Collection job lifecycle (Collector ↔ Leader)",
+        """After the Leader answered the Collector's collection-job PUT, a PUT under the same
+        collection job ID asks for another query (the next batch interval). The job exists
+        with a different query, so the Leader MUST refuse it with a 4xx and keep the job as
+        it was: the collection returns the exact, complete aggregate of the original
+        interval.""",
+        _plan(Rule("mutated-collection", Matcher(link=K2L, kind="collection_create"),
+                   Synthesize(message="collection_mutated"), Limits(nth=1))),
+        expect=Expectation(allowed_problem_types=("invalidMessage", "batchInvalid")),
     ),
     _scenario(
         "overlapping-collections", "14. Batch validation",
@@ -377,6 +492,7 @@ HH_WALK = heavy_hitters_workload(POPLAR1_BITS, POPLAR1_REPORTS)
 HH_TWO = heavy_hitters_workload(POPLAR1_BITS, POPLAR1_REPORTS, levels=2)
 #: Step-skew faults: besides the VDAF's own rules, the Helper must never accept a wrong step.
 SKEW = Expectation(allowed_problem_types=("stepMismatch", "invalidMessage"))
+SKEW_RETRIED = Expectation(allowed_problem_types=("stepMismatch", "invalidMessage"), optional_recovery=LEADER_RETRY)
 
 _ENTRIES += [
     # --- Poplar1: real continuations (Leader -> Helper) ---------------------------------------
@@ -400,7 +516,7 @@ _ENTRIES += [
         complete. Unlike the synthesized Prio3 continuations of inject-continue-step-skew,
         this is real step skew.""",
         _plan(Rule("lose-continue-reply", Matcher(link=L2H, kind="agg_continue"), DropResponse(), Limits(nth=1))),
-        HH_TWO, SKEW,
+        HH_TWO, SKEW_RETRIED,
     ),
     _scenario(
         "duplicate-agg-continue", "10.6 The `step` field and recovering from step skew",
@@ -454,7 +570,32 @@ _ENTRIES += [
         complete.""",
         _plan(Rule("slow-continue-reply", Matcher(link=L2H, kind="agg_continue", phase="response"),
                    Delay(delay_ms=LEADER_REQUEST_TIMEOUT_MS + 300), Limits(nth=1))),
-        HH_TWO, SKEW,
+        HH_TWO, SKEW_RETRIED,
+    ),
+    _scenario(
+        "bad-leader-token-continue", "6. Request authentication",
+        """The Leader's first continuation (step 1) carries a wrong DAP-Auth-Token. The Helper
+        MUST refuse it with unauthorizedRequest and leave the job waiting at step 1 (no state
+        change); the Leader abandons that job, so level 0's reports may be lost (the
+        reference Leader puts a collection's reports in one job: a clean failure), and level 1
+        is collected exactly.""",
+        _plan(Rule("wrong-token-continue", Matcher(link=L2H, kind="agg_continue"), Auth(mode="wrong_value"),
+                   Limits(nth=1))),
+        HH_TWO,
+        Expectation(outcome=Outcome.PASS_OR_CLEAN_FAILURE, complete=False,
+                    allowed_problem_types=("unauthorizedRequest", "unrecognizedAggregationJob", "stepMismatch",
+                                           "invalidBatchSize")),
+    ),
+    _scenario(
+        "forged-credentials-agg-continue", "6. Request authentication",
+        """After the Helper answered the first continuation (step 1), it is POSTed again with
+        each forged credential (none, wrong DAP-Auth-Token, wrong Bearer, Basic, a wrong
+        Bearer beside the genuine token). The Helper MUST refuse each with
+        unauthorizedRequest, not replay its stored answer; the counts of both levels are exact
+        and complete.""",
+        _forged_credentials(L2H, "agg_continue"),
+        HH_TWO,
+        Expectation(allowed_problem_types=("unauthorizedRequest", "stepMismatch", "invalidMessage")),
     ),
     # --- Poplar1: aggregation parameters (Collector -> Leader) -------------------------------
     _scenario(
@@ -584,8 +725,17 @@ def markdown() -> str:
         if ex.allowed_problem_types:
             lines.append("- **Allowed problem types**: " + ", ".join(f"`{p}`" for p in ex.allowed_problem_types))
         if ex.rejected_uploads:
-            lines.append("- **Refused uploads**: "
+            lines.append("- **Uploads the Leader SHOULD refuse** (never counted): "
                          + ", ".join(f"report {i} with `{p}`" for i, p in ex.rejected_uploads.items()))
+        if ex.optional_recovery:
+            lines.append(f"- **Relies on an optional recovery**: {ex.optional_recovery}; without it the run may "
+                         "end in a clean failure or lose those reports, said as \"without optional recovery\"")
+        for family, other in sorted(s.expect_by_family.items()):
+            lines.append(f"- **Under `--vdaf {family}`**: {_OUTCOME_TEXT[other.outcome]}"
+                         + ("" if other.complete else " (completeness not required)")
+                         + (f"; allowed problem types {', '.join(f'`{p}`' for p in other.allowed_problem_types)}"
+                            if other.allowed_problem_types and other.allowed_problem_types != ex.allowed_problem_types
+                            else ""))
         lines.append("- **Workload**: " + "; ".join(_step_text(x) for x in s.workload.steps))
         if s.workload.task.vdaf.type != "Prio3Histogram" or s.workload.measurements is not None:
             t = s.workload.task

@@ -14,11 +14,14 @@ import json
 import random
 from typing import Any
 
+import attrs
+
 from dap import codec, messages
 from dap.constants import problem_type_from_uri
 
 __all__ = [
     "BODY_CLASSES",
+    "body_digest",
     "continue_from_init",
     "corrupt_field",
     "decode_body",
@@ -207,8 +210,6 @@ def continue_from_init(init_body: bytes, step: int, report_index: int | None) ->
 
 def subset_init(init_body: bytes, report_index: int | None) -> tuple[bytes, list[str]]:
     """The init request again, optionally with only report ``report_index``."""
-    import attrs
-
     m = messages
     init = m.AggregationJobInitReq.decode(init_body)
     if report_index is not None:
@@ -222,8 +223,6 @@ def mutate_init(init_body: bytes, report_index: int | None, rng: random.Random) 
     The report is ``report_index`` (default the first). Returns ``(body, report IDs, the
     mutated report's ID)``; the body always differs from ``init_body``.
     """
-    import attrs
-
     m = messages
     init = m.AggregationJobInitReq.decode(init_body)
     i = 0 if report_index is None else report_index
@@ -249,8 +248,6 @@ def mutate_continue(continue_body: bytes, report_index: int | None,
     10.6). The report is ``report_index`` (default the first). Returns ``(body, report IDs,
     the mutated report's ID, step)``; the body always differs from ``continue_body``.
     """
-    import attrs
-
     m = messages
     req = m.AggregationJobContinueReq.decode(continue_body)
     i = 0 if report_index is None else report_index
@@ -272,8 +269,6 @@ def mutate_collection_req(body: bytes, rng: random.Random) -> tuple[bytes, str]:
     """The CollectionReq with another query: time_interval -> the next interval of the same
     length; fixed_size -> a seeded batch ID (or the current batch if one was named). Returns
     ``(body, what changed)``; the body always differs."""
-    import attrs
-
     m = messages
     req = m.CollectionReq.decode(body)
     q = req.query
@@ -293,8 +288,6 @@ def mutate_collection_req(body: bytes, rng: random.Random) -> tuple[bytes, str]:
 
 def mutate_agg_share_req(body: bytes) -> tuple[bytes, int, int]:
     """The AggregateShareReq with ``report_count`` one higher (checksum kept): ``(body, before, after)``."""
-    import attrs
-
     req = messages.AggregateShareReq.decode(body)
     return attrs.evolve(req, report_count=req.report_count + 1).encode(), req.report_count, req.report_count + 1
 
@@ -346,8 +339,13 @@ def summarize(kind: str | None, phase: str, media_type: str | None, body: bytes)
         return {"message": type(msg).__name__, "decode_error": f"summary: {exc}"}
     # identity of the exact bytes: the checker groups repeated requests (and compares
     # replayed responses) by it; a body changed in flight hashes differently
-    out["body_sha256"] = hashlib.sha256(body).hexdigest()[:32]
+    out["body_sha256"] = body_digest(body)
     return out
+
+
+def body_digest(body: bytes) -> str:
+    """A message body's ``body_sha256`` (the first 16 bytes of its SHA-256, hex)."""
+    return hashlib.sha256(body).hexdigest()[:32]
 
 
 def _summary_of(msg: Any) -> dict[str, Any]:

@@ -208,16 +208,57 @@ def check_workload(workload: WorkloadSpec, uploads: int) -> None:
             step_agg_param(vdaf, s)
 
 
-def with_poplar1(workload: WorkloadSpec, vdaf: VdafParams, reports: int | None, uploads: int) -> WorkloadSpec:
-    """``--vdaf poplar1...`` on a workload without Poplar1 steps: the heavy-hitters walk
-    (``reports`` reports, default the workload's ``uploads``), keeping the task's other
-    settings (query type, min_batch_size, ...)."""
-    n = reports if reports is not None else max(uploads, 1)
-    hh = heavy_hitters_workload(vdaf.bits or DEFAULT_BITS, n, query_type=workload.task.query_type)
+def with_poplar1(workload: WorkloadSpec, vdaf: VdafParams, reports: int) -> WorkloadSpec:
+    """``--vdaf poplar1...``: the workload as a heavy-hitters walk, keeping its shape.
+
+    Its uploads stay as they are (counts, time offsets, pauses, order: rescale them first,
+    ``faults.workload.with_reports``), so a far-future or late upload is still one;
+    measurements are drawn for them (:func:`measurements_for`); a workload without uploads
+    gets one of ``reports``. The first collection becomes the walk
+    (``level0``, ``level1``, ...) and every later one a collection at level 0 with the walk's
+    first parameter, keeping its label, interval and batch: "collect the batch again" stays
+    the same query. A workload that already runs Poplar1 keeps its collections (the walk's
+    levels re-derived for the new measurements, other collections as they are) and its
+    task's query limit."""
+    already = _takes_agg_param(workload.task.vdaf)
+    n = sum(s.count for s in workload.steps if isinstance(s, Upload))
+    if n < 1:
+        n = max(reports, 1)
+        workload = attrs.evolve(workload, steps=(Upload(count=n), *workload.steps))
+    bits = vdaf.bits or DEFAULT_BITS
+    ms = measurements_for(bits, n)
+    collects = [s for s in workload.steps if isinstance(s, Collect)]
+    if already:
+        levels = sum(1 for c in collects if c.label.startswith("level"))
+        walked = iter(walk(ms, bits, levels=max(levels, 1)))
+        steps = []
+        for s in workload.steps:
+            if isinstance(s, Collect) and s.label.startswith("level"):
+                lv, ps = next(walked, (None, ()))
+                if lv is None:
+                    continue  # the new measurements' walk is shorter
+                s = attrs.evolve(s, label=f"level{lv}", agg_level=lv, agg_prefixes=ps)
+            elif isinstance(s, Collect) and s.agg_level is not None and s.agg_level >= bits:
+                continue  # a collection at a level the new VDAF does not have
+            steps.append(s)
+        task = attrs.evolve(workload.task, vdaf=vdaf)
+        return attrs.evolve(workload, task=task, steps=tuple(steps), measurements=ms)
+    params = walk(ms, bits)
+    steps = []
+    renamed: dict[str, str] = {}  # the first collection's label -> its level-0 collection's
+    for s in workload.steps:
+        if isinstance(s, Collect) and not renamed:
+            prefix = "" if s.label == "main" else f"{s.label}-"
+            renamed[s.label] = f"{prefix}level0"
+            steps += [attrs.evolve(s, label=f"{prefix}level{lv}", agg_level=lv, agg_prefixes=ps) for lv, ps in params]
+        elif isinstance(s, Collect):
+            steps.append(attrs.evolve(s, agg_level=params[0][0], agg_prefixes=params[0][1],
+                                      batch_of=renamed.get(s.batch_of, s.batch_of) if s.batch_of else None))
+        else:
+            steps.append(s)
     task = attrs.evolve(workload.task, vdaf=vdaf,
-                        max_batch_query_count=max(workload.task.max_batch_query_count,
-                                                  hh.task.max_batch_query_count))
-    return attrs.evolve(hh, task=task)
+                        max_batch_query_count=max(workload.task.max_batch_query_count, len(params)))
+    return attrs.evolve(workload, task=task, steps=tuple(steps), measurements=ms)
 
 
 def collection_param(vdaf: VdafParams, record_agg_param: str | None) -> tuple[int, tuple[str, ...]] | None:

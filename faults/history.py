@@ -150,6 +150,9 @@ class MessageEvent:
     origin: str | None = None
     error: str | None = None
     event: str = "message"
+    #: for a copy: the id of the rule that made it (two rules may forge the same message from
+    #: one flow, one with tampered credentials); absent from histories written before it
+    copy_rule: str | None = None
 
 
 @attrs.frozen

@@ -22,6 +22,7 @@ from dap.vdaf.params import VdafParams
 from faults.plan import Plan, plan_from_dict, plan_to_dict
 
 __all__ = [
+    "LEADER_RETRY",
     "QUERY_TYPES",
     "Collect",
     "Expectation",
@@ -165,7 +166,13 @@ class Expectation:
     #: DAP problem types the checker accepts on 4xx responses beyond the generic table
     allowed_problem_types: tuple[str, ...] = ()
     #: the optional behaviour (MAY / SHOULD, with its section) the ``outcome`` relies on
+    #: (e.g. :data:`LEADER_RETRY`)
     optional_recovery: str = ""
+
+
+#: The optional recovery of the faults that lose or refuse a Leader->Helper exchange.
+LEADER_RETRY = ("Leader retries a request to the Helper that got no answer, a 429 or a 5xx "
+                "(dap-09 §10.3, §16: retryable, no retry mandated)")
 
 
 # --- scenario ------------------------------------------------------------------------------

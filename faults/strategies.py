@@ -37,6 +37,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 
 from dap import codec
@@ -44,6 +45,7 @@ from dap.constants import ProblemType
 from faults import dapcodec
 from faults.actions import (
     AUTH_MODES,
+    SYNTHESIZERS,
     CORRUPT_OPS,
     EVENT_NAMES,
     Auth,
@@ -61,9 +63,21 @@ from faults.actions import (
 )
 from faults.errors import WorkloadError
 from faults.plan import Limits, Matcher, Plan, Rule
-from faults.scenario import QUERY_TYPES, Collect, Expectation, Outcome, Pause, Scenario, TaskSpec, Upload, WorkloadSpec
+from faults.heavy_hitters import poplar1, with_poplar1
+from faults.scenario import (
+    LEADER_RETRY,
+    QUERY_TYPES,
+    Collect,
+    Expectation,
+    Outcome,
+    Pause,
+    Scenario,
+    TaskSpec,
+    Upload,
+    WorkloadSpec,
+)
 from faults.vdafs import workload_vdaf
-from faults.vocabulary import COLLECTOR_LEADER, LEADER_HELPER, LINK_KINDS, LINKS
+from faults.vocabulary import AUTHENTICATED_KINDS, CLIENT_LEADER, COLLECTOR_LEADER, LEADER_HELPER, LINK_KINDS, LINKS
 from faults.workload import PRIO3_TYPES, parse_vdaf, upload_count, vdaf_for
 
 __all__ = [
@@ -74,6 +88,7 @@ __all__ = [
     "MAX_REPORTS",
     "MAX_RETRIED_FIRES",
     "MAX_RULES",
+    "PROBES",
     "SHORT_DELAY_MS",
     "actions_and_matchers",
     "corrupt_field_targets",
@@ -81,6 +96,7 @@ __all__ = [
     "limits",
     "must_recover",
     "plans",
+    "probes",
     "recoverable_rules",
     "recovery",
     "rules",
@@ -211,6 +227,41 @@ def _corrupt_field_pair(draw: Any, max_reports: int = MAX_REPORTS) -> tuple[Matc
     return match, CorruptField(field=path, op=op, value=value)
 
 
+#: Synthesized messages, simplest first (the order ``sampled_from`` shrinks toward).
+SYNTH_MESSAGES: tuple[str, ...] = ("continue_step", "reinit_new_job", "reinit_mutated", "continue_mutated",
+                                   "collection_mutated", "agg_share_mutated", "delete_job", "delete_collection",
+                                   "forged_copy")
+#: Credential modes of a forged request that it must be refused with (``duplicate`` with the
+#: same token twice may be accepted: not a forgery).
+FORGED_CREDENTIALS: tuple[str, ...] = ("strip", "wrong_value", "wrong_bearer", "wrong_scheme", "conflicting")
+_AUTH_KINDS = tuple(sorted(AUTHENTICATED_KINDS))
+
+
+@st.composite
+def _synthesize_pair(draw: Any, max_reports: int = MAX_REPORTS, messages: Sequence[str] = SYNTH_MESSAGES,
+                     credentials: bool | None = None) -> tuple[Matcher, Synthesize]:
+    """A forged request: its message, the kind it is built from (any authenticated kind for
+    ``forged_copy``), forged credentials (``None``, the genuine ones, first; always for
+    ``forged_copy``; ``credentials`` True/False forces them / none). Phase: the default
+    (after the genuine request was answered)."""
+    message = draw(st.sampled_from(tuple(messages)))
+    base = SYNTHESIZERS[message][0]
+    kind = draw(st.sampled_from(_AUTH_KINDS)) if base is None else base
+    if base is None or credentials:
+        cred = draw(st.sampled_from(FORGED_CREDENTIALS))
+    elif credentials is False:
+        cred = None
+    else:
+        cred = draw(_none_or(st.sampled_from(FORGED_CREDENTIALS)))
+    report_index = step = None
+    if message in ("continue_step", "reinit_new_job", "reinit_mutated", "continue_mutated"):
+        report_index = draw(_none_or(st.integers(0, max(max_reports - 1, 0))))
+    if message == "continue_step":
+        step = draw(st.integers(1, 3) | st.just(0))
+    act = Synthesize(message=message, step=1 if step is None else step, report_index=report_index, credentials=cred)
+    return Matcher(link=_KIND_LINK[kind], kind=kind), act
+
+
 def actions_and_matchers(max_reports: int = MAX_REPORTS) -> st.SearchStrategy[tuple[Matcher, Any]]:
     """One ``(matcher, action)`` pair, valid together; actions in :data:`ACTION_ORDER`.
 
@@ -238,10 +289,7 @@ def actions_and_matchers(max_reports: int = MAX_REPORTS) -> st.SearchStrategy[tu
             st.builds(ReplayLater, after_messages=st.integers(1, 3)),
             st.builds(ReplayLater, after_event=st.sampled_from(sorted(EVENT_NAMES))),
         ), **mr),
-        "synthesize": _pair(Synthesize, st.builds(
-            Synthesize, message=st.sampled_from(("continue_step", "reinit_new_job", "reinit_mutated")),
-            step=st.integers(1, 3) | st.just(0),
-            report_index=_none_or(st.integers(0, max(max_reports - 1, 0)))), kinds=("agg_init",), **mr),
+        "synthesize": _synthesize_pair(max_reports),
     }
     assert tuple(by_name) == ACTION_ORDER
     return st.one_of(*by_name.values())
@@ -365,6 +413,10 @@ FUTURE_OFFSET_S = 10 * 24 * 3600
 TIME_PRECISION_S = 3600
 #: Largest generated ``min_batch_size`` (never above the reports uploaded into the queried batch).
 MAX_MIN_BATCH_SIZE = 3
+#: Poplar1 workloads: the tree depths drawn (each collection walks every level: one
+#: aggregation job with a real continuation per level), and the deepest a campaign runs.
+POPLAR1_BITS = (2, 3)
+MAX_POPLAR1_BITS = 4
 
 
 def workloads(vdaf: str | None = None, max_reports: int = MAX_REPORTS,
@@ -403,13 +455,13 @@ def workloads(vdaf: str | None = None, max_reports: int = MAX_REPORTS,
 
 def check_campaign_vdaf(vdaf: str, max_reports: int = MAX_REPORTS) -> None:
     """Raise :class:`harness.errors.WorkloadError` (one line) for a ``--vdaf`` spec campaigns
-    cannot run: a bad spec or size, or Poplar1, whose measurements are bit strings walked
-    level by level (:mod:`faults.heavy_hitters`) -- these strategies generate Prio3
-    measurements and single-collection workloads only."""
+    cannot run: a bad spec or size, or a Poplar1 tree deeper than :data:`MAX_POPLAR1_BITS`
+    (every generated collection walks the whole tree: one collection per level)."""
 
-    if workload_vdaf(parse_vdaf(vdaf, max_reports)).explicit_measurements:
-        raise WorkloadError("--vdaf poplar1: campaigns generate Prio3 workloads only; run the Poplar1 "
-                            "catalogue entries instead (faultrun --fault poplar1-heavy-hitters, docs/poplar1.md)")
+    params = parse_vdaf(vdaf, max_reports)
+    if workload_vdaf(params).explicit_measurements and (params.bits or 0) > MAX_POPLAR1_BITS:
+        raise WorkloadError(f"--vdaf {vdaf}: campaigns walk every level of the tree; use at most "
+                            f"bits={MAX_POPLAR1_BITS} (e.g. --vdaf poplar1:bits=3)")
 
 
 @st.composite
@@ -461,13 +513,23 @@ def _workloads(draw: Any, vdaf: str | None, max_reports: int, query_types: tuple
         steps.append(Collect(label="again", batch_of="main" if query_type == "fixed_size" else None,
                              interval_offset_s=first.interval_offset_s, interval_extra_s=first.interval_extra_s))
     total = sum(s.count for s in steps if isinstance(s, Upload))
+    # Poplar1 last (the most complex): the same shape as a heavy-hitters walk
+    # (faults.heavy_hitters.with_poplar1: the first collection walks the tree, a second one
+    # repeats level 0, far-future and late uploads stay what they are)
+    family = draw(st.sampled_from((*PRIO3_TYPES, "Poplar1"))) if vdaf is None else None
     if vdaf is not None:
         params = parse_vdaf(vdaf, total)
+    elif family == "Poplar1":
+        params = poplar1(draw(st.sampled_from(POPLAR1_BITS)))
     else:
-        params = vdaf_for(draw(st.sampled_from(PRIO3_TYPES)), total)
-    task = TaskSpec(vdaf=params, query_type=query_type, time_precision_s=tp, min_batch_size=min_batch_size,
-                    max_batch_query_count=1 if again == "none" else 2)
-    return WorkloadSpec(task=task, steps=tuple(steps))
+        params = vdaf_for(family, total)
+    shape = WorkloadSpec(task=TaskSpec(vdaf=vdaf_for(PRIO3_TYPES[0], total), query_type=query_type,
+                                       time_precision_s=tp, min_batch_size=min_batch_size,
+                                       max_batch_query_count=1 if again == "none" else 2),
+                         steps=tuple(steps))
+    if workload_vdaf(params).explicit_measurements:
+        return with_poplar1(shape, params, total)
+    return attrs.evolve(shape, task=attrs.evolve(shape.task, vdaf=params))
 
 
 # --- what a generated scenario must show ---------------------------------------------------------------
@@ -493,15 +555,24 @@ def _max_fires(limits: Limits) -> int | None:
     return min(caps) if caps else None
 
 
-def recovery(rule: Rule) -> str | None:
-    """How a correct pair of Aggregators recovers from ``rule`` whatever else happens:
+#: Forged credentials a target may take as genuine (the genuine one is still there).
+_MAY_AUTHENTICATE = (None, "conflicting", "duplicate")
+
+
+def recovery(rule: Rule, family: str = "prio3") -> str | None:
+    """How a correct pair of Aggregators recovers from ``rule`` whatever else happens, for a
+    workload of VDAF ``family`` (:attr:`faults.vdafs.WorkloadVdaf.family`):
 
     - ``always``: nothing is lost however often it fires: ``duplicate`` (an identical
       request again: ignored / replayed, dap-09.md §10.3, §12, §16), ``replay-later`` (the
       same, later), a ``delay`` of at most :data:`SHORT_DELAY_MS`, and the proxy's forged
       ``synthesize`` messages sent after the genuine answer (phase response, answer 2xx
       or any): a re-init under a new job ID is ``report_replayed``, a changed re-init a
-      4xx, a continuation of a finished Prio3 job a 4xx; the Leader never sees them;
+      4xx, a continuation of a finished Prio3 job a 4xx, a changed collection request a 4xx,
+      a changed AggregateShareReq ``batchMismatch``, a request with forged credentials
+      ``unauthorizedRequest``; the Leader never sees them. Not: a DELETE with credentials the
+      target may take as genuine, a forged step-1 continuation of a Poplar1 job (its reports
+      await step 1, so the Helper may take it);
     - ``retried``: Leader->Helper ``drop-request``, ``drop-response``, ``respond`` 429 /
       500 / 503 and a longer ``delay`` (a timeout): the Leader re-sends the identical
       request and the Helper replays its answer, provided the faults fire few enough times
@@ -522,6 +593,10 @@ def recovery(rule: Rule) -> str | None:
             return "always"
         return "retried"  # a timeout toward the Helper, or a slow Client/Collector message
     if act.sends_copies:  # a forged message
+        if isinstance(act, Synthesize) and act.message.startswith("delete_") and act.credentials in _MAY_AUTHENTICATE:
+            return None  # a DELETE the target may take as genuine: it may legitimately delete
+        if isinstance(act, Synthesize) and act.message == "continue_step" and family == "poplar1":
+            return None  # Poplar1's reports await step 1: a forged one may be taken (catalogue inject-continue-step-skew)
         after_answer = rule.phase == "response" and rule.match.status in (None, 200, 201) and act.delay_ms == 0
         return "always" if after_answer else None
     if act.tampers_auth and rule.match.link == COLLECTOR_LEADER:
@@ -535,7 +610,7 @@ def recovery(rule: Rule) -> str | None:
     return None
 
 
-def must_recover(plan: Plan) -> bool:
+def must_recover(plan: Plan, family: str = "prio3") -> bool:
     """Whether a correct implementation MUST end ``plan`` with the exact, complete aggregate:
     every rule recovers ``always``, or is ``retried`` and all of those together fire at most
     :data:`MAX_RETRIED_FIRES` times, or is ``collection_retried`` and all of those hit at
@@ -544,7 +619,7 @@ def must_recover(plan: Plan) -> bool:
     fires = {"retried": 0, "collection_retried": 0}
     same_message: set[tuple[Matcher, int]] = set()
     for rule in plan.rules:
-        how = recovery(rule)
+        how = recovery(rule, family)
         if how is None:
             return False
         if how in fires:
@@ -563,15 +638,17 @@ def expectation_for(plan: Plan, workload: Any = None) -> Any:
     """What a campaign demands of a generated scenario (see :mod:`harness.campaign`).
 
     - Plans the protocol MUST recover from (:func:`must_recover`): outcome ``pass``, complete:
-      a clean failure there is a finding (``unexpected_clean_failure``);
+      a clean failure there is a finding (``unexpected_clean_failure``), unless the plan
+      relies on the Leader's retries (``optional_recovery``) and the run shows it did without;
     - any other plan: ``pass_or_clean_failure`` (a random fault may legitimately end a
       collection), completeness not demanded;
-    - far-future uploads of ``workload`` (time offset >= :data:`FUTURE_OFFSET_S`) must be
-      refused with ``reportTooEarly`` and never counted, whatever the plan (faults on the
+    - far-future uploads of ``workload`` (time offset >= :data:`FUTURE_OFFSET_S`) are never
+      counted and SHOULD be refused with ``reportTooEarly``, whatever the plan (faults on the
       Client->Leader link may keep them from the Leader, which the checker accepts).
     """
 
     rejected: dict[int, str] = {}
+    family = workload_vdaf(workload.task.vdaf).family if workload is not None else "prio3"
     if workload is not None:
         index = 0
         for step in workload.steps:
@@ -579,23 +656,88 @@ def expectation_for(plan: Plan, workload: Any = None) -> Any:
                 if step.time_offset_s >= FUTURE_OFFSET_S:
                     rejected.update({i: "reportTooEarly" for i in range(index, index + step.count)})
                 index += step.count
-    if must_recover(plan):
-        return Expectation(outcome=Outcome.PASS, complete=True, rejected_uploads=rejected)
+    if must_recover(plan, family):
+        # a lost or refused Leader->Helper exchange is recovered by the Leader's retry, a SHOULD:
+        # without it the run is compliant, said "without optional recovery"
+        retried = any(recovery(r, family) == "retried" for r in plan.rules)
+        return Expectation(outcome=Outcome.PASS, complete=True, rejected_uploads=rejected,
+                           optional_recovery=LEADER_RETRY if retried else "")
     return Expectation(outcome=Outcome.PASS_OR_CLEAN_FAILURE, complete=False, rejected_uploads=rejected)
+
+
+#: What :func:`probes` adds, each to about half the examples (rule id ``probe-<name>``).
+PROBES: tuple[str, ...] = ("dup-upload", "forged-replay", "collection-forgery", "forged-credentials")
+#: Forged credentials a request must be refused with (a DELETE with the genuine credential
+#: beside a wrong one may legitimately delete).
+_REFUSED_CREDENTIALS = FORGED_CREDENTIALS[:-1]
+
+
+@st.composite
+def probes(draw: Any, max_reports: int = MAX_REPORTS) -> tuple[Rule, ...]:
+    """Rules a campaign adds to the random plan so that what a uniform draw over actions
+    reaches rarely is in every campaign: each of :data:`PROBES` behind its own boolean
+    (about half the examples each; False, no probe, shrinks first), each a fault the protocol
+    always recovers from (:func:`recovery`), so the expectation stays what the plan makes it:
+
+    - ``dup-upload``: uploads reach the Leader twice (dap-09 §12: counted once);
+    - ``forged-replay``: a report PUT again in a new aggregation job, or an upload / init
+      replayed after the collection (§12, §10.3);
+    - ``collection-forgery``: the collection-job PUT again with another query (§15), the
+      AggregateShareReq with another count (§16), a DELETE of the collection job with forged
+      credentials (§6);
+    - ``forged-credentials``: a copy of an authenticated request (any kind) or a DELETE of an
+      aggregation job with forged credentials (§6).
+    """
+    out: list[tuple[str, Matcher, Any, Limits]] = []
+    if draw(st.booleans()):
+        copies = draw(st.integers(1, 2))
+        lim = draw(st.sampled_from((Limits(), Limits(every=2), Limits(nth=1))))
+        out.append(("dup-upload", Matcher(link=CLIENT_LEADER, kind="upload"), Duplicate(copies=copies), lim))
+    if draw(st.booleans()):
+        how = draw(st.sampled_from(("reinit_new_job", "upload", "agg_init")))
+        if how == "reinit_new_job":
+            act: Any = Synthesize(message="reinit_new_job", report_index=draw(_none_or(st.just(0))))
+            out.append(("forged-replay", Matcher(link=LEADER_HELPER, kind="agg_init"), act, Limits(nth=1)))
+        else:
+            out.append(("forged-replay", Matcher(link=_KIND_LINK[how], kind=how),
+                        ReplayLater(after_event="collection_finished"), Limits(nth=1)))
+    if draw(st.booleans()):
+        message = draw(st.sampled_from(("collection_mutated", "agg_share_mutated", "delete_collection")))
+        cred = draw(st.sampled_from(_REFUSED_CREDENTIALS)) if message == "delete_collection" else None
+        kind = SYNTHESIZERS[message][0]
+        out.append(("collection-forgery", Matcher(link=_KIND_LINK[kind], kind=kind),
+                    Synthesize(message=message, credentials=cred), Limits(nth=1)))
+    if draw(st.booleans()):
+        kind = draw(st.sampled_from((*_AUTH_KINDS, "delete_job")))
+        if kind == "delete_job":
+            act = Synthesize(message="delete_job", credentials=draw(st.sampled_from(_REFUSED_CREDENTIALS)))
+            match = Matcher(link=LEADER_HELPER, kind="agg_init")
+        else:
+            act = Synthesize(message="forged_copy", credentials=draw(st.sampled_from(FORGED_CREDENTIALS)))
+            match = Matcher(link=_KIND_LINK[kind], kind=kind)
+        out.append(("forged-credentials", match, act, Limits(nth=1)))
+    return tuple(Rule(id=f"probe-{name}", match=m, action=a, limits=lim, optional=True) for name, m, a, lim in out)
 
 
 @st.composite
 def scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS,
-              name: str = "campaign") -> Any:
+              name: str = "campaign", with_probes: bool = True) -> Any:
     """A :class:`~faults.scenario.Scenario`: a workload first (it bounds report indices), then a
-    plan (:func:`plans`; half of them ``recoverable``) and its :func:`expectation_for`.
-    Shrinks as both do."""
+    plan (:func:`plans`; half of them ``recoverable``) plus :func:`probes` (``with_probes``),
+    and its :func:`expectation_for`. Shrinks as all three do."""
 
     wl = draw(workloads(vdaf=vdaf, max_reports=max_reports))
     # Half the plans are made only of faults the protocol must recover from: there the
     # expectation is an exact aggregate, and a clean failure is a finding. False (any fault)
     # first: the simpler choice.
     recoverable = max_rules <= MAX_RETRIED_FIRES and draw(st.booleans())
-    plan = draw(plans(max_rules=max_rules, max_reports=upload_count(wl), recoverable=recoverable))
+    plan = draw(plans(min_rules=0 if with_probes else 1, max_rules=max_rules, max_reports=upload_count(wl),
+                      recoverable=recoverable))
+    if with_probes:
+        extra = draw(probes(upload_count(wl)))
+        plan = attrs.evolve(plan, rules=(*plan.rules, *extra))
+        if not plan.rules:  # at least one rule, as plans() alone gives
+            plan = attrs.evolve(plan, rules=draw(plans(max_rules=1, max_reports=upload_count(wl),
+                                                       recoverable=recoverable)).rules)
     return Scenario(name=name, plan=plan, workload=wl, expect=expectation_for(plan, wl),
                     doc="generated by faultrun campaign")

@@ -146,7 +146,10 @@ def apply_overrides(scenario: Scenario, *, vdaf: str | None, reports: int | None
     if vdaf is not None or reports is not None:
         target = parse_vdaf(vdaf, 1) if vdaf is not None else wl.task.vdaf
         if workload_vdaf(target).explicit_measurements:  # Poplar1 runs the heavy-hitters walk (docs/cli.md)
-            wl = with_poplar1(wl, target, reports, upload_count(wl))
+            if reports is not None:
+                wl = with_reports(wl, reports)
+            if reports is not None or target != wl.task.vdaf:
+                wl = with_poplar1(wl, target, reports if reports is not None else upload_count(wl))
             if query_type is not None:
                 wl = attrs.evolve(wl, task=attrs.evolve(wl.task, query_type=query_type))
             return attrs.evolve(scenario, workload=wl).for_family(workload_vdaf(wl.task.vdaf).family)

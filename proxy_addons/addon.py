@@ -207,6 +207,7 @@ class FaultProxyAddon:
             status=flow.response.status_code if (flow.response is not None and phase == "response") else None,
             media_type=media if phase != "error" else None, body_len=len(body), summary=summary,
             copy_of=(info.copy or {}).get("of"), origin=(info.copy or {}).get("origin"), error=error,
+            copy_rule=(info.copy or {}).get("rule_id"),
         )
 
     # --- recording is never lossy -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from faults.actions import EVENT_NAMES, action_name
+from faults.dapcodec import body_digest
 from faults.history import HistoryWriter
 from faults.plan import Plan, Rule
 
@@ -268,6 +269,10 @@ class RuleContext:
     def record(self, **changed: Any) -> None:
         action = self.rs.rule.action
         name = action_name(action)
+        if action.changes_body and "skipped" not in changed and "action_failed" not in changed:
+            msg = self.flow.request if self.phase == "request" else self.flow.response
+            if msg is not None:
+                changed.setdefault("body_sha256", body_digest(msg.raw_content or b""))
         self.state.history.fault(
             rule_id=self.rule_id, action=name, link=self.info.link, kind=self.info.kind, phase=self.phase,
             flow_id=self.flow.id, flow_seq=self.info.flow_seq, changed=type(action).Change(**changed),

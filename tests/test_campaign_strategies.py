@@ -237,7 +237,9 @@ def test_far_future_uploads_must_be_refused_whatever_the_plan() -> None:
 @given(workloads())
 def test_generated_workloads_fill_the_batch_they_query(w) -> None:
     ups = [s for s in w.steps if isinstance(s, Upload)]
-    collects = [i for i, s in enumerate(w.steps) if isinstance(s, Collect)]
+    # a Poplar1 walk (level0, level1, ...) is the first collection, done level by level
+    collects = [i for i, s in enumerate(w.steps) if isinstance(s, Collect)
+                and not (s.label.startswith("level") and s.label != "level0")]
     assert 1 <= len(collects) <= 2 and upload_count(w) <= MAX_REPORTS
     main = w.steps[0]
     # the first upload is at the base time: inside the queried batch, enough for min_batch_size
@@ -245,6 +247,7 @@ def test_generated_workloads_fill_the_batch_they_query(w) -> None:
     assert 1 <= w.task.min_batch_size <= main.count
     assert w.task.min_batch_size <= 3 or w.task.query_type == "fixed_size"  # there: the whole first upload
     first = w.steps[collects[0]]
+    walked = [s for s in w.steps if isinstance(s, Collect) and s.label.startswith("level")]
     assert first.interval_offset_s <= 0 < first.interval_offset_s + 3600 + first.interval_extra_s
     assert {u.time_offset_s for u in ups} <= {0, -3600, FUTURE_OFFSET_S}
     # uploads after the first collection only as late reports before a second collection of it
@@ -253,9 +256,11 @@ def test_generated_workloads_fill_the_batch_they_query(w) -> None:
         assert len(collects) == 2 and all(u.time_offset_s == 0 for u in late)
     if len(collects) == 2:
         again = w.steps[collects[1]]
-        assert w.task.max_batch_query_count == 2
+        assert w.task.max_batch_query_count == (2 if w.measurements is None else max(2, len(walked)))
         assert (again.interval_offset_s, again.interval_extra_s) == (first.interval_offset_s, first.interval_extra_s)
-        assert again.batch_of == ("main" if w.task.query_type == "fixed_size" else None)
+        assert again.batch_of == (first.label if w.task.query_type == "fixed_size" else None)
+        # Poplar1: the second collection repeats level 0's query
+        assert (again.agg_level, again.agg_prefixes) == (first.agg_level, first.agg_prefixes)
 
 
 def test_workloads_reach_every_step_kind() -> None:
@@ -277,5 +282,99 @@ def test_bad_arguments_fail_early() -> None:
     from faults.errors import WorkloadError
     with pytest.raises(WorkloadError, match="unknown VDAF"):
         workloads(vdaf="prio9")
-    with pytest.raises(WorkloadError, match="campaigns generate Prio3 workloads only"):
-        workloads(vdaf="poplar1:bits=4")
+    with pytest.raises(WorkloadError, match="use at most bits=4"):
+        workloads(vdaf="poplar1:bits=8")
+
+
+def _campaign_draws(n: int, seed_: int):
+    """The first ``n`` scenarios a campaign with hypothesis seed ``seed_`` generates."""
+    from hypothesis import seed
+
+    out = []
+
+    @seed(seed_)
+    @settings(database=None, deadline=None, max_examples=n, suppress_health_check=list(HealthCheck))
+    @given(scenarios())
+    def t(sc) -> None:
+        out.append(sc)
+
+    t()
+    return out
+
+
+def _kinds_probed(sc) -> set[str]:
+    """Which of the rare behaviours a scenario reaches (probes or its random rules alike)."""
+    got = set()
+    for r in sc.plan.rules:
+        a = r.action
+        if isinstance(a, Duplicate) and r.match.kind == "upload":
+            got.add("duplicate uploads")
+        if (isinstance(a, Synthesize) and a.message == "reinit_new_job") or isinstance(a, ReplayLater):
+            got.add("forged replays")
+        if isinstance(a, Synthesize) and a.message in ("collection_mutated", "agg_share_mutated", "delete_collection"):
+            got.add("collection-side forgeries")
+        if isinstance(a, Synthesize) and a.credentials is not None or isinstance(a, Auth):
+            got.add("auth on any endpoint")
+    return got
+
+
+def test_rare_behaviours_are_in_a_quarter_of_a_60_example_campaign() -> None:
+    """Issue 16: duplicate uploads, forged replays, collection-side forgeries and forged
+    credentials each in >= 25 % of 60 examples (the campaign's own seeds), Poplar1 too."""
+    from collections import Counter
+
+    for seed_ in (1, 2):
+        draws = _campaign_draws(60, seed_)
+        assert len(draws) == 60
+        counts = Counter(k for sc in draws for k in _kinds_probed(sc))
+        for kind in ("duplicate uploads", "forged replays", "collection-side forgeries", "auth on any endpoint"):
+            assert counts[kind] >= 15, (seed_, counts)
+        assert sum(sc.workload.task.vdaf.type == "Poplar1" for sc in draws) >= 5
+        # the forged credentials reach every authenticated endpoint over a campaign
+        kinds = {r.match.kind for sc in draws for r in sc.plan.rules if r.id == "probe-forged-credentials"}
+        assert len(kinds) >= 4, kinds
+
+
+def test_probes_are_always_recovered_and_keep_the_expectation() -> None:
+    from faults.strategies import probes
+
+    @fast(100)
+    @given(probes())
+    def t(extra) -> None:
+        for r in extra:
+            assert r.id.startswith("probe-") and r.optional
+            assert recovery(r) == "always", r
+        assert must_recover(Plan(rules=extra))
+        assert loads_plan(dumps_plan(Plan(rules=extra))) == Plan(rules=extra)
+
+    t()
+
+
+def test_destructive_forgeries_and_poplar1_step_skew_are_not_recoverable() -> None:
+    l2h, k2l = "leader->helper", "collector->leader"
+    assert recovery(_rule(l2h, Synthesize(message="delete_job"), kind="agg_init")) is None
+    assert recovery(_rule(k2l, Synthesize(message="delete_collection", credentials="conflicting"),
+                          kind="collection_create")) is None
+    assert recovery(_rule(k2l, Synthesize(message="delete_collection", credentials="strip"),
+                          kind="collection_create")) == "always"
+    skew = _rule(l2h, Synthesize(message="continue_step"), kind="agg_init")
+    assert recovery(skew) == "always" and recovery(skew, "poplar1") is None
+
+
+def test_poplar1_workloads_keep_the_campaign_shape() -> None:
+    w = find(workloads(), lambda w: w.task.vdaf.type == "Poplar1" and sum(isinstance(s, Collect) for s in w.steps) > 3
+             and any(isinstance(s, Upload) and s.time_offset_s == FUTURE_OFFSET_S for s in w.steps),
+             settings=settings(database=None, max_examples=2000))
+    assert w.measurements is not None and len(w.measurements) == upload_count(w)
+    levels = [s for s in w.steps if isinstance(s, Collect) and s.label.startswith("level")]
+    assert levels and [c.agg_level for c in levels] == list(range(len(levels)))
+    assert w.task.max_batch_query_count >= len(levels)
+
+
+def test_retried_plans_say_they_rely_on_the_leader_retrying() -> None:
+    from faults.scenario import LEADER_RETRY
+
+    drop = _rule("leader->helper", DropResponse(), Limits(nth=1), kind="agg_init")
+    assert expectation_for(Plan(rules=(drop,))).optional_recovery == LEADER_RETRY
+    dup = _rule("client->leader", Duplicate(), kind="upload")
+    assert expectation_for(Plan(rules=(dup,))).optional_recovery == ""

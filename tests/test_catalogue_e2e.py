@@ -63,3 +63,29 @@ def test_catalogue_entry(stack: Stack, name: str, scenario: Scenario) -> None:
     assert report.verdict_class != VerdictClass.INCONCLUSIVE and not report.reasons, why
     assert Path(result.run_dir).is_dir()
     assert elapsed < 20, f"{name} took {elapsed:.1f} s"
+
+
+def test_reference_does_every_optional_recovery(stack: Stack) -> None:
+    """The reference roles retry, refuse far-future reports...: a run that relies on an
+    optional recovery says so when the target did without it, so the reference must show none
+    (else the catalogue's passes would be earned by the optional branch)."""
+    for name in ("helper-503-burst", "drop-agg-share-response", "future-report"):
+        result = stack.run_scenario(CATALOGUE[name], timeout_s=20)
+        assert result.report.verdict_class == VerdictClass.PASS and not result.report.optional, _explain(result)
+
+
+def test_all_under_poplar1_cli(tmp_path: Path) -> None:
+    """``faultrun --all --vdaf poplar1`` (issue 16): every entry, run as a heavy-hitters walk
+    with the entry's Poplar1 expectation, meets it on the reference stack."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "p1"
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "--all", "--vdaf", "poplar1", "--artifacts", str(out),
+                           "--timeout", "30"], capture_output=True, text=True, timeout=900,
+                          cwd=Path(__file__).resolve().parent.parent)
+    cells = json.loads((out / "matrix.json").read_text())["cells"]
+    missed = [f"{c['scenario']}: {c['summary']}" for c in cells if c["exit_code"] != 0]
+    assert proc.returncode == 0 and not missed, "\n".join(missed) + proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert {c["scenario"] for c in cells} == set(CATALOGUE)

@@ -37,12 +37,13 @@ class History:
     def _seq(self) -> int:
         return len(self.events)
 
-    def request(self, kind, method, path, summary=None, *, link=None, copy_of=None, origin=None, flow_id=None):
+    def request(self, kind, method, path, summary=None, *, link=None, copy_of=None, origin=None, flow_id=None,
+                copy_rule=None):
         self.flow_seq += 1
         fid = flow_id or f"f{self.flow_seq}"
         self.events.append(MessageEvent(self._seq(), 0.0, 0.0, link or _link(kind), kind, "request", fid,
                                         self.flow_seq, method, path, summary={"task_id": TASK, **(summary or {})},
-                                        copy_of=copy_of, origin=origin))
+                                        copy_of=copy_of, origin=origin, copy_rule=copy_rule))
         return fid
 
     def response(self, fid, status, summary=None, *, problem=None):
@@ -216,6 +217,27 @@ def test_corrupted_upload_counted_is_violation():
                     before="aa", after="ab")
     v = verdict(checker.check(record(), h.events, scenario(complete=False)), "safety")
     assert v.valid is False and "4" in {str(i) for i in v.evidence["collections"]["main"]["counted_corrupted"]}
+
+
+def test_changes_that_undo_each_other_leave_the_upload_clean():
+    """Two rules flipping the same bit: the Leader got the Client's bytes (body_sha256 after
+    the last change = the original's), so counting the report is right."""
+    def run(after_last: str):
+        h = History()
+        for i in range(6):
+            if i != 4:
+                h.upload(i)
+                continue
+            fid = h.exchange("upload", "PUT", f"/tasks/{TASK}/reports", 201,
+                             {"message": "Report", "report_ids": [rid(i)], "time": BASE, "body_sha256": "orig"})
+            h.fault(fid, "corrupt-field", field="public_share", op="flip", before="aa", after="ab", body_sha256="x1")
+            h.fault(fid, "corrupt-field", field="public_share", op="flip", before="ab", after="aa",
+                    body_sha256=after_last)
+        return verdict(checker.check(record(), h.events, scenario(complete=False)), "safety")
+
+    assert run("orig").valid is True
+    v = run("x2")
+    assert v.valid is False and "reports corrupted in flight counted: [4]" in v.detail
 
 
 def test_corrupted_init_payload_counted_is_violation():
@@ -422,6 +444,56 @@ def test_tampered_copy_is_judged_too():
     h.agg_share(6, status=200, copy_of=orig, origin="duplicate")
     v = verdict(checker.check(record(), h.events, scenario()), "auth")
     assert v.valid is False and len(v.evidence["tampered"]) == 2
+
+
+def test_forged_poll_with_wrong_credentials_must_be_refused():
+    """A forged copy of a poll (synthesize forged_copy): served the aggregate = violation naming the Leader."""
+    h = honest()
+    poll = [e.flow_id for e in h.events if getattr(e, "kind", None) == "collection_poll"][-1]
+    h.fault(poll, "synthesize", phase="response", message="forged_copy", credentials="wrong_bearer")
+    h.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/C1", 403, problem="unauthorizedRequest",
+               copy_of=poll, origin="synthesize:forged_copy")
+    v = verdict(checker.check(record(), h.events, scenario()), "auth")
+    assert v.valid is True and len(v.evidence["tampered"]) == 1
+    h = honest()
+    poll = [e.flow_id for e in h.events if getattr(e, "kind", None) == "collection_poll"][-1]
+    h.fault(poll, "synthesize", phase="response", message="forged_copy", credentials="wrong_bearer")
+    h.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/C1", 200,
+               None, {"message": "Collection", "report_count": 6}, copy_of=poll, origin="synthesize:forged_copy")
+    v = verdict(checker.check(record(), h.events, scenario()), "auth")
+    assert v.valid is False and v.detail.startswith("Leader: tampered collection_poll") and "answered 200" in v.detail
+
+
+def test_two_forgeries_of_one_flow_are_told_apart_by_their_rule():
+    """One rule forges a DELETE with the genuine credentials, another with none: only the
+    second is a tampered request (the copy names the rule that made it)."""
+    h = honest()
+    create = next(e.flow_id for e in h.events if getattr(e, "kind", None) == "collection_create")
+    path = f"/tasks/{TASK}/collection_jobs/C1"
+    h.fault(create, "synthesize", phase="response", rule_id="genuine", message="delete_collection")
+    h.fault(create, "synthesize", phase="response", rule_id="forged", message="delete_collection", credentials="strip")
+    h.exchange("collection_delete", "DELETE", path, 204, copy_of=create, origin="synthesize:delete_collection",
+               copy_rule="genuine")
+    h.exchange("collection_delete", "DELETE", path, 403, problem="unauthorizedRequest", copy_of=create,
+               origin="synthesize:delete_collection", copy_rule="forged")
+    v = verdict(checker.check(record(), h.events, scenario()), "auth")
+    assert v.valid is True and len(v.evidence["tampered"]) == 1, v.detail
+
+
+def test_genuine_credential_beside_a_wrong_one_may_be_accepted():
+    """``conflicting``: DAP-09 fixes no rule for two credentials; a refusal must still be typed."""
+    h = honest()
+    orig = h.agg_share(6)
+    h.fault(orig, "synthesize", phase="response", message="forged_copy", credentials="conflicting")
+    h.agg_share(6, copy_of=orig, origin="synthesize:forged_copy")
+    v = verdict(checker.check(record(), h.events, scenario()), "auth")
+    assert v.valid is True and len(v.evidence["ambiguous_accepted"]) == 1 and "accepted (allowed)" in v.detail
+    h = honest()
+    orig = h.agg_share(6)
+    h.fault(orig, "synthesize", phase="response", message="forged_copy", credentials="conflicting")
+    h.agg_share(6, status=400, problem="invalidMessage", copy_of=orig, origin="synthesize:forged_copy")
+    v = verdict(checker.check(record(), h.events, scenario()), "auth")
+    assert v.valid is False and "Helper: tampered agg_share" in v.detail and "invalidMessage" in v.detail
 
 
 def test_auth_on_upload_is_not_judged():

@@ -119,6 +119,25 @@ def test_leader_retries_is_optional_never_a_violation():
     assert rep.optional == v.optional and "without optional recovery" in rep.summary
 
 
+
+def test_leader_retries_an_aggregate_share_given_up_when_the_collection_failed():
+    """A lost AggregateShare not re-sent and the collection job failed: optional, the clean
+    failure meets an expectation that relies on the retry (Expectation.optional_recovery)."""
+    from harness.check.verdict import expectation_met
+
+    h = base()
+    h.init("J1", list(range(6)))
+    h.fault(share(h, range(6)), "drop-response", phase="response")
+    h.exchange("collection_create", "PUT", f"/tasks/{TASK}/collection_jobs/C1", 201,
+               {"message": "CollectionReq", "interval": [BASE, 3600]})
+    h.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/C1", 502, problem="about:blank")
+    rec = record(collections=())
+    v, rep = verdict(h, "leader-retries", rec=rec, sc=scenario(optional_recovery="retries"))
+    assert v.valid is True and v.optional and v.optional[0].startswith(
+        "Leader: gave up the aggregate share request after one retryable answer (no answer)")
+    assert expectation_met(VerdictClass.CLEAN_FAILURE, scenario(optional_recovery="retries").expect, rep.optional)
+    assert not expectation_met(VerdictClass.CLEAN_FAILURE, scenario().expect, rep.optional)
+
 # --- helper-order ----------------------------------------------------------------------------------------------
 
 
@@ -235,3 +254,23 @@ def test_collection_jobs_a_refused_second_request_is_right():
                origin="synthesize:collection_mutated")
     v, _ = verdict(h, "collection-jobs", rec=attrs.evolve(record()))
     assert v.valid is True
+
+
+def test_docs_list_every_invariant_with_its_section_and_role():
+    """docs/invariants.md's table names every invariant of the checker, with a DAP-09 (or
+    VDAF-08) section and the role it judges."""
+    from pathlib import Path
+
+    from harness.check.invariants import INVARIANTS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "invariants.md").read_text()
+    table = doc.split("## Every invariant: its section and the role it judges", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    assert set(rows) == set(INVARIANTS)
+    for name, (_, section, role, _) in rows.items():
+        assert "§" in section or "VDAF-08" in section, name
+        assert any(r in role for r in ("Leader", "Helper")), name

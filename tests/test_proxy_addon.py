@@ -25,7 +25,7 @@ from proxy_fixtures import (
 )
 
 from dap import messages as m
-from faults import loads_plan
+from faults import dapcodec, loads_plan
 from faults.history import FaultEvent, HistoryWriter, MessageEvent, comparable
 from proxy_addons.addon import FaultProxyAddon, parse_links
 from proxy_addons.contentview import DapContentview
@@ -314,6 +314,9 @@ def test_corrupt_bytes_and_truncate_are_seeded() -> None:
         bodies.append(f.request.raw_content)
         g = await h.request(init(h, [1]))
         assert g.request.raw_content == init_req([1]).encode()[:-10]
+        # each body change records the body it left (changes that undo each other are visible)
+        assert h.faults("cb")[0].changed.body_sha256 == dapcodec.body_digest(f.request.raw_content)
+        assert h.faults("tr")[0].changed.body_sha256 == dapcodec.body_digest(g.request.raw_content)
 
     run(body)
     run(body)
@@ -329,6 +332,11 @@ def test_corrupt_bytes_and_truncate_are_seeded() -> None:
         ("wrong_value", lambda h: h["dap-auth-token"] not in ("", "secret-token-123") and len(h["dap-auth-token"]) == 16),
         ("wrong_scheme", lambda h: h["authorization"] == "Basic c2VjcmV0LXRva2VuLTEyMw==" and "dap-auth-token" not in h),
         ("duplicate", lambda h: h.get_all("dap-auth-token") == ["secret-token-123", "secret-token-123"]),
+        ("wrong_bearer", lambda h: "dap-auth-token" not in h and h["authorization"].startswith("Bearer ")
+         and h["authorization"][7:] not in ("", "secret-token-123")),
+        # the genuine token kept, a wrong Bearer beside it
+        ("conflicting", lambda h: h["dap-auth-token"] == "secret-token-123" and h["authorization"].startswith("Bearer ")
+         and h["authorization"][7:] != "secret-token-123"),
     ],
 )
 def test_auth_modes(mode: str, check: Callable[[Any], bool]) -> None:
@@ -374,7 +382,7 @@ def test_duplicate_copies_are_marked_and_not_matched_again() -> None:
             await h.request(c)  # the copy comes back through the proxy: recorded, never matched
         assert len(h.sent) == 2 and len(h.faults("dup")) == 1
         copies = [e for e in h.events() if e.origin == "duplicate"]
-        assert len(copies) == 2 and all(e.copy_of == f.id for e in copies)
+        assert len(copies) == 2 and all(e.copy_of == f.id and e.copy_rule == "dup" for e in copies)
 
     run(body)
 
@@ -600,3 +608,66 @@ def test_a_failed_fault_record_refuses_the_flow(tmp_path: Any) -> None:
         h.addon.history._file = None
 
     run(body)
+
+
+def _share_req(count: int = 8) -> m.AggregateShareReq:
+    iv = m.Interval(1_700_000_000, 3600)
+    return m.AggregateShareReq(m.BatchSelector.time_interval(iv), b"", count, bytes(32))
+
+
+def _collection_req() -> m.CollectionReq:
+    return m.CollectionReq(m.Query.time_interval(m.Interval(1_700_000_000, 3600)), b"")
+
+
+def test_synthesize_forgeries_of_collection_side_requests() -> None:
+    """collection_mutated / agg_share_mutated / delete_* / forged_copy: what each sends."""
+    coll_path = f"/tasks/{TASK_B64}/collection_jobs/{JOB_B64}"
+    share_path = f"/tasks/{TASK_B64}/aggregate_shares"
+
+    async def body(h: Harness) -> None:
+        h.plan(PLAN_HEAD
+               + rule("coll", "type = 'synthesize'\nmessage = 'collection_mutated'", "kind = 'collection_create'")
+               + rule("del", "type = 'synthesize'\nmessage = 'delete_collection'\ncredentials = 'strip'",
+                      "kind = 'collection_create'")
+               + rule("share", "type = 'synthesize'\nmessage = 'agg_share_mutated'", "kind = 'agg_share'")
+               + rule("forge", "type = 'synthesize'\nmessage = 'forged_copy'\ncredentials = 'wrong_bearer'",
+                      "kind = 'agg_share'"))
+        c = h.flow("PUT", coll_path, _collection_req().encode(), link="collector->leader",
+                   media=m.CollectionReq.MEDIA_TYPE, headers={"DAP-Auth-Token": "collector-token"})
+        await h.roundtrip(c, 201)
+        mutated, delete = h.sent
+        assert (mutated.request.method, mutated.request.path) == ("PUT", coll_path)
+        q = m.CollectionReq.decode(mutated.request.raw_content).query.batch_interval
+        assert (q.start, q.duration) == (1_700_000_000 + 3600, 3600)  # the next interval
+        assert mutated.request.headers["DAP-Auth-Token"] == "collector-token"  # genuine credentials
+        assert (delete.request.method, delete.request.path, delete.request.raw_content) == ("DELETE", coll_path, b"")
+        assert "DAP-Auth-Token" not in delete.request.headers and "content-type" not in delete.request.headers
+        assert h.faults("del")[0].changed.credentials == "strip"
+        assert h.faults("del")[0].changed.copy_credentials_tampered
+        assert not h.faults("coll")[0].changed.copy_credentials_tampered
+
+        s = h.flow("POST", share_path, _share_req().encode(), link="leader->helper",
+                   media=m.AggregateShareReq.MEDIA_TYPE, headers={"DAP-Auth-Token": "leader-token"})
+        await h.roundtrip(s, 200, b"share", m.AggregateShare.MEDIA_TYPE)
+        more, forged = h.sent[2:]
+        assert m.AggregateShareReq.decode(more.request.raw_content).report_count == 9
+        assert h.faults("share")[0].changed.detail == "report_count 8 -> 9"
+        assert forged.request.raw_content == s.request.raw_content and forged.response is None
+        assert "DAP-Auth-Token" not in forged.request.headers
+        assert forged.request.headers["Authorization"] not in ("Bearer leader-token", "")
+        assert forged.metadata["faultrun.copy"]["origin"] == "synthesize:forged_copy"
+
+    run(body)
+
+
+@pytest.mark.parametrize(("action", "match", "error"), [
+    ("message = 'forged_copy'", "kind = 'agg_share'", "needs credentials"),
+    ("message = 'forged_copy'\ncredentials = 'strip'", "kind = 'upload'", "copies an authenticated request"),
+    ("message = 'collection_mutated'", "kind = 'agg_share'", "set kind = 'collection_create'"),
+])
+def test_synthesize_target_errors_are_one_line(action: str, match: str, error: str) -> None:
+    from faults.errors import PlanError
+
+    with pytest.raises(PlanError) as exc:
+        loads_plan(PLAN_HEAD + rule("x", f"type = 'synthesize'\n{action}", match))
+    assert error in str(exc.value) and "\n" not in str(exc.value)

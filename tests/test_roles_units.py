@@ -170,3 +170,36 @@ def test_group_commit_failure_rolls_back_the_whole_batch(tmp_path: Path) -> None
     assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
     assert store.query("SELECT key FROM meta WHERE key IN ('x','y')") == []
     assert commit.flushes == 0
+
+
+def test_client_refuses_an_unusable_hpke_config_with_an_error_status() -> None:
+    """A config that decodes and names a supported suite but whose key does not fit it (a
+    P-256 KEM with a 32-byte key, as a corrupted kem_id gives): upload says error, no 500."""
+    import asyncio
+
+    import httpx
+
+    from dap.messages import HpkeConfig, HpkeConfigList
+    from dap.roles.client import Client
+    from dap.constants import MEDIA_TYPE_HPKE_CONFIG_LIST
+
+    bad = HpkeConfigList((HpkeConfig(7, 0x0010, 0x0001, 0x0001, bytes(32)),)).encode()
+    fetched: list[str] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        fetched.append(request.url.host)
+        return httpx.Response(200, content=bad, headers={"content-type": MEDIA_TYPE_HPKE_CONFIG_LIST})
+
+    async def main() -> dict:
+        client = Client()
+        client.http = httpx.AsyncClient(transport=httpx.MockTransport(serve))
+        try:
+            return await client.upload({
+                "task_id": b64e(bytes(32)), "leader": "http://leader.test/", "helper": "http://helper.test/",
+                "vdaf": {"type": "Prio3Count"}, "measurement": "1", "time_precision": 3600})
+        finally:
+            await client.aclose()
+
+    out = asyncio.run(main())
+    assert out["status"] == "error" and "HPKE config unusable" in out["error"], out
+    assert sorted(fetched) == ["helper.test", "leader.test"]

@@ -57,8 +57,7 @@ DETECTED_BY: dict[str, dict[str, tuple[str, ...]]] = {
     # the failed job's reports re-sent under a new job ID
     "leader-rebuild-retry": {"drop-agg-init-response": ("leader-jobs",), "delay-beyond-timeout": ("leader-jobs",)},
     # the late report aggregated into a batch already shared, and the second collection recomputed
-    "accept-late-reports": {"late-report-after-collection": ("idempotency", "leader-late-jobs", "rejected-uploads",
-                                                             "safety")},
+    "accept-late-reports": {"late-report-after-collection": ("idempotency", "leader-late-jobs", "safety")},
 }
 
 

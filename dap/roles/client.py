@@ -21,7 +21,7 @@ import httpx
 
 from dap import hpke
 from dap.constants import MEDIA_TYPE_HPKE_CONFIG_LIST, ProblemType, Role, problem_type_from_uri
-from dap.errors import DapError
+from dap.errors import DapError, HpkeError
 from dap.messages import HpkeConfig, HpkeConfigList, PlaintextInputShare, Report, ReportMetadata
 from dap.roles.upstream import join_url
 from dap.roles.task import TaskConfigError, b64d, b64e
@@ -109,8 +109,13 @@ class Client:
         leader_config, helper_config = await asyncio.gather(
             self._config(leader, task_id), self._config(helper, task_id))
         report_id = os.urandom(16)
-        report = await asyncio.to_thread(
-            self._build_report, task_id, ops, measurement, report_id, t, leader_config, helper_config)
+        try:
+            report = await asyncio.to_thread(
+                self._build_report, task_id, ops, measurement, report_id, t, leader_config, helper_config)
+        except HpkeError as exc:  # a config that parses but cannot be sealed to (e.g. a key of the wrong size)
+            self._configs.pop((leader, b64e(task_id)), None)
+            self._configs.pop((helper, b64e(task_id)), None)
+            raise UploadError(f"HPKE config unusable: {exc}") from None
         url = join_url(leader, f"tasks/{b64e(task_id)}/reports")
         try:
             resp = await self.http.put(url, content=report,

@@ -195,6 +195,13 @@ def leader_late_jobs(ctx: Context) -> Verdict:
 # --- leader-retries (SHOULD) --------------------------------------------------------------------------------
 
 
+def _collection_failed_after(ctx: Context, fl: Flow) -> bool:
+    """A Collector's poll after ``fl`` answered with an error by the Leader: a collection job
+    failed (the Leader gave the aggregate share up)."""
+    return any(g.first_seq > fl.first_seq and g.real_status is not None and g.real_status >= 400
+               and not g.applied("answers_in_place") and not ctx.tampered(g) for g in ctx.of_kind("collection_poll"))
+
+
 def given_up_without_retry(ctx: Context) -> tuple[list[Flow], list[str]]:
     """(the Leader's requests it gave up after one retryable answer, one line each): see
     :func:`leader_retries`; derived once per check."""
@@ -210,7 +217,8 @@ def given_up_without_retry(ctx: Context) -> tuple[list[Flow], list[str]]:
             if any(g.path == fl.path and g.method == fl.method for g in later):
                 continue  # retried
             if (deleted.get(fl.path, -1) > fl.first_seq
-                    or (fl.kind != "agg_share" and any(g.kind == "agg_share" for g in later))):
+                    or (fl.kind != "agg_share" and any(g.kind == "agg_share" for g in later))
+                    or (fl.kind == "agg_share" and _collection_failed_after(ctx, fl))):
                 what = "the aggregate share request" if fl.kind == "agg_share" else f"aggregation job {_job(fl)}"
                 flows.append(fl)
                 lines.append(f"Leader: gave up {what} after one retryable answer ({_answer(fl)}) without retrying "

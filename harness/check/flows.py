@@ -50,6 +50,8 @@ class Flow:
     path: str
     copy_of: str | None = None
     origin: str | None = None
+    #: the rule that made this copy (None: not a copy, or a history without it)
+    copy_rule: str | None = None
     request: MessageEvent | None = None
     response: MessageEvent | None = None
     error: MessageEvent | None = None
@@ -103,8 +105,13 @@ class Flow:
         return problem_token(self.resp.problem_type)
 
     def body_changed(self) -> list[FaultEvent]:
-        """Request-body faults that changed something (the upstream saw other bytes)."""
-        return [f for f in self.applied("changes_body", phase="request") if f.changed.changed_anything]
+        """Request-body faults that changed something (the upstream saw other bytes); none when
+        the last one left the body the Client sent (changes that undid each other)."""
+        out = [f for f in self.applied("changes_body", phase="request") if f.changed.changed_anything]
+        after = out[-1].changed.body_sha256 if out else None
+        if after is not None and after == self.req.body_sha256:
+            return []
+        return out
 
     def evidence(self) -> dict[str, Any]:
         return {"flow_id": self.flow_id, "flow_seq": self.flow_seq, "kind": self.kind, "path": self.path,
@@ -121,7 +128,7 @@ def fold_flows(events: Iterable[Any]) -> dict[str, Flow]:
             fl = flows.get(ev.flow_id)
             if fl is None:
                 fl = flows[ev.flow_id] = Flow(ev.flow_id, ev.flow_seq, ev.link, ev.kind, ev.method, ev.path,
-                                              ev.copy_of, ev.origin, first_seq=ev.seq)
+                                              ev.copy_of, ev.origin, ev.copy_rule, first_seq=ev.seq)
             if ev.phase == "request":
                 fl.request = ev
             elif ev.phase == "response":
@@ -181,9 +188,11 @@ class Context:
         own = fl.applied("tampers_auth") + [f for f in self.inherited_faults(fl) if f.action_class.tampers_auth]
         orig = self.flows.get(fl.copy_of) if fl.copy_of is not None else None
         if orig is not None:
-            # the forging fault names the copy it sent by its origin (``synthesize:<message>``)
+            # the forging fault: the rule that made the copy, or (older histories) the one whose
+            # origin (``synthesize:<message>``) it carries
             own += [f for f in orig.faults if f.changed.copy_credentials_tampered
-                    and fl.origin == f"{f.action}:{getattr(f.changed, 'message', '')}"]
+                    and (f.rule_id == fl.copy_rule if fl.copy_rule is not None
+                         else fl.origin == f"{f.action}:{getattr(f.changed, 'message', '')}")]
         return own
 
     def changed(self, fl: Flow) -> list[FaultEvent]:

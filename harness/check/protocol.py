@@ -63,11 +63,19 @@ def auth(ctx: Context) -> Verdict:
         return Verdict("auth", True, "no tampered request to an authenticated endpoint", ev)
     tampered_ids = {fl.flow_id for fl in tampered}
     genuine = [f for f in ctx.flows.values() if f.flow_id not in tampered_ids and f.delivered]
+    ev["ambiguous_accepted"] = []
     for fl in tampered:
         ev["tampered"].append(fl.evidence())
         st = fl.real_status
         if st is None:
             continue  # no answer seen (transport error): nothing to judge
+        modes = {getattr(f.changed, "mode", None) or getattr(f.changed, "credentials", None)
+                 for f in ctx.tampered(fl)}
+        if modes == {"conflicting"} and is2xx(st):
+            # the genuine credential beside a wrong one: DAP-09 fixes no rule for two credentials,
+            # so accepting on the genuine one is allowed (Janus checks the Bearer first and refuses)
+            ev["ambiguous_accepted"].append(fl.flow_seq)
+            continue
         if st not in _AUTH_STATUSES or fl.problem != "unauthorizedRequest":
             failures.append(f"{_answerer(fl)}: tampered {fl.kind} {fl.path} (flow {fl.flow_seq}) answered {st} "
                             f"{fl.problem or 'without a problem type'}")
@@ -102,7 +110,10 @@ def auth(ctx: Context) -> Verdict:
                                         f"report_replayed: the tampered request changed state")
                 if is2xx(g.real_status):
                     seen_genuinely |= set(g.req.report_ids)
-    return make_verdict("auth", failures, ev, f"{len(tampered)} tampered request(s) refused without state change")
+    amb = len(ev["ambiguous_accepted"])
+    return make_verdict("auth", failures, ev, f"{len(tampered) - amb} tampered request(s) refused without state change"
+                        + (f"; {amb} carrying the genuine credential beside a wrong one accepted (allowed)"
+                           if amb else ""))
 
 
 def _body_key(ctx: Context, fl: Flow) -> tuple | None:

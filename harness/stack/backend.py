@@ -36,8 +36,8 @@ import signal
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 import attrs

@@ -411,7 +411,8 @@ class NetFaults:
             with contextlib.suppress(BackendError):
                 counters.update(self._worker().call(op="remove", id=st.rule.id).get("packets", {}))
         for iface in st.rate_ifaces:
-            counters.update(self._rates.counters(topo, iface, st.rule.id))
+            for k, n in self._rates.counters(topo, iface, st.rule.id).items():
+                counters[k] = counters.get(k, 0) + n
             self._rates.by_iface[iface] = [e for e in self._rates.by_iface.get(iface, []) if e[0] != st.rule.id]
             self._rates.sync(topo, iface)
         return counters

@@ -391,7 +391,7 @@ def write_history(path: str | os.PathLike[str], events: Iterable[Event]) -> None
 
 
 _VOLATILE = frozenset({"seq", "t_mono", "t_wall", "flow_id", "copy_of"})
-_VOLATILE_CHANGED = frozenset({"delay_ms_actual", "held_ms"})
+_VOLATILE_CHANGED = frozenset({"delay_ms_actual", "held_ms", "packets"})  # packets: network counters
 
 
 def comparable(events: list[Event] | list[dict[str, Any]], *, kinds: tuple[str, ...] = ("message", "fault")) -> list[dict]:

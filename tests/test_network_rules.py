@@ -255,3 +255,17 @@ def test_proxy_triggers_fire_once_hold_and_ack() -> None:
 
     got, again = asyncio.run(run())
     assert [g["rule_id"] for g in got] == ["a", "b"] and again is False
+
+
+def test_netns_without_privileges_is_one_usage_line(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    from harness.errors import UsageError
+    from harness.stack import netns
+    from harness.stack.backend import get_backend
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(netns, "_has_cap_net_admin", lambda: False)
+    why = netns.missing_requirement()
+    assert why is not None and "root or CAP_NET_ADMIN" in why and "\n" not in why
+    with pytest.raises(UsageError, match="needs root or CAP_NET_ADMIN"):
+        get_backend("local", tmp_path, network="netns")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="cannot be combined with --backend docker"):
+        get_backend("docker", tmp_path, network="netns")  # type: ignore[arg-type]

@@ -622,6 +622,136 @@ _ENTRIES += [
     ),
 ]
 
+# --- network entries (faults.network; they need --network netns, docs/network.md) ------------------
+# Appended as one block. A network rule cuts or slows the packets of a link between its source
+# role and the fault proxy, inside a router namespace; the windows below are sized for the
+# reference Leader's harness timings (1 s request timeout, 8 s retry budget, images.toml).
+
+from faults.network import (  # noqa: E402 - the network block is self-contained
+    Blackhole,
+    Latency,
+    Loss,
+    NetRule,
+    Partition,
+    Rate,
+    Reorder,
+    Reset,
+    Window,
+)
+from faults.scenario import TaskSpec  # noqa: E402
+from dap.vdaf.params import VdafParams  # noqa: E402
+
+#: A link partition long enough for several of the Leader's 1 s attempts, well inside its 8 s budget.
+PARTITION_MS = 3_000
+#: 100 reports of Prio3Histogram(100): aggregation jobs of ~10-25 reports, 5-13 KB init requests.
+HUNDRED = WorkloadSpec(task=TaskSpec(vdaf=VdafParams.from_interop(
+    {"type": "Prio3Histogram", "length": "100", "chunk_length": "10"})), steps=(Upload(count=100), Collect()))
+
+
+def _net_plan(*rules: NetRule, seed: int = 1) -> Plan:
+    return Plan(seed=seed, net_rules=rules)
+
+
+_NET_ENTRIES = [
+    _scenario(
+        "partition-leader-helper", "10.3 Re-sent init requests",
+        """The Leader<->Helper link is partitioned both ways for 3 s from the moment the first
+        AggregationJobInitReq reaches the Helper's side: the Helper prepares the job, its answer is
+        lost on the wire and the Leader's retries time out until the partition heals. The Leader
+        then re-sends the stored request byte for byte and the Helper replays its stored
+        AggregationJobResp (a job may also be abandoned cleanly if its retry budget runs out); no
+        report is aggregated twice and the aggregate is exact and complete.""",
+        _net_plan(NetRule("cut-l2h", L2H, Partition(), direction="both",
+                          window=Window(after_kind="agg_init", for_ms=PARTITION_MS))),
+    ),
+    _scenario(
+        "one-way-partition-helper-answers", "10.3 Re-sent init requests",
+        """Only the Helper's direction of the Leader<->Helper link is cut, for 2.5 s from the first
+        AggregationJobInitReq: the request arrives and the Helper commits the job, but its
+        AggregationJobResp (and every SYN-ACK of the Leader's new connections) vanishes at the TCP
+        level. After the heal the Leader's byte-identical retry is answered from the Helper's
+        stored response, so nothing is aggregated twice; the aggregate is exact and complete.""",
+        _net_plan(NetRule("lose-helper-answers", L2H, Partition(), direction="response",
+                          window=Window(after_kind="agg_init", for_ms=2_500))),
+    ),
+    _scenario(
+        "reset-mid-agg-share", "16. Aggregate share request (Leader → Helper)",
+        """The Helper's answer to the first AggregateShareReq is cut by a TCP reset after its first
+        200 bytes (the headers and the start of the AggregateShare): both ends see the connection
+        reset mid-response. The Leader re-sends the stored request; the Helper replays the identical
+        encrypted share without consuming another query (max_batch_query_count is 1), and the
+        aggregate is exact and complete.""",
+        _net_plan(NetRule("rst-share", L2H, Reset(after_bytes=200), direction="response",
+                          window=Window(after_kind="agg_share"))),
+    ),
+    _scenario(
+        "loss-20-all-links", "10.3 Re-sent init requests",
+        """Every link loses 20 % of its packets in both directions for the whole run (seeded). TCP
+        retransmits; a Leader request that misses its 1 s timeout is re-sent byte for byte and
+        answered from the Helper's storage; the run is slower but the aggregate is exact and
+        complete, nothing counted twice.""",
+        _net_plan(*(NetRule(f"loss-{name}", link, Loss(probability=0.2)) for name, link in
+                    (("c2l", C2L), ("k2l", K2L), ("l2h", L2H)))),
+    ),
+    _scenario(
+        "slow-helper-link", "10.3 Re-sent init requests",
+        """The Leader<->Helper link is limited to 256 kbit/s (a token bucket, tbf) both ways while
+        100 reports of a Prio3Histogram(100) are uploaded and aggregated (aggregation jobs of 5-13 KB
+        init requests). Every job gets through within the Leader's timeouts, or is re-sent
+        identically; the aggregate over the 100 reports is exact and complete.""",
+        _net_plan(NetRule("slow-l2h", L2H, Rate(kbit=256))),
+        HUNDRED,
+    ),
+    _scenario(
+        "client-partition-during-uploads", "9.1 Client procedure",
+        """The Client<->Leader link is partitioned for 1.5 s from the third upload on: the Leader
+        stores that report but its 201 is lost on the wire. The reference Client has no
+        application-level retry for a transport error; TCP's retransmissions carry the answer (and
+        the next upload) across once the link heals, within the Client's 15 s timeout. Every
+        report is stored once and counted once: the aggregate is exact and complete.""",
+        _net_plan(NetRule("cut-c2l", C2L, Partition(), window=Window(after_kind="upload", after_nth=3,
+                                                                     for_ms=1_500))),
+    ),
+    _scenario(
+        "collector-partition-during-polling", "15. Collection job lifecycle (Collector ↔ Leader)",
+        """The Collector<->Leader link is partitioned for 2 s from the second collection poll on.
+        The poll and its answer wait in TCP retransmission; polling is safe to repeat and the
+        collection job's state is the Leader's, so once the link heals the Collector gets the same
+        exact, complete aggregate.""",
+        _net_plan(NetRule("cut-k2l", K2L, Partition(), window=Window(after_kind="collection_poll", after_nth=2,
+                                                                     for_ms=2_000))),
+    ),
+    _scenario(
+        "reorder-leader-helper-packets", "10.1 Leader: creating a job",
+        """Packets on the Leader<->Helper link are reordered (each held, with probability 0.5, until
+        the next packet of its direction overtook it, at most 200 ms) while 100 reports are
+        aggregated. TCP reassembles every message, so the Helper sees the same AggregationJobInitReq
+        bytes and the Leader the same PrepareResps in the same order (a reordered list would abort
+        the job): the aggregate is exact and complete.""",
+        _net_plan(NetRule("reorder-l2h", L2H, Reorder(probability=0.5, max_hold_ms=200))),
+        HUNDRED,
+    ),
+    _scenario(
+        "blackhole-agg-init", "10.3 Re-sent init requests",
+        """From the first AggregationJobInitReq on, the connection that carried it is a black hole
+        (a half-open connection: every packet dropped, no reset), while new connections work. The
+        Helper has prepared the job; the Leader waits for its 1 s timeout, re-sends the request on
+        a new connection and gets the stored AggregationJobResp: nothing aggregated twice, the
+        aggregate exact and complete.""",
+        _net_plan(NetRule("blackhole-l2h", L2H, Blackhole(), window=Window(after_kind="agg_init"))),
+    ),
+    _scenario(
+        "latency-all-links", "10.3 Re-sent init requests",
+        """Every link adds 150 ms +- 100 ms (seeded jitter, order kept) to each packet in both
+        directions: round trips of 300-500 ms, so a Leader request with a retransmission can miss
+        its 1 s timeout and be re-sent. Re-sent requests are byte-identical and answered from the
+        Helper's storage; the aggregate is exact and complete.""",
+        _net_plan(*(NetRule(f"latency-{name}", link, Latency(delay_ms=150, jitter_ms=100)) for name, link in
+                    (("c2l", C2L), ("k2l", K2L), ("l2h", L2H)))),
+    ),
+]
+_ENTRIES += _NET_ENTRIES
+
 #: name -> Scenario, in catalogue order.
 CATALOGUE: dict[str, Scenario] = dict(_ENTRIES)
 assert len(CATALOGUE) == len(_ENTRIES), "duplicate catalogue name"
@@ -743,8 +873,9 @@ def markdown() -> str:
                          f"{t.max_batch_query_count}"
                          + (f"; measurements {', '.join(s.workload.measurements)}"
                             if s.workload.measurements is not None else ""))
-        lines += ["", "```sh", f".venv/bin/faultrun --fault {n}", "```", ""]
-        if s.plan.rules:
+        net = " --network netns" if s.plan.needs_network else ""  # network entries: docs/network.md
+        lines += ["", "```sh", f".venv/bin/faultrun{net} --fault {n}", "```", ""]
+        if s.plan.rules or s.plan.net_rules:
             lines += ["Plan:", "", "```toml", dumps_plan(s.plan).rstrip(), "```", ""]
         else:
             lines += ["Plan: no rules (the fault is in the workload).", ""]

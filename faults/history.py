@@ -5,7 +5,8 @@ A history is a JSONL file, one event per line, in the order the proxy saw things
 - :class:`MessageEvent` (``"event": "message"``) for every request, response and
   transport error the proxy sees (``phase`` ``request`` / ``response`` / ``error``).
 - :class:`FaultEvent` (``"event": "fault"``) for every fault a rule applied, with what it
-  changed.
+  changed; network rules (:mod:`faults.network`) record each window opening and closing as a
+  fault event with ``phase`` ``network`` and no flow (``flow_id`` "", ``flow_seq`` -1).
 - :class:`ControlEvent` (``"event": "control"``) for plan loads, resets, manual events.
 
 Every event has ``seq`` (0, 1, 2... per history file), ``t_mono`` (``time.monotonic()``)
@@ -39,6 +40,7 @@ from typing import IO, Any
 import attrs
 
 from faults.actions import Action, Change, action_class, change_from_dict
+from faults.network import NET_PHASE, is_net_action, net_action_class, net_change_from_dict
 
 __all__ = [
     "HISTORY_VERSION",
@@ -172,12 +174,19 @@ class FaultEvent:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.changed, Change):  # read from JSON: the action's own record
-            object.__setattr__(self, "changed", change_from_dict(self.action, self.changed))
+            change = net_change_from_dict(self.changed) if is_net_action(self.action) else \
+                change_from_dict(self.action, self.changed)
+            object.__setattr__(self, "changed", change)
+
+    @property
+    def is_network(self) -> bool:
+        """A network fault (:mod:`faults.network`): a window opening or closing on a link, no flow."""
+        return self.phase == NET_PHASE
 
     @property
     def action_class(self) -> type[Action]:
         """What the action means (its traits: :class:`faults.actions.Action`)."""
-        return action_class(self.action)
+        return net_action_class(self.action) if is_net_action(self.action) else action_class(self.action)
 
     @property
     def applied(self) -> bool:
@@ -385,7 +394,7 @@ def write_history(path: str | os.PathLike[str], events: Iterable[Event]) -> None
 
 
 _VOLATILE = frozenset({"seq", "t_mono", "t_wall", "flow_id", "copy_of"})
-_VOLATILE_CHANGED = frozenset({"delay_ms_actual", "held_ms"})
+_VOLATILE_CHANGED = frozenset({"delay_ms_actual", "held_ms", "packets"})  # packets: network counters
 
 
 def comparable(events: list[Event] | list[dict[str, Any]], *, kinds: tuple[str, ...] = ("message", "fault")) -> list[dict]:

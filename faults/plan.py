@@ -42,6 +42,7 @@ from attrs import validators as v
 from dap.constants import ProblemType
 from faults.actions import ACTIONS, action_name
 from faults.errors import PlanError, one_line
+from faults.network import NET_ACTIONS, NetRule, Window, net_action_name
 from faults.vocabulary import KINDS, LINKS, PHASES
 
 __all__ = [
@@ -175,11 +176,25 @@ class Rule:
 
 @attrs.frozen
 class Plan:
-    """A seed plus rules, in order (earlier rules act first on the same message)."""
+    """A seed plus rules, in order (earlier rules act first on the same message), plus network
+    rules (:mod:`faults.network`: packets of a link while a window is open; they need
+    ``--network netns``). Rule ids are unique across both lists."""
 
     seed: int = attrs.field(default=0, validator=_opt_int(0))
     rules: tuple[Rule, ...] = attrs.field(default=(), converter=tuple)
     version: int = attrs.field(default=PLAN_VERSION)
+    net_rules: tuple[NetRule, ...] = attrs.field(default=(), converter=tuple)
+
+    @property
+    def needs_network(self) -> bool:
+        """The plan has network rules: it runs only under ``--network netns``."""
+        return bool(self.net_rules)
+
+    def net_rule(self, rule_id: str) -> NetRule:
+        for r in self.net_rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
@@ -250,9 +265,9 @@ def plan_from_dict(data: Any) -> Plan:
     """Build and validate a :class:`Plan` from plain data (the TOML/JSON tree)."""
     if not isinstance(data, dict):
         raise PlanError("a plan must be a table / object")
-    unknown = sorted(set(data) - {"version", "seed", "rules"})
+    unknown = sorted(set(data) - {"version", "seed", "rules", "net_rules"})
     if unknown:
-        raise PlanError(f"unknown top-level key {unknown[0]!r} (known: version, seed, rules)")
+        raise PlanError(f"unknown top-level key {unknown[0]!r} (known: version, seed, rules, net_rules)")
     version = data.get("version")
     if version != PLAN_VERSION:
         raise PlanError(f"version must be {PLAN_VERSION}, got {version!r}")
@@ -290,7 +305,52 @@ def plan_from_dict(data: Any) -> Plan:
         )
         _check_rule(rule)
         rules.append(rule)
-    return Plan(seed=seed, rules=tuple(rules), version=version)
+    net_rules = _net_rules_from(data.get("net_rules", []), seen)
+    return Plan(seed=seed, rules=tuple(rules), version=version, net_rules=net_rules)
+
+
+_NET_RULE_KEYS = ("id", "link", "direction", "window", "action", "optional")
+
+
+def _net_rules_from(raw_rules: Any, seen: set[str]) -> tuple[NetRule, ...]:
+    """``[[net_rules]]`` (:mod:`faults.network`); ids share one namespace with ``[[rules]]``."""
+    if not isinstance(raw_rules, list):
+        raise PlanError("net_rules must be an array of tables")
+    out: list[NetRule] = []
+    for i, raw in enumerate(raw_rules):
+        if not isinstance(raw, dict):
+            raise PlanError(f"net_rules[{i}] must be a table")
+        rid = raw.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise PlanError(f"net_rules[{i}]: missing or empty 'id'")
+        if rid in seen:
+            raise PlanError("duplicate rule id", rule_id=rid)
+        seen.add(rid)
+        unknown = sorted(set(raw) - set(_NET_RULE_KEYS))
+        if unknown:
+            raise PlanError(f"unknown key {unknown[0]!r} (known: {', '.join(_NET_RULE_KEYS)})", rule_id=rid)
+        for key in ("link", "action"):
+            if key not in raw:
+                raise PlanError(f"missing {key!r}", rule_id=rid)
+        act = raw["action"]
+        if not isinstance(act, dict):
+            raise PlanError("action must be a table with a 'type'", rule_id=rid)
+        name = act.get("type")
+        cls = NET_ACTIONS.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise PlanError(f"unknown net action {name!r} (known: {', '.join(NET_ACTIONS)})", rule_id=rid)
+        action = _build(cls, act, f"net action {name!r}", rid, skip=("type",))
+        window = _build(Window, raw.get("window", {}), "window", rid)
+        optional = raw.get("optional", False)
+        if not isinstance(optional, bool):
+            raise PlanError(f"optional must be true or false, got {optional!r}", rule_id=rid)
+        try:
+            rule = NetRule(id=rid, link=raw["link"], action=action, direction=raw.get("direction", "both"),
+                           window=window, optional=optional)
+        except (TypeError, ValueError) as exc:
+            raise PlanError(one_line(exc), rule_id=rid) from exc
+        out.append(rule)
+    return tuple(out)
 
 
 def _nondefault(value: Any) -> dict[str, Any]:
@@ -319,7 +379,21 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         if r.optional:
             entry["optional"] = True
         rules.append(entry)
-    return {"version": plan.version, "seed": plan.seed, "rules": rules}
+    out: dict[str, Any] = {"version": plan.version, "seed": plan.seed, "rules": rules}
+    if plan.net_rules:  # a plan without them dumps as it always did
+        out["net_rules"] = [_net_rule_to_dict(r) for r in plan.net_rules]
+    return out
+
+
+def _net_rule_to_dict(r: NetRule) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": r.id, "link": r.link, "direction": r.direction}
+    window = _nondefault(r.window)
+    if window:
+        entry["window"] = window
+    entry["action"] = {"type": net_action_name(r.action), **_nondefault(r.action)}
+    if r.optional:
+        entry["optional"] = True
+    return entry
 
 
 # --- text ------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="also run a stored scenario.json (a run dir's, a campaign failure's); repeatable")
     g.addoption("--dap-seed", type=int, default=0, metavar="S", help="campaign seed (default 0)")
     g.addoption("--dap-timeout", type=float, default=60.0, metavar="S", help="per-scenario timeout (default 60)")
+    g.addoption("--dap-network", choices=("loopback", "netns"), default="loopback",
+                help="netns: roles in network namespaces; adds the catalogue's network entries (root; "
+                     "docs/network.md)")
     g.addoption("--dap-backend", choices=("local", "docker"), default="local",
                 help="how roles run: local processes or containers (docs/docker.md); default local")
     g.addoption("--dap-pull", action="store_true", help="docker backend: pull images missing from the engine")
@@ -98,7 +101,10 @@ def _load_scenario(path: Path) -> Scenario:
 def _fault_names(config: pytest.Config) -> list[str]:
     text = config.option.dap_faults
     if text is None:
-        return [] if config.option.dap_scenario else list(CATALOGUE)
+        if config.option.dap_scenario:
+            return []
+        netns = getattr(config.option, "dap_network", "loopback") == "netns"  # network entries need it
+        return [n for n, s in CATALOGUE.items() if netns or not s.plan.needs_network]
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
@@ -116,7 +122,7 @@ class _Session:
             root = self.config.option.dap_artifacts or self.config._tmp_path_factory.mktemp("dap-faultrun")  # type: ignore[attr-defined]
             opt = self.config.option
             self.stack = Stack.start(artifacts_root=root, impl=_parse_impl(opt.dap_impl), images=opt.dap_images,
-                                     backend=opt.dap_backend, pull=opt.dap_pull)
+                                     backend=opt.dap_backend, pull=opt.dap_pull, network=opt.dap_network)
         return self.stack
 
     @pytest.hookimpl

@@ -33,6 +33,7 @@ from faults.history import HistoryWriter, RecordingError
 from faults.plan import Matcher, Plan, load_plan
 from faults.vocabulary import LINKS, classify, problem_uri
 from proxy_addons.control import ControlServer
+from proxy_addons.nettriggers import NetTriggers
 from proxy_addons.runtime import META_COPY, FlowInfo, RuleContext, RunState, events_for
 
 __all__ = ["FaultProxyAddon", "parse_links"]
@@ -81,6 +82,8 @@ class FaultProxyAddon:
         self.sender: Any = None  # None: mitmproxy's replay.client; tests inject a callable
         self.control: Any = None
         self._infos: dict[str, FlowInfo] = {}
+        #: message triggers of the plan's network rules (faults.network; applied by the harness)
+        self.net = NetTriggers(self.history)
 
     # --- options --------------------------------------------------------------------------
 
@@ -109,6 +112,7 @@ class FaultProxyAddon:
                 raise exceptions.OptionsError(f"faultrun_history: cannot open {path!r}: {exc.strerror}") from exc
             self.history.close()
             self.history = new
+            self.net.history = new
             if self.state is not None:
                 self.state.history = new
         if "faultrun_plan" in updated or self.state is None:
@@ -139,6 +143,7 @@ class FaultProxyAddon:
             self.history.control(why, seed=plan.seed, rules=[r.id for r in plan.rules])
         else:
             self.state.replace_plan(plan, why=why)
+        self.net.set_plan(plan)
 
     def _send(self, copy: http.HTTPFlow) -> None:
         if self.sender is not None:
@@ -159,6 +164,7 @@ class FaultProxyAddon:
         if self.control is not None:
             await self.control.stop()
             self.control = None
+        self.net.release_all()
         if self.state is not None:
             self.state.release_all(why="shutdown")
             for task in list(self.state.tasks):
@@ -242,6 +248,7 @@ class FaultProxyAddon:
         if not self._record_or_refuse(flow, info, "request"):
             info.answered = True
             return
+        await self._net_trigger(flow, info, "request")
         if info.copy is None and self.state.candidates("request", info.kind):
             await self._apply(flow, info, "request")
 
@@ -256,6 +263,7 @@ class FaultProxyAddon:
         if not self._record_or_refuse(flow, info, "response"):
             self._finish(flow, info)
             return
+        await self._net_trigger(flow, info, "response")
         if (flow.live and flow.error is None and info.copy is None and not info.answered
                 and self.state.candidates("response", info.kind)):
             await self._apply(flow, info, "response")
@@ -279,6 +287,20 @@ class FaultProxyAddon:
         if flow.response is not None and self.state is not None:
             for name in events_for(info.kind, flow.response.status_code):
                 self.state.fire_event(name)
+
+    async def _net_trigger(self, flow: http.HTTPFlow, info: FlowInfo, phase: str) -> None:
+        """A network rule's window opens on this message: tell the harness, and hold the message
+        until the rule is in place (:mod:`proxy_addons.nettriggers`)."""
+        if not self.net.triggers:
+            return
+        status = flow.response.status_code if (phase == "response" and flow.response is not None) else None
+        try:
+            fired = self.net.match(link=info.link, kind=info.kind, phase=phase, events=events_for(info.kind, status),
+                                   flow_seq=info.flow_seq, is_copy=info.copy is not None)
+        except RecordingError as exc:
+            self._refuse_unrecorded(flow, phase, exc)
+            return
+        await self.net.hold(fired)
 
     # --- matching -----------------------------------------------------------------------------------
 

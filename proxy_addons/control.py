@@ -16,6 +16,13 @@ POST       /reset             same plan, fresh counters and RNGs, held flows rel
 POST       /release           release held flows now
 POST       /event?name=N      fire named event N (``manual:...`` or an EVENT_NAMES entry)
 GET        /history?since=S   JSONL (``application/jsonl``): events with seq >= S
+POST       /net/attach?on=1   a harness applies the plan's network rules: hold triggering
+                              messages until acknowledged (``on=0``: stop holding)
+GET        /net/triggers      network-rule triggers seen since the last call
+           ?wait_ms=N         (waits up to N ms for one; :mod:`proxy_addons.nettriggers`)
+POST       /net/ack?rule=ID   the rule is in place: release the message that triggered it
+POST       /net/event         body = JSON ``{rule_id, action, link, changed}``: record a
+                              network fault event (``phase`` network, no flow); answers its seq
 =========  =================  ==========================================================
 
 The harness side is :class:`harness.stack.control.ControlClient`.
@@ -34,8 +41,10 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from faults.errors import PlanError
-from faults.history import HistoryWriter, event_to_dict
+from faults.history import HistoryWriter, RecordingError, event_to_dict
+from faults.network import NET_PHASE, is_net_action, net_change_from_dict
 from faults.plan import Plan, dumps_plan, loads_plan
+from proxy_addons.nettriggers import NetTriggers
 from proxy_addons.runtime import RunState
 
 __all__ = ["TOKEN_HEADER", "ControlServer"]
@@ -52,6 +61,7 @@ class ControlledProxy(Protocol):
 
     state: RunState | None
     history: HistoryWriter
+    net: NetTriggers
 
     def set_plan(self, plan: Plan, *, why: str) -> None: ...
 
@@ -127,7 +137,46 @@ class ControlServer:
                 return _json(400, {"error": "since must be an integer"})
             # off the event loop: the proxy keeps forwarding while a long history is read
             return 200, "application/jsonl", await asyncio.to_thread(self._history, since)
+        if url.path == "/net/triggers" and method.upper() == "GET":
+            try:
+                wait_ms = min(max(int(query.get("wait_ms", "0")), 0), 10_000)
+            except ValueError:
+                return _json(400, {"error": "wait_ms must be an integer"})
+            return _json(200, {"triggers": await self.addon.net.wait(wait_ms / 1000)})
+        if url.path.startswith("/net/"):
+            return self._route_net(method.upper(), url.path, query, body)
         return self._route(method.upper(), url.path, query, body)
+
+    def _route_net(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        """The network-rule endpoints (:mod:`proxy_addons.nettriggers`)."""
+        net = self.addon.net
+        if path == "/net/attach" and method == "POST":
+            net.attached = query.get("on", "1") != "0"
+            if not net.attached:
+                net.release_all()
+            return _json(200, {"attached": net.attached})
+        if path == "/net/ack" and method == "POST":
+            return _json(200, {"released": net.ack(query.get("rule", ""))})
+        if path == "/net/event" and method == "POST":
+            try:
+                ev = json.loads(body.decode("utf-8"))
+                action = ev["action"]
+                if not is_net_action(action):
+                    raise ValueError(f"not a network action: {action!r}")
+                changed = net_change_from_dict(ev.get("changed"))
+                rule_id, link = str(ev["rule_id"]), ev.get("link")
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                return _json(400, {"error": f"network event: {exc}"})
+            seq = self.addon.history.next_seq
+            try:
+                self.addon.history.fault(rule_id=rule_id, action=action, link=link, kind=None, phase=NET_PHASE,
+                                         flow_id="", flow_seq=-1, changed=changed)
+            except RecordingError as exc:
+                return _json(500, {"error": str(exc)})
+            return _json(200, {"seq": seq})
+        if path in ("/net/attach", "/net/ack", "/net/event", "/net/triggers"):
+            return _json(405, {"error": f"{method} not allowed on {path}"})
+        return _json(404, {"error": f"no control endpoint {path}"})
 
     def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
         addon = self.addon

@@ -89,7 +89,10 @@ def test_entry_expectation_consistent(name: str, sc: Scenario) -> None:
         assert "clean failure" in sc.doc or "refuse" in sc.doc
     uploads = [s for s in sc.workload.steps if isinstance(s, Upload)]
     total = sum(u.count for u in uploads)
-    assert 6 <= total <= 8, "catalogue scenarios stay small and fast"
+    if sc.plan.needs_network:  # a slow link or reordered packets are tested with a 100-report workload
+        assert 6 <= total <= 100
+    else:
+        assert 6 <= total <= 8, "catalogue scenarios stay small and fast"
     assert all(0 <= i < total for i in ex.rejected_uploads)
     assert sum(s.ms for s in sc.workload.steps if isinstance(s, Pause)) <= 500
 
@@ -98,8 +101,9 @@ def test_docs_page_has_a_section_per_entry() -> None:
     text = DOCS.read_text(encoding="utf-8")
     sections = re.findall(r"^## `([a-z0-9-]+)`", text, flags=re.M)
     assert sections == list(CATALOGUE)
-    for name in CATALOGUE:
-        assert f"faultrun --fault {name}" in text
+    for name, sc in CATALOGUE.items():
+        net = " --network netns" if sc.plan.needs_network else ""
+        assert f"faultrun{net} --fault {name}" in text
 
 
 def test_get_scenario_and_near_names() -> None:

@@ -74,7 +74,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from faults.actions import action_name
 from faults.plan import dump_plan
 from faults.scenario import Scenario, to_dict
-from faults.strategies import MAX_REPORTS, MAX_RULES, check_campaign_vdaf, scenarios
+from faults.strategies import MAX_REPORTS, MAX_RULES, check_campaign_vdaf, network_scenarios, scenarios
 from harness import REPO
 from harness.campaign.reproduce import reproduction_command, signature, smaller_first
 from harness.campaign.result import (
@@ -326,6 +326,9 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     strategy = scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports)
     # v2: workloads with min_batch_size, far-future and late uploads; recoverable plans
     digest = f"faultrun-campaign-v2:{vdaf}:{max_rules}:{max_reports}".encode()
+    if getattr(stack, "network", "loopback") == "netns":  # mix network rules in (docs/network.md)
+        strategy = network_scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports)
+        digest = f"faultrun-campaign-v2-netns:{vdaf}:{max_rules}:{max_reports}".encode()
     state = _State(stack=stack, artifacts=artifacts, timeout_s=timeout_s,
                    deadline=None if time_budget_s is None else t0 + time_budget_s, shrink_budget_s=shrink_budget_s,
                    progress=progress, worker=worker, t0=t0, keep_runs=keep_runs, max_examples_left=examples,

@@ -57,7 +57,8 @@ def reproduction_command(scenario: Scenario, plan_file: Path, scenario_file: Pat
         argv = ["faultrun", "--plan", str(plan_file), "--seed", str(scenario.plan.seed), *flags]
     else:
         argv = ["faultrun", "--scenario", str(scenario_file), "--seed", str(scenario.plan.seed)]
-    return shlex.join([*argv, *_impl_flags(impl, images)])
+    net = ["--network", "netns"] if scenario.plan.net_rules else []  # network rules: docs/network.md
+    return shlex.join([*argv, *net, *_impl_flags(impl, images)])
 
 
 def signature(scenario: Scenario, report: CheckReport) -> tuple[str, ...]:

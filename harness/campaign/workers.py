@@ -34,7 +34,7 @@ def _worker_main(index: int, params: dict[str, Any], events: Any, found: Any = N
     try:
         root = Path(params["artifacts"])
         with Stack.start(artifacts_root=root / "stack", impl=params["impl"], images=params["images"],
-                         backend=params["backend"]) as stack:
+                         backend=params["backend"], network=params.get("network", "loopback")) as stack:
             result = run_campaign(
                 stack, seed=params["seed"], examples=params["examples"], time_budget_s=params["time_budget_s"],
                 vdaf=params["vdaf"], artifacts=root, keep_going=params["keep_going"], database=params["database"],
@@ -50,7 +50,8 @@ def _worker_main(index: int, params: dict[str, Any], events: Any, found: Any = N
 
 
 def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapping[str, str] | None = None,
-                         images: Path | None = None, backend: str = "local", examples: int | None = None,
+                         images: Path | None = None, backend: str = "local", network: str = "loopback",
+                         examples: int | None = None,
                          time_budget_s: float | None = None, vdaf: str | None = None, keep_going: bool = False,
                          database: bool = True, timeout_s: float = 30.0, shrink_budget_s: float = 300.0,
                          progress: Callable[[CampaignProgress], None] | None = None) -> CampaignResult:
@@ -72,7 +73,8 @@ def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapp
         if n == 0:
             continue
         params = {"artifacts": str(artifacts / f"worker-{i}"), "impl": dict(impl or {}),
-                  "images": None if images is None else str(images), "backend": backend, "seed": derive_seed(seed, i),
+                  "images": None if images is None else str(images), "backend": backend, "network": network,
+                  "seed": derive_seed(seed, i),
                   "examples": n, "time_budget_s": time_budget_s, "vdaf": vdaf, "keep_going": keep_going,
                   "database": database, "timeout_s": timeout_s, "shrink_budget_s": shrink_budget_s}
         p = ctx.Process(target=_worker_main, args=(i, params, events, None if keep_going else found),

@@ -135,7 +135,7 @@ def fold_flows(events: Iterable[Any]) -> dict[str, Flow]:
                 fl.response = ev
             else:
                 fl.error = ev
-        elif isinstance(ev, FaultEvent):
+        elif isinstance(ev, FaultEvent) and not ev.is_network:  # network faults have no flow
             fl = flows.get(ev.flow_id)
             if fl is None:
                 fl = flows[ev.flow_id] = Flow(ev.flow_id, ev.flow_seq, ev.link, ev.kind, "", "", first_seq=ev.seq)

@@ -11,7 +11,9 @@ whole. Two kinds of reasons, both named in one line each:
   ``optional`` never changed a message. Against an implementation with other paths or
   timings a rule can silently never match; that must not read as a pass. The message says
   what the proxy saw instead, e.g. "rule dup-upload never fired: no upload request was seen
-  on client->leader (3 unclassified requests there, e.g. PUT /v1/reports)".
+  on client->leader (3 unclassified requests there, e.g. PUT /v1/reports)". A network rule
+  (:func:`unstarted_net_rules`) that never started, or never took the effect it exists for
+  (a reset that reset nothing), counts the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from faults.plan import Plan, Rule
 from harness.check.flows import Context
 from harness.record import RunRecord
 
-__all__ = ["history_gaps", "record_problems", "unfired_rules"]
+__all__ = ["history_gaps", "record_problems", "unfired_rules", "unstarted_net_rules"]
 
 
 def history_gaps(record: RunRecord, events: Sequence[Any]) -> list[str]:
@@ -117,4 +119,30 @@ def unfired_rules(ctx: Context, plan: Plan) -> list[str]:
         if any(e.changed.applied for e in events):
             continue
         out.append(_why_not_fired(ctx, rule, events))
+    return out + unstarted_net_rules(ctx, plan)
+
+
+def unstarted_net_rules(ctx: Context, plan: Plan) -> list[str]:
+    """One line per network rule (:mod:`faults.network`) that is not ``optional`` and whose window
+    never opened, or, for an action with an ``effect_counter`` (a reset, a reordering), that
+    never had its effect: the fault under test did not happen."""
+    out = []
+    for rule in plan.net_rules:
+        if rule.optional:
+            continue
+        events = [e for e in ctx.events if isinstance(e, FaultEvent) and e.is_network and e.rule_id == rule.id]
+        starts = [e for e in events if e.changed.state == "start"]
+        if not starts:
+            failed = [e.changed.action_failed for e in events if e.changed.action_failed]
+            why = (f"it could not be applied: {failed[0]}" if failed else
+                   f"its trigger ({rule.window.trigger_text(rule.link)}) never came" if rule.window.triggered else
+                   "its window never opened")
+            out.append(f"network rule {rule.id} never started: {why}")
+            continue
+        counter = rule.action.effect_counter
+        if counter is not None:
+            seen = sum((e.changed.packets or {}).get(counter, 0) for e in events if e.changed.state == "stop")
+            if not seen:
+                out.append(f"network rule {rule.id} ({rule.action_name}) was active but never took effect "
+                           f"(no {counter} packets)")
     return out

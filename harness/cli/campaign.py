@@ -18,6 +18,7 @@ from harness.campaign.freeze import REGRESSIONS_DIR, freeze
 from harness.campaign.result import VIOLATION, CampaignProgress
 from harness.campaign.workers import run_campaign_workers
 from harness.cli.args import PROG, Parser, add_impl_option, console, make_root, one_impl_each, setup_logging
+from harness.errors import UsageError
 
 __all__ = ["build_campaign_parser", "campaign_command"]
 
@@ -47,6 +48,9 @@ def build_campaign_parser() -> Any:
     add_impl_option(p)
     p.add_argument("--images", type=Path, metavar="FILE")
     p.add_argument("--backend", default="local", choices=["local", "docker"])
+    p.add_argument("--network", default="loopback", choices=["loopback", "netns"],
+                   help="netns: roles in network namespaces, and generated plans mix network rules (partitions, "
+                        "loss, latency, resets) with HTTP faults; needs root (docs/network.md)")
     p.add_argument("--workers", type=positive_int, default=1, metavar="K", help="K independent stacks in parallel")
     p.add_argument("--keep-going", action="store_true", help="after a failure, keep generating until the budget")
     p.add_argument("--freeze", action="store_true", help="write each failure as a tests/regressions/ case")
@@ -90,17 +94,19 @@ def campaign_command(argv: Sequence[str]) -> int:
         seed = random.SystemRandom().randrange(2**32)
         err.print(f"campaign seed {seed} (random; rerun this campaign with --seed {seed})")
     ui, update = _progress_ui(err, args.examples)
+    if args.network == "netns" and args.backend != "local":
+        raise UsageError("--network netns cannot be combined with --backend docker")
     common = dict(seed=seed, examples=args.examples, time_budget_s=args.time_budget, vdaf=args.vdaf,
                   keep_going=args.keep_going, database=not args.no_database, timeout_s=args.timeout,
                   shrink_budget_s=args.shrink_budget, progress=update)
     with ui:
         if args.workers > 1:
             result = run_campaign_workers(args.workers, artifacts=root, impl=impl, images=args.images,
-                                          backend=args.backend, **common)
+                                          backend=args.backend, network=args.network, **common)
         else:
             from harness.run import Stack  # the process machinery, only once a campaign runs
             with Stack.start(artifacts_root=root / "stack", impl=impl, images=args.images,
-                             backend=args.backend) as stack:
+                             backend=args.backend, network=args.network) as stack:
                 result = run_campaign(stack, artifacts=root, **common)
     if args.freeze and result.failures:
         images = args.images.resolve() if args.images else None

@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--images", type=Path, metavar="FILE", help="images.toml to use (default: the repository's)")
     env.add_argument("--backend", default="local", choices=["local", "docker"],
                      help="how roles run: local processes (default) or containers on DOCKER_HOST (docs/docker.md)")
+    env.add_argument("--network", default="loopback", choices=["loopback", "netns"],
+                     help="loopback (default): every role on 127.0.0.1; netns: each role and the fault proxy in "
+                          "its own network namespace, so network rules (partitions, loss, latency, resets) can act "
+                          "on the links; needs root (docs/network.md)")
     env.add_argument("--pull", action="store_true",
                      help="docker backend: pull images missing from the engine (never pulled without it)")
     out = p.add_argument_group("run and output")
@@ -127,6 +131,14 @@ def _select(args: argparse.Namespace) -> list[Scenario]:
         raise UsageError("--all runs the whole catalogue; drop --fault / --plan (or drop --all)")
     if args.all:
         scenarios = list(CATALOGUE.values())
+        if getattr(args, "network", "loopback") != "netns":
+            skipped = [s.name for s in scenarios if s.plan.needs_network]
+            if skipped:
+                log.warning("--all: %d network entries skipped (they need --network netns): %s", len(skipped),
+                            ", ".join(skipped))
+                console(stderr=True).print(f"--all: {len(skipped)} network entries skipped (they need --network "
+                                           f"netns, docs/network.md)")
+            scenarios = [s for s in scenarios if not s.plan.needs_network]
     else:
         scenarios = [_fault(n) for n in args.fault] + [_plan_scenario(p) for p in args.plan]
         scenarios += [_scenario_file(p) for p in args.scenario]
@@ -179,6 +191,14 @@ def run_command(args: argparse.Namespace) -> int:
     scenarios = _select(args)
     if args.pull and args.backend != "docker":
         raise UsageError("--pull needs --backend docker")
+    if args.network == "netns" and args.backend != "local":
+        raise UsageError("--network netns runs local roles in namespaces; it cannot be combined with --backend "
+                         f"{args.backend}")
+    if args.network != "netns":
+        need = [s.name for s in scenarios if s.plan.needs_network]
+        if need:
+            raise UsageError(f"{need[0]}: its plan has network rules; run it with --network netns (as root; "
+                             "docs/network.md)")
     if args.matrix:
         return _run_matrix(args, scenarios)
     impl = one_impl_each(args.impl)
@@ -187,7 +207,7 @@ def run_command(args: argparse.Namespace) -> int:
     results: list[tuple[Scenario, Any]] = []
     t0 = time.monotonic()
     with Stack.start(artifacts_root=root, impl=impl, images=args.images, backend=args.backend,
-                     pull=args.pull) as stack:
+                     pull=args.pull, network=args.network) as stack:
         log.info("stack up in %.2f s (%s)", stack.started_s,
                  ", ".join(f"{r}={e.name}" for r, e in stack.impl.items()))
         for i, scenario in enumerate(scenarios, 1):

@@ -52,6 +52,7 @@ from faults.actions import ACTIONS
 from faults.dapcodec import message_class
 from faults.errors import one_line
 from faults.history import Event, event_to_dict, load_history
+from faults.network import NET_PHASE, is_net_action, net_action_class
 from faults.vocabulary import LINK_ROLES, problem_token
 from harness.check.flows import fold_flows
 
@@ -329,19 +330,54 @@ def _fault_text(f: dict[str, Any]) -> str:
     return f"{f.get('rule_id')}: {f.get('action')}" + (f" {_compact(changed, 120)}" if changed else "")
 
 
+def _net_shades(windows: Mapping[str, tuple[str, str, str]]) -> str:
+    """The open network windows (faults.network) as shaded bands between their link's lanes:
+    a cut link (partition, blackhole) red, a slowed or lossy one amber."""
+    out = []
+    for rule_id, (link, action, cls) in windows.items():
+        a, b = _LINK_LANES.get(link, (2, 2))
+        lo, hi = min(a, b), max(a, b)
+        out.append(f'<div class="nw {cls}" style="left:{12.5 + 25 * lo}%;width:{max(25 * (hi - lo), 6)}%" '
+                   f'title="{_e(f"{rule_id}: {action} on {link}")}"></div>')
+    return "".join(out)
+
+
+def _net_text(ev: dict[str, Any]) -> str:
+    c = ev.get("changed") or {}
+    state = c.get("state") or ("failed" if c.get("action_failed") else "?")
+    extra = {k: c[k] for k in ("trigger", "stopped_by", "packets", "action_failed") if c.get(k)}
+    return (f"{ev.get('rule_id')}: {ev.get('action')} {state} on {ev.get('link')} ({c.get('direction', '')})"
+            + (f" {_compact(extra, 140)}" if extra else ""))
+
+
 def _chart_rows(events: list[dict[str, Any]], faults_by_msg: Mapping[int, list[dict[str, Any]]],
                 stray_faults: set[int], seq_of_flow: Mapping[str, int], proxy_replies: Mapping[str, str],
                 t0: float) -> list[str]:
     rows: list[str] = []
+    windows: dict[str, tuple[str, str, str]] = {}  # open network windows: rule -> (link, action, css class)
     for ev in events:
         kind_of_event = ev.get("event")
         seq = ev.get("seq")
         t = f"+{float(ev.get('t_mono', t0)) - t0:.3f}s"
         gutter = f'<span class="t">{t}</span><span class="n">#{_e(seq)}</span>'
+        if kind_of_event == "fault" and ev.get("phase") == NET_PHASE:
+            state = (ev.get("changed") or {}).get("state")
+            action = str(ev.get("action") or "")
+            if state == "start":
+                cut = is_net_action(action) and net_action_class(action).cuts
+                windows[str(ev.get("rule_id"))] = (str(ev.get("link")), action, "cut" if cut else "slow")
+            shades = _net_shades(windows)
+            if state != "start":
+                windows.pop(str(ev.get("rule_id")), None)
+            rows.append(f'<div class="row f net">{gutter}<div class="lanes">{shades}</div>'
+                        f'<div class="ctl">⚡ {_e(_net_text(ev))}</div></div>')
+            continue
+        shades = _net_shades(windows) if windows else ""
         if kind_of_event == "control":
             detail = ev.get("detail") or {}
             text = f"{ev.get('what')}" + (f" {_compact(detail, 140)}" if detail else "")
-            rows.append(f'<div class="row c">{gutter}<div class="ctl">{_e(text)}</div></div>')
+            lanes = f'<div class="lanes">{shades}</div>' if shades else ""
+            rows.append(f'<div class="row c">{gutter}{lanes}<div class="ctl">{_e(text)}</div></div>')
             continue
         if kind_of_event == "fault":
             if seq in stray_faults:
@@ -373,7 +409,7 @@ def _chart_rows(events: list[dict[str, Any]], faults_by_msg: Mapping[int, list[d
                       + "".join(f'<span class="fault">⚡ {_e(_fault_text(f))}</span>' for f in fl) + "</div>")
         rows.append(
             f'<div class="{" ".join(classes)}" data-seq="{_e(seq)}" id="m{_e(seq)}" tabindex="-1">{gutter}'
-            f'<div class="lanes"><div class="ar" style="left:{left}%;width:{width}%" title="{_e(label)}">'
+            f'<div class="lanes">{shades}<div class="ar" style="left:{left}%;width:{width}%" title="{_e(label)}">'
             f'<span class="lbl">{_e(label)}</span></div>{badges}</div></div>'
         )
     return rows
@@ -610,7 +646,8 @@ def write_report_html(run_dir: Path, *, flows_path: Path | None = None) -> Path:
         items = []
         for f in fault_events[:200]:
             target = next((s for s, fl in faults_by_msg.items() if f in fl), None)
-            link = f'<a href="#msg={target}" data-goto="{target}">#{target}</a>' if target is not None else "no message"
+            link = f'<a href="#msg={target}" data-goto="{target}">#{target}</a>' if target is not None else \
+                ("network" if f.get("phase") == NET_PHASE else "no message")
             items.append(f"<li>{link} ⚡ {_e(_fault_text(f))}</li>")
         more = f"<li>… {len(fault_events) - 200} more</li>" if len(fault_events) > 200 else ""
         head.append(f"<details open><summary>Faults applied ({len(fault_events)})</summary>"
@@ -822,6 +859,10 @@ aside .fault{display:block;white-space:normal;word-break:break-all;margin:2px 0}
 .ctl{position:absolute;left:120px;right:0;top:3px;text-align:center;font-size:11px;color:#59636e;white-space:nowrap;
  overflow:hidden;text-overflow:ellipsis;border-top:1px dashed #d1d9e0}
 .row.f .ctl{color:#82071e}
+.nw{position:absolute;top:0;bottom:0;pointer-events:none}
+.nw.cut{background:repeating-linear-gradient(135deg,rgba(207,34,46,.13) 0 6px,rgba(207,34,46,.05) 6px 12px)}
+.nw.slow{background:rgba(191,135,0,.10)}
+.row.net .ctl{background:#fff8f0}
 .legend .lg{display:inline-block;padding-left:26px;position:relative;margin-right:8px}
 .legend .lg::before{content:"";position:absolute;left:0;top:50%;width:22px;border-top:2px solid #0969da}
 .legend .rs::before{border-top:2px dashed #1a7f37}.legend .er::before{border-top:2px dotted #cf222e}

@@ -91,7 +91,7 @@ def run_matrix(args: Any, scenarios: Sequence[Any], console: Any, root: Path) ->
         console.print(f"[bold]{label}[/]")
         try:
             with Stack.start(artifacts_root=croot, impl=impl, images=images, backend=args.backend,
-                             pull=getattr(args, "pull", False)) as stack:
+                             pull=getattr(args, "pull", False), network=getattr(args, "network", "loopback")) as stack:
                 for scenario in scenarios:
                     done += 1
                     console.print(f"  [dim][{done}/{n}][/] {scenario.name} ...", end="")

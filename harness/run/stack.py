@@ -78,6 +78,8 @@ from harness.stack.backend import Backend, get_backend
 from harness.stack.images import ROLES, ImageEntry, Images, load_images
 from harness.stack.interop import InteropClient, ProvisionedTask, provision_task, wait_ready
 from harness.stack.lifetime import exit_text, last_line, sweep
+from harness.stack.netfaults import NetFaults
+from harness.stack.netns import sweep as sweep_netns
 from harness.stack.proxy import FaultProxy
 
 __all__ = ["RunResult", "Stack", "check_scenario", "resolve_impl"]
@@ -162,15 +164,19 @@ class Stack:
     @classmethod
     def start(cls, artifacts_root: Path | str, impl: Mapping[str, str] | None = None,
               images: Path | str | Images | None = None, backend: str | Backend = "local",
-              *, ready_timeout_s: float = 30.0, save_flows: bool = True, pull: bool = False) -> Stack:
+              *, ready_timeout_s: float = 30.0, save_flows: bool = True, pull: bool = False,
+              network: str = "loopback") -> Stack:
+        """``network``: ``loopback`` (default) or ``netns``: every role and the proxy in a network
+        namespace of its own, so the plan's network rules can act on the links (docs/network.md)."""
         t0 = time.monotonic()
         sweep()  # a harness killed with kill -9 earlier may have left children behind
+        sweep_netns()  # ... and network namespaces
         root = Path(artifacts_root).resolve()  # child processes run elsewhere: never hand them a relative path
         imgs = images if isinstance(images, Images) else load_images(images)
         entries = resolve_impl(imgs, impl)
         stack_dir = root / "_stack"
         stack_dir.mkdir(parents=True, exist_ok=True)
-        be = get_backend(backend, stack_dir, pull=pull) if isinstance(backend, str) else backend
+        be = get_backend(backend, stack_dir, pull=pull, network=network) if isinstance(backend, str) else backend
         stack = cls(artifacts_root=root, backend=be, images=imgs, impl=entries)
         try:
             for role in ("leader", "helper", "client", "collector"):  # spawn all, wait below
@@ -192,6 +198,11 @@ class Stack:
             raise
         stack.started_s = time.monotonic() - t0
         return stack
+
+    @property
+    def network(self) -> str:
+        """``loopback`` or ``netns`` (docs/network.md)."""
+        return getattr(self.backend, "network", "loopback")
 
     def _start_role(self, role: str) -> None:
         url = self.backend.start(role, self.impl[role])
@@ -300,6 +311,10 @@ class Stack:
         if self._closed or self.proxy is None:
             raise InfraError("stack is closed")
         check_scenario(scenario)
+        if scenario.plan.net_rules and self.network != "netns":
+            raise UsageError(f"{scenario.name}: its plan has network rules "
+                             f"({', '.join(r.id for r in scenario.plan.net_rules)}); they need --network netns "
+                             "(docs/network.md)")
         healed = self.heal()  # a role or the proxy died in an earlier scenario: restart it first
         if healed:
             log.warning("%s: restarted the stack after %s", scenario.name, "; ".join(healed))
@@ -320,8 +335,11 @@ class Stack:
         fired: list[str] = []
         since = 0
         task_id = ""
+        net: NetFaults | None = None
         try:
             since = control.load_plan(scenario.plan)
+            if scenario.plan.net_rules:  # windows count from here (the scenario's start)
+                net = NetFaults.open(self.backend, self.proxy, scenario.plan)
             peer_url = getattr(self.backend, "peer_url", None)  # docker: URLs as the containers see them
             pt = provision_task(
                 task, leader=self.clients["leader"], helper=self.clients["helper"],
@@ -335,6 +353,8 @@ class Stack:
         except (InteropError, BackendError, ControlError) as exc:
             infra.append(self._explain(exc))
         finally:
+            if net is not None:  # every open window closes (recorded) before the plan is unloaded
+                net.close()
             # a role or the proxy that died during the scenario: its end is no verdict on the target
             for what in self.dead():
                 line = f"{what} (detected at +{time.monotonic() - t0:.2f} s)"

@@ -36,20 +36,24 @@ import signal
 import subprocess
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import attrs
 
 from harness.errors import BackendError, UsageError
 from harness.stack.images import REPO, ImageEntry
 from harness.stack.lifetime import close_at_exit, exit_text, forget_child, last_line, spawn
+from harness.stack.netns import CONTROL_PORT, LINK_PORTS, ROLE_PORT, Topology, missing_requirement
 from harness.stack.ports import free_port
 
-__all__ = ["BACKENDS", "Backend", "LocalBackend", "RoleProc", "free_port", "get_backend"]
+__all__ = ["BACKENDS", "NETWORKS", "Backend", "LocalBackend", "NetnsBackend", "RoleProc", "free_port", "get_backend"]
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "docker")
+#: how the roles are networked: all on loopback (default), or a namespace each (docs/network.md)
+NETWORKS = ("loopback", "netns")
 
 
 class Backend(Protocol):
@@ -90,9 +94,18 @@ class LocalBackend:
     peer_host: str = "127.0.0.1"
     stop_timeout_s: float = 5.0
     procs: dict[str, RoleProc] = attrs.field(factory=dict)
+    network: str = "loopback"
 
     def __attrs_post_init__(self) -> None:
         close_at_exit(self)
+
+    def _placement(self, role: str) -> tuple[str, int]:
+        """Where ``role`` listens: (host, port)."""
+        return "127.0.0.1", free_port()
+
+    def _wrap(self, role: str, cmd: list[str]) -> list[str]:
+        """The command line that runs ``cmd`` for ``role``."""
+        return cmd
 
     def start(self, role: str, entry: ImageEntry) -> str:
         if entry.command is None:
@@ -100,11 +113,11 @@ class LocalBackend:
                              "backend (--backend docker, docs/docker.md) or a local entry, e.g. reference")
         if role in self.procs:
             raise BackendError("already started", role=role)
-        port = free_port()
+        host, port = self._placement(role)
         state_dir = self.workdir / role
         state_dir.mkdir(parents=True, exist_ok=True)
-        cmd = entry.render(python=sys.executable, port=str(port), host="127.0.0.1", state_dir=str(state_dir),
-                           repo=str(REPO))
+        cmd = self._wrap(role, entry.render(python=sys.executable, port=str(port), host=host,
+                                            state_dir=str(state_dir), repo=str(REPO)))
         logf = open(state_dir / "role.log", "ab")  # noqa: SIM115 - owned by RoleProc, closed in stop()
         env = {**os.environ, **entry.env, "PYTHONUNBUFFERED": "1"}
         try:
@@ -114,7 +127,7 @@ class LocalBackend:
             logf.close()
             raise BackendError(f"cannot run {cmd[0]!r}: {exc.strerror}", role=role) from exc
         self.procs[role] = RoleProc(role, entry, port, state_dir, proc, logf)
-        return f"http://127.0.0.1:{port}/"
+        return f"http://{host}:{port}/"
 
     def pid(self, role: str) -> int:
         return self.procs[role].process.pid
@@ -170,6 +183,68 @@ class LocalBackend:
             self.close()
 
 
+@attrs.define(eq=False)
+class NetnsBackend(LocalBackend):
+    """:class:`LocalBackend` with each role (and the fault proxy) in its own network namespace,
+    linked through a router namespace (:class:`harness.stack.netns.Topology`): ``{host}`` is the
+    role's address there, every role listens on port 8080 of its namespace. Needs root or
+    CAP_NET_ADMIN. ``close()`` also removes the namespaces (and everything in them)."""
+
+    network: str = "netns"
+    topology: Topology | None = None
+    #: owned helpers that live in the topology (the NFQUEUE worker of harness.stack.netfaults)
+    helpers: dict[str, object] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        why = missing_requirement()
+        if why is not None:
+            raise UsageError(why)
+        super().__attrs_post_init__()
+
+    def prepare(self, entries: object = None) -> None:
+        if self.topology is None:
+            self.topology = Topology()
+            self.topology.create()
+
+    def _topo(self) -> Topology:
+        if self.topology is None:
+            self.prepare()
+        assert self.topology is not None
+        return self.topology
+
+    def _placement(self, role: str) -> tuple[str, int]:
+        return self._topo().addr(role), ROLE_PORT
+
+    def _wrap(self, role: str, cmd: list[str]) -> list[str]:
+        return [*self._topo().exec_prefix(role), *cmd]
+
+    def hostname(self, role: str) -> str:
+        return self._topo().addr(role)
+
+    def peer_url(self, role: str) -> str:
+        return f"http://{self._topo().addr(role)}:{ROLE_PORT}"
+
+    def fault_proxy(self, upstreams: Mapping[str, str], *, workdir: Path, plan: Any, save_flows: bool = True) -> Any:
+        """The fault proxy in its own namespace, listening on its address there."""
+        from harness.stack.proxy import FaultProxy
+        topo = self._topo()
+        return FaultProxy(upstreams, workdir=workdir, plan=plan, save_flows=save_flows,
+                          listen_host=topo.addr("proxy"), command_prefix=topo.exec_prefix("proxy"),
+                          port_picker=lambda what: CONTROL_PORT if what == "control" else LINK_PORTS[what])
+
+    def close(self) -> None:
+        """Stop every role and helper, then remove the namespaces. Never raises."""
+        super().close()
+        for name, helper in list(self.helpers.items()):
+            try:
+                helper.close()  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("closing %s", name)
+        self.helpers.clear()
+        if self.topology is not None:
+            self.topology.destroy()
+
+
 def _tail(path: Path, n: int = 4000) -> str:
     try:
         data = path.read_bytes()
@@ -178,8 +253,16 @@ def _tail(path: Path, n: int = 4000) -> str:
     return data[-n:].decode("utf-8", "replace")
 
 
-def get_backend(name: str, workdir: Path, *, pull: bool = False) -> Backend:
-    """``local`` or ``docker``; ``pull`` (docker only): pull images missing from the engine."""
+def get_backend(name: str, workdir: Path, *, pull: bool = False, network: str = "loopback") -> Backend:
+    """``local`` or ``docker``; ``pull`` (docker only): pull images missing from the engine;
+    ``network`` ``netns`` (local only): a namespace per role (:class:`NetnsBackend`)."""
+    if network not in NETWORKS:
+        raise UsageError(f"unknown network {network!r} (known: {', '.join(NETWORKS)})")
+    if network == "netns":
+        if name != "local":
+            raise UsageError("--network netns runs local roles in namespaces; it cannot be combined with "
+                             f"--backend {name}")
+        return NetnsBackend(workdir)
     if name == "local":
         return LocalBackend(workdir)
     if name == "docker":

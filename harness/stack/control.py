@@ -57,6 +57,25 @@ class ControlClient:
     def fire_event(self, name: str) -> int:
         return self._call("POST", "/event", params={"name": name}).json()["sent"]
 
+    # --- network rules (faults.network; proxy_addons.nettriggers) ---------------------------------
+
+    def net_attach(self, on: bool = True) -> None:
+        """Hold messages that trigger a network rule until :meth:`net_ack` (``on``), or stop."""
+        self._call("POST", "/net/attach", params={"on": "1" if on else "0"})
+
+    def net_triggers(self, wait_ms: int = 0) -> list[dict[str, Any]]:
+        """Triggers seen since the last call (waits up to ``wait_ms`` for one)."""
+        return self._call("GET", "/net/triggers", params={"wait_ms": wait_ms},
+                          timeout=wait_ms / 1000 + 10).json()["triggers"]
+
+    def net_ack(self, rule_id: str) -> bool:
+        return self._call("POST", "/net/ack", params={"rule": rule_id}).json()["released"]
+
+    def net_event(self, rule_id: str, action: str, link: str | None, changed: dict[str, Any]) -> int:
+        """Record a network fault event (a window opening or closing); its seq."""
+        body = json.dumps({"rule_id": rule_id, "action": action, "link": link, "changed": changed})
+        return self._call("POST", "/net/event", content=body.encode()).json()["seq"]
+
     def history(self, since: int = 0) -> list[Event]:
         text = self._call("GET", "/history", params={"since": since}).text
         return [event_from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]

@@ -23,7 +23,8 @@ An entry may have both ``command`` and ``image`` (the shipped ``reference`` entr
 local backend runs the command, the docker backend the image. ``env`` applies to both.
 
 Placeholders in ``command``: ``{python}`` (this interpreter), ``{port}`` (a free loopback
-port), ``{host}`` (127.0.0.1), ``{state_dir}`` (the role's directory under the stack's
+port; 8080 under ``--network netns``), ``{host}`` (127.0.0.1; under ``--network netns`` the role's
+address in its namespace, docs/network.md), ``{state_dir}`` (the role's directory under the stack's
 artifacts), ``{repo}`` (this checkout). A runner-style string gets the name
 ``<image basename>:<tag>``. Every error is one :class:`~harness.errors.ImagesError` line
 naming the file, the line when known, and the key.

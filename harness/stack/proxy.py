@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -101,6 +101,12 @@ class FaultProxy:
     save_flows: bool = True
     extra_args: Sequence[str] = ()
     startup_timeout_s: float = 30.0
+    #: where the link listeners and the control channel listen (and the harness reaches them)
+    listen_host: str = "127.0.0.1"
+    #: run mitmdump through this (``ip netns exec NS``: the netns network, harness.stack.netns)
+    command_prefix: Sequence[str] = ()
+    #: the listen port of a link, or of ``"control"`` (default: free loopback ports)
+    port_picker: Callable[[str], int] = lambda what: free_port()
     ports: dict[str, int] = attrs.field(factory=dict, init=False)
     control_port: int = attrs.field(default=0, init=False)
     control: ControlClient | None = attrs.field(default=None, init=False)
@@ -123,14 +129,15 @@ class FaultProxy:
 
     def url(self, link: str) -> str:
         """Base URL a party should use instead of the real peer on ``link``."""
-        return f"http://127.0.0.1:{self.ports[link]}"
+        return f"http://{self.listen_host}:{self.ports[link]}"
 
     def command(self) -> list[str]:
         """The full mitmdump command line (ports must be assigned)."""
-        cmd = [*mitmdump_command(), *faultproxy_args(
-            script=str(SCRIPT), ports=self.ports, upstreams=self.upstreams, listen_host="127.0.0.1",
+        extra = [] if self.listen_host == "127.0.0.1" else [f"faultrun_control_host={self.listen_host}"]
+        cmd = [*self.command_prefix, *mitmdump_command(), *faultproxy_args(
+            script=str(SCRIPT), ports=self.ports, upstreams=self.upstreams, listen_host=self.listen_host,
             files_dir=str(self.workdir), control_port=self.control_port, plan=self.plan is not None,
-            save_flows=self.save_flows)]
+            save_flows=self.save_flows, extra_sets=extra)]
         if self.ssl_insecure:
             cmd += ["--set", "ssl_insecure=true"]
         if self.upstream_ca is not None:
@@ -158,8 +165,8 @@ class FaultProxy:
         return self._start_once()
 
     def _start_once(self) -> FaultProxy:
-        self.ports = {link: free_port() for link in self.upstreams}
-        self.control_port = free_port()
+        self.ports = {link: self.port_picker(link) for link in self.upstreams}
+        self.control_port = self.port_picker("control")
         self._token = secrets.token_urlsafe(24)
         token_file = self.workdir / "control.token"
         token_file.write_text(self._token)
@@ -171,12 +178,16 @@ class FaultProxy:
             self._log_start = self._log.tell()
             self.process = spawn(self.command(), what="fault proxy (mitmdump)", stdin=subprocess.DEVNULL,
                                  stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
-            self.control = ControlClient(self.control_port, self._token)
+            self.control = ControlClient(self.control_port, self._token, host=self.listen_host)
             self._wait_ready()
         except BaseException:
             self.close()
             raise
         return self
+
+    def new_control_client(self) -> ControlClient:
+        """Another client of the control channel (one per thread: a client is not shared)."""
+        return ControlClient(self.control_port, self._token, host=self.listen_host)
 
     def _this_start_log(self) -> list[str]:
         """The log lines of the current start attempt (the file is appended to across attempts)."""
@@ -213,7 +224,7 @@ class FaultProxy:
                     f"mitmdump exited with {self.process.returncode} during startup" + (f": {reason}" if reason else ""),
                     log_tail=self._log_tail(),
                 )
-            waiting = [p for p in waiting if not _listening(p)]
+            waiting = [p for p in waiting if not _listening(p, self.listen_host)]
             if not waiting:
                 try:
                     self.control.status()
@@ -271,9 +282,9 @@ class FaultProxy:
             self.close()
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with socket.create_connection((host, port), timeout=0.2):
             return True
     except OSError:
         return False

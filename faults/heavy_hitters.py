@@ -147,7 +147,26 @@ def heavy_hitters_workload(bits: int = DEFAULT_BITS, reports: int = 8, *, seed: 
     distinct = len({(lv, tuple(ps)) for lv, ps in [*params, *extra]})
     task = TaskSpec(vdaf=poplar1(bits), query_type=query_type,
                     max_batch_query_count=distinct if max_batch_query_count is None else max_batch_query_count)
-    return WorkloadSpec(task=task, steps=tuple(steps), measurements=ms)
+    return one_batch(WorkloadSpec(task=task, steps=tuple(steps), measurements=ms))
+
+
+def one_batch(workload: WorkloadSpec) -> WorkloadSpec:
+    """A fixed_size Poplar1 workload whose later collections query the batch the first one
+    collected (``batch_of``): a walk goes down one batch's tree, and a "current batch" query
+    would ask for a new batch, which reports already in one can never fill. Other workloads
+    are returned as they are."""
+    if workload.task.query_type != "fixed_size" or not _takes_agg_param(workload.task.vdaf):
+        return workload
+    first: str | None = None
+    steps = []
+    for s in workload.steps:
+        if isinstance(s, Collect):
+            if first is None:
+                first = s.label
+            elif s.batch_of is None:
+                s = attrs.evolve(s, batch_of=first)
+        steps.append(s)
+    return attrs.evolve(workload, steps=tuple(steps))
 
 
 # --- used by the run and the checker -----------------------------------------------------------
@@ -242,7 +261,7 @@ def with_poplar1(workload: WorkloadSpec, vdaf: VdafParams, reports: int) -> Work
                 continue  # a collection at a level the new VDAF does not have
             steps.append(s)
         task = attrs.evolve(workload.task, vdaf=vdaf)
-        return attrs.evolve(workload, task=task, steps=tuple(steps), measurements=ms)
+        return one_batch(attrs.evolve(workload, task=task, steps=tuple(steps), measurements=ms))
     params = walk(ms, bits)
     steps = []
     renamed: dict[str, str] = {}  # the first collection's label -> its level-0 collection's
@@ -258,7 +277,7 @@ def with_poplar1(workload: WorkloadSpec, vdaf: VdafParams, reports: int) -> Work
             steps.append(s)
     task = attrs.evolve(workload.task, vdaf=vdaf,
                         max_batch_query_count=max(workload.task.max_batch_query_count, len(params)))
-    return attrs.evolve(workload, task=task, steps=tuple(steps), measurements=ms)
+    return one_batch(attrs.evolve(workload, task=task, steps=tuple(steps), measurements=ms))
 
 
 def collection_param(vdaf: VdafParams, record_agg_param: str | None) -> tuple[int, tuple[str, ...]] | None:

@@ -22,7 +22,7 @@ import attrs
 
 from dap.vdaf.params import VdafParams
 from faults.errors import WorkloadError
-from faults.heavy_hitters import poplar1_from_spec, with_poplar1
+from faults.heavy_hitters import one_batch, poplar1_from_spec, with_poplar1
 from faults.scenario import Scenario, Upload, WorkloadSpec
 from faults.vdafs import WORKLOAD_VDAFS, workload_vdaf, workload_vdaf_class
 
@@ -143,6 +143,8 @@ def apply_overrides(scenario: Scenario, *, vdaf: str | None, reports: int | None
     """``--vdaf`` / ``--reports`` / ``--query-type`` applied to one scenario's workload (and the
     expectation of the VDAF family it then runs, ``Scenario.expect_by_family``)."""
     wl = scenario.workload
+    if query_type is not None:
+        wl = attrs.evolve(wl, task=attrs.evolve(wl.task, query_type=query_type))
     if vdaf is not None or reports is not None:
         target = parse_vdaf(vdaf, 1) if vdaf is not None else wl.task.vdaf
         if workload_vdaf(target).explicit_measurements:  # Poplar1 runs the heavy-hitters walk (docs/cli.md)
@@ -150,9 +152,7 @@ def apply_overrides(scenario: Scenario, *, vdaf: str | None, reports: int | None
                 wl = with_reports(wl, reports)
             if reports is not None or target != wl.task.vdaf:
                 wl = with_poplar1(wl, target, reports if reports is not None else upload_count(wl))
-            if query_type is not None:
-                wl = attrs.evolve(wl, task=attrs.evolve(wl.task, query_type=query_type))
-            return attrs.evolve(scenario, workload=wl).for_family(workload_vdaf(wl.task.vdaf).family)
+            return attrs.evolve(scenario, workload=one_batch(wl)).for_family(workload_vdaf(wl.task.vdaf).family)
     if reports is not None:
         wl = with_reports(wl, reports)
     n = upload_count(wl)
@@ -161,6 +161,5 @@ def apply_overrides(scenario: Scenario, *, vdaf: str | None, reports: int | None
         task = attrs.evolve(task, vdaf=parse_vdaf(vdaf, n))
     elif reports is not None:
         task = attrs.evolve(task, vdaf=workload_vdaf(task.vdaf).resized(n))
-    if query_type is not None:
-        task = attrs.evolve(task, query_type=query_type)
-    return attrs.evolve(scenario, workload=attrs.evolve(wl, task=task)).for_family(workload_vdaf(task.vdaf).family)
+    wl = one_batch(attrs.evolve(wl, task=task))
+    return attrs.evolve(scenario, workload=wl).for_family(workload_vdaf(task.vdaf).family)

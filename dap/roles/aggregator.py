@@ -209,11 +209,19 @@ class Aggregator:
         role, token_attr, media_type = self.GATES[kind]
         task, _ = self._task_for(task_id_text, role)
         tid = task.task_id
-        if token_attr is not None and not (kind == "collection_put"
-                                           and bugs.active("leader-collect-no-auth")):
-            check_auth(request, getattr(task, token_attr), task_id=tid)
+        if token_attr is not None:
+            self.authenticate(kind, request, getattr(task, token_attr), tid)
         check_media_type(request, media_type, task_id=tid)
         return tid
+
+    @staticmethod
+    def authenticate(kind: str, request: Any, token: str | None, task_id: bytes) -> None:
+        """:func:`check_auth` for a request of ``kind`` (a :data:`GATES` kind, or
+        ``collection_post`` / ``collection_delete``)."""
+        if bugs.skips_auth(kind, bool(request.headers.getlist("authorization")
+                                      or request.headers.getlist("dap-auth-token"))):
+            return  # TEST-ONLY BUGS (dap/roles/bugs.py): the credential is not checked
+        check_auth(request, token, task_id=task_id)
 
     # --- hpke_config -------------------------------------------------------------------
 
@@ -318,7 +326,7 @@ class Aggregator:
                 hit = collected.get(key)
                 if hit is None:
                     hit = collected[key] = self.is_collected(c, task, up.time, None)
-                if hit and not bugs.active("accept-late-reports"):
+                if hit and not (bugs.active("accept-late-reports") or bugs.active("leader-late-jobs")):
                     exists = c.execute(
                         "SELECT 1 FROM reports WHERE task_id=? AND report_id=?",
                         (tid, up.report_id),
@@ -332,8 +340,10 @@ class Aggregator:
             rows.append((tid, up.report_id, up.time, up.public_share, up.leader_share,
                          up.helper_ct))
             outcomes.append(Reply(201))
+        # TEST-ONLY BUG leader-double-offer: an upsert, a report already in a job is pending again
         c.executemany(
-            "INSERT OR IGNORE INTO reports(task_id, report_id, time, public_share, leader_share,"
+            ("INSERT OR REPLACE" if bugs.active("leader-double-offer") else "INSERT OR IGNORE")
+            + " INTO reports(task_id, report_id, time, public_share, leader_share,"
             " helper_ct, state) VALUES(?,?,?,?,?,?, 'pending')", rows)
         return outcomes
 
@@ -567,6 +577,8 @@ class Aggregator:
             c.executemany("INSERT INTO seen_reports(task_id, report_id, job_id) VALUES(?,?,?)",
                           new_seen)
             self.accumulate(c, task, ops, items)
+            if bugs.active("helper-resp-reorder"):
+                resps.reverse()  # TEST-ONLY BUG: not in request order
             response = AggregationJobResp(tuple(resps)).encode()
             if bugs.reprocesses_jobs():  # TEST-ONLY BUGS: the job is overwritten (upsert)
                 c.execute("DELETE FROM report_aggs WHERE task_id=? AND job_id=?", (tid, job_id))
@@ -669,7 +681,7 @@ class Aggregator:
         if ops.needs_agg_param:
             return self.param.aggregate_share(task, ops, request, body)
         tid = task.task_id
-        check_auth(request, task.leader_token, task_id=tid)
+        self.authenticate("agg_share", request, task.leader_token, tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATE_SHARE_REQ, task_id=tid)
         req = decode_message(AggregateShareReq, body, tid)
         digest = _sha256(body)
@@ -719,17 +731,19 @@ class Aggregator:
     def collection_put(self, task_id_text: str, job_id_text: str, request: Any, body: bytes) -> Reply:
         task, ops = self._task_for(task_id_text, "leader")
         tid = task.task_id
-        if not bugs.active("leader-collect-no-auth"):
-            check_auth(request, task.collector_token, task_id=tid)
+        self.authenticate("collection_put", request, task.collector_token, tid)
         check_media_type(request, MEDIA_TYPE_COLLECT_REQ, task_id=tid)
         job_id = bytes(path_id(CollectionJobId, job_id_text, "collection job ID", tid))
         digest = _sha256(body)
+        # TEST-ONLY BUG leader-collect-overwrite: another request for a known job is an upsert
+        overwrite = bugs.active("leader-collect-overwrite")
         row = self.store.one("SELECT req_hash FROM collection_jobs WHERE task_id=? AND job_id=?",
                              (tid, job_id))
         if row is not None:
-            if row[0] != digest:
+            if row[0] == digest:
+                return Reply(201)
+            if not overwrite:
                 raise Plain(409, "collection job exists with a different request")
-            return Reply(201)
         req = decode_message(CollectionReq, body, tid)
         q = req.query
         if q.query_type != task.query_type:
@@ -742,9 +756,11 @@ class Aggregator:
             row = c.execute("SELECT req_hash FROM collection_jobs WHERE task_id=? AND job_id=?",
                             (tid, job_id)).fetchone()
             if row is not None:
-                if row[0] != digest:
+                if row[0] == digest:
+                    return Reply(201)
+                if not overwrite:
                     raise Plain(409, "collection job exists with a different request")
-                return Reply(201)
+                c.execute("DELETE FROM collection_jobs WHERE task_id=? AND job_id=?", (tid, job_id))
             if q.query_type == QueryType.TIME_INTERVAL:
                 selector = BatchSelector(QueryType.TIME_INTERVAL, batch_interval=q.batch_interval)
                 self.check_batch_boundary(task, selector, c)
@@ -775,7 +791,7 @@ class Aggregator:
         """A collection-job poll (DAP-09: empty body, never read)."""
         task, _ = self._task_for(task_id_text, "leader")
         tid = task.task_id
-        check_auth(request, task.collector_token, task_id=tid)
+        self.authenticate("collection_post", request, task.collector_token, tid)
         job_id = bytes(path_id(CollectionJobId, job_id_text, "collection job ID", tid))
         row = self.store.one(
             "SELECT state, result, problem, detail FROM collection_jobs WHERE task_id=? AND job_id=?",
@@ -797,7 +813,7 @@ class Aggregator:
     def collection_delete(self, task_id_text: str, job_id_text: str, request: Any) -> Reply:
         task, _ = self._task_for(task_id_text, "leader")
         tid = task.task_id
-        check_auth(request, task.collector_token, task_id=tid)
+        self.authenticate("collection_delete", request, task.collector_token, tid)
         job_id = bytes(path_id(CollectionJobId, job_id_text, "collection job ID", tid))
         with self.store.tx() as c:
             n = c.execute("UPDATE collection_jobs SET state='deleted' WHERE task_id=? AND job_id=?",

@@ -42,6 +42,35 @@ The switches (role: where the lines are):
 ``accept-late-reports`` (both Aggregators: ``upload``, job creation, ``helper_init``)
     Reports for an already collected batch are accepted and aggregated, so a later
     collection of the same batch is recomputed with them.
+``leader-collect-overwrite`` (Leader, ``collection_put``)
+    A PUT for a known collection job ID with a *different* CollectionReq is accepted (201)
+    and overwrites the job (an upsert) instead of failing with 409 (dap-09 §15 step 3).
+``helper-share-no-auth`` (Helper, ``aggregate_share``, also Poplar1)
+    The Leader's token is not checked on AggregateShareReq: any credential, or none, is
+    accepted.
+``leader-any-auth`` (Leader, collection-job PUT, poll POST and DELETE)
+    A credential is required but never compared: any ``Authorization`` header (any scheme,
+    any value) or any ``DAP-Auth-Token`` is accepted. No credential at all is still 403.
+``leader-double-offer`` (Leader, ``store_uploads``)
+    De-duplication misses reports that already left ``pending``: a repeated upload of a
+    report ID is stored again as a new pending report (an upsert), so the creator offers it
+    to the Helper in a second aggregation job (dap-09 §12: the Leader MUST ignore it). A
+    correct Helper answers that second offer ``report_replayed``.
+``leader-abandon-on-503`` (Leader driver, ``_drive_job`` and Poplar1 ``ParamLeader._drive``)
+    One retryable Helper answer to an aggregation-job request (429, or 5xx but 501) makes
+    the Leader abandon the job at once (reports failed, DELETE sent) instead of retrying
+    the same bytes within ``--retry-budget``.
+``helper-resp-reorder`` (Helper, ``helper_init``, Poplar1 init and continue)
+    The AggregationJobResp lists the PrepareResps in reverse request order (dap-09 §10.2
+    step 6); a correct Leader aborts the job. A one-report job is unaffected.
+``leader-late-jobs`` (Leader, ``store_uploads`` and ``_create_one_job``; time_interval)
+    A report for a batch whose AggregateShareReq has left is accepted at upload (no
+    ``reportRejected``) and put into a new aggregation job (dap-09 §16 step 5); a correct
+    Helper answers ``batch_collected``. Unlike ``accept-late-reports``, the Helper is correct.
+``helper-continue-reaccumulate`` (Helper, Poplar1 ``ParamHelper.continue_``)
+    The step's prep states are kept as a checkpoint and a repeated, byte-identical
+    continuation (same step) is run again from them instead of answered with the stored
+    response, so its output shares are accumulated a second time.
 """
 
 from __future__ import annotations
@@ -64,6 +93,14 @@ BUGS: dict[str, tuple[tuple[str, ...], str]] = {
     "leader-accept-future": (("leader",), "far-future reports accepted at upload (no reportTooEarly)"),
     "leader-rebuild-retry": (("leader",), "a retried init is re-built under a new job ID, not re-sent"),
     "accept-late-reports": (("leader", "helper"), "reports for a collected batch accepted; re-collection recomputed"),
+    "leader-collect-overwrite": (("leader",), "a collection-job PUT with a known job ID and another request overwrites it, no 409"),
+    "helper-share-no-auth": (("helper",), "AggregateShareReq does not check the Leader's token"),
+    "leader-any-auth": (("leader",), "collection-job PUT/POST/DELETE accept any credential (any scheme, any value)"),
+    "leader-double-offer": (("leader",), "a re-uploaded report is stored again and offered to the Helper in a second job"),
+    "leader-abandon-on-503": (("leader",), "one retryable Helper answer abandons the aggregation job, no retry"),
+    "helper-resp-reorder": (("helper",), "AggregationJobResp lists the PrepareResps in reverse request order"),
+    "leader-late-jobs": (("leader",), "reports for a batch whose AggregateShareReq left are accepted and put into new jobs"),
+    "helper-continue-reaccumulate": (("helper",), "a repeated continue is run again from kept prep states, not replayed"),
 }
 
 _active: frozenset[str] = frozenset()
@@ -113,4 +150,16 @@ def not_a_replay(seen_in_job: bytes, job_id: bytes) -> bool:
     return "helper-replay-per-job" in _active  # anti-replay scoped to one job
 
 
-__all__ += ["not_a_replay", "reprocesses_jobs"]
+def skips_auth(kind: str, has_credential: bool) -> bool:
+    """Whether a buggy Aggregator lets a request of ``kind`` (``collection_put``,
+    ``collection_post``, ``collection_delete``, ``agg_share``) through without comparing its
+    credential; ``has_credential``: an ``Authorization`` or ``DAP-Auth-Token`` header is there."""
+    if kind == "collection_put" and "leader-collect-no-auth" in _active:
+        return True  # the Collector's token is not checked on the PUT
+    if kind == "agg_share" and "helper-share-no-auth" in _active:
+        return True  # the Leader's token is not checked on AggregateShareReq
+    # a credential is required, its scheme and value are never compared
+    return kind.startswith("collection_") and has_credential and "leader-any-auth" in _active
+
+
+__all__ += ["not_a_replay", "reprocesses_jobs", "skips_auth"]

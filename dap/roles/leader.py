@@ -236,7 +236,8 @@ class LeaderDriver:
                 for rid, t in good:
                     if t not in collected:
                         collected[t] = self.agg.is_collected(c, task, t, None)
-                    if collected[t] and not bugs.active("accept-late-reports"):
+                    if collected[t] and not (bugs.active("accept-late-reports")
+                                             or bugs.active("leader-late-jobs")):
                         c.execute("UPDATE reports SET state='failed', error=? WHERE task_id=? AND"
                                   " report_id=?", (int(PrepareError.BATCH_COLLECTED), tid, rid))
                         return _RETRY
@@ -342,7 +343,9 @@ class LeaderDriver:
         client = self.client
         answer = await ask_helper(lambda: client.put(
             url, content=body, headers=self.helper_headers(task, MEDIA_TYPE_AGGREGATION_JOB_INIT_REQ)))
-        if answer.retry is not None:
+        if answer.retry is not None and answer.gives_up():  # TEST-ONLY BUG leader-abandon-on-503
+            await self._abandon(task, tid, jid, answer.retry)
+        elif answer.retry is not None:
             await self._retry_job(task, tid, jid, first_attempt, attempts, answer.retry)
         elif answer.failure is not None:
             await self._abandon(task, tid, jid, answer.failure)

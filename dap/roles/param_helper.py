@@ -56,6 +56,7 @@ from dap.messages import (
     HpkeConfig,
     PrepareResp,
 )
+from dap.roles import bugs
 from dap.roles.buckets import bucket_key
 from dap.roles.http import Problem, Reply, check_auth, check_media_type, decode_message, path_id
 from dap.roles.param_agg import ParamBatches, ensure_schema
@@ -159,6 +160,8 @@ class ParamHelper:
                     resps.append(PrepareResp.reject(rid, err))
                     # report_too_early may carry any u64 time; SQLite's INTEGER is signed 64-bit
                     rows.append((tid, job_id, ord_, rid, min(t, SQLITE_MAX_INT), "failed", int(err), bucket))
+            if bugs.active("helper-resp-reorder"):
+                resps.reverse()  # TEST-ONLY BUG: not in request order
             response = AggregationJobResp(tuple(resps)).encode()
             c.executemany(
                 "INSERT INTO report_aggs(task_id, job_id, ord, report_id, time, state, error, bucket)"
@@ -195,9 +198,12 @@ class ParamHelper:
             req = decode_message(AggregationJobContinueReq, body, tid)
             if req.step == 0:
                 raise _invalid("step 0 is not a continuation", tid)
+            redo = False
             if step >= 1 and req.step == step and digest == last_hash:
                 # Step-skew recovery (§10.6): the Leader re-sent the step we processed.
-                return Reply(200, stored_response, AggregationJobResp.MEDIA_TYPE)
+                if not bugs.active("helper-continue-reaccumulate"):
+                    return Reply(200, stored_response, AggregationJobResp.MEDIA_TYPE)
+                redo = True  # TEST-ONLY BUG: run the step again from the kept prep states
             ids = [bytes(pc.report_id) for pc in req.prepare_continues]
             if len(set(ids)) != len(ids):
                 raise _invalid("repeated report ID in the request", tid)
@@ -207,14 +213,14 @@ class ParamHelper:
             unknown = [rid for rid in ids if rid not in ras]
             if unknown:
                 raise _invalid(f"report {unknown[0].hex()} is not in this aggregation job", tid)
-            if state == "finished":
+            if state == "finished" and not redo:
                 raise Problem(ProblemType.STEP_MISMATCH,
                               f"preparation finished at step {step}; got step {req.step}",
                               task_id=tid)
-            if req.step != step + 1:
+            if req.step != step + 1 and not redo:
                 raise Problem(ProblemType.STEP_MISMATCH,
                               f"expected step {step + 1}, got {req.step}", task_id=tid)
-            waiting = [rid for rid in ids if ras[rid][3] != "continued"]
+            waiting = [rid for rid in ids if ras[rid][3] != "continued" and not redo]
             if waiting:
                 raise _invalid(f"report {waiting[0].hex()} has no prep state to continue", tid)
             ords = [ras[rid][0] for rid in ids]
@@ -244,6 +250,8 @@ class ParamHelper:
             for rid, (ord_, _, _, ra_state, _) in ras.items():
                 if ra_state == "continued" and rid not in sent:
                     failed.append((ord_, rid, int(PrepareError.REPORT_DROPPED)))
+            if bugs.active("helper-resp-reorder"):
+                resps.reverse()  # TEST-ONLY BUG: not in request order
             response = AggregationJobResp(tuple(resps)).encode()
             self.batches.accumulate(c, task, ops, agg_param, items)
             c.executemany("UPDATE report_aggs SET state='finished' WHERE task_id=? AND job_id=?"
@@ -255,7 +263,8 @@ class ParamHelper:
                           [("committed", tid, rid, agg_param) for _, rid in done]
                           + [("failed", tid, rid, agg_param) for _, rid, _ in failed])
             # Prep states are no longer needed: a replay of this step returns the response.
-            c.execute("DELETE FROM param_prep_states WHERE task_id=? AND job_id=?", (tid, job_id))
+            if not bugs.active("helper-continue-reaccumulate"):  # TEST-ONLY BUG: kept, see above
+                c.execute("DELETE FROM param_prep_states WHERE task_id=? AND job_id=?", (tid, job_id))
             c.execute("UPDATE agg_jobs SET step=?, state='finished', last_hash=?, response=?"
                       " WHERE task_id=? AND job_id=?", (req.step, digest, response, tid, job_id))
         return Reply(200, response, AggregationJobResp.MEDIA_TYPE)
@@ -265,7 +274,7 @@ class ParamHelper:
     def aggregate_share(self, task: AggregatorTask, ops: VdafOps, request: Any,
                         body: bytes) -> Reply:
         tid = task.task_id
-        check_auth(request, task.leader_token, task_id=tid)
+        self.agg.authenticate("agg_share", request, task.leader_token, tid)
         check_media_type(request, MEDIA_TYPE_AGGREGATE_SHARE_REQ, task_id=tid)
         req = decode_message(AggregateShareReq, body, tid)
         digest = hashlib.sha256(body).digest()

@@ -328,6 +328,9 @@ class ParamLeader:
         else:
             answer = await ask_helper(lambda: client.post(url, content=continue_req, headers=self.d.helper_headers(
                 task, MEDIA_TYPE_AGGREGATION_JOB_CONTINUE_REQ)))
+        if answer.retry is not None and answer.gives_up():  # TEST-ONLY BUG leader-abandon-on-503
+            await self._abandon(task, tid, jid, f"step {step}: {answer.retry}")
+            return
         if answer.retry is not None:
             await self._retry(task, tid, jid, first_attempt, attempts, answer.retry)
             return

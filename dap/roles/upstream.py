@@ -16,6 +16,7 @@ import httpx
 from dap.constants import problem_type_from_uri
 from dap.errors import DecodeError
 from dap.messages import AggregationJobResp
+from dap.roles import bugs
 
 __all__ = ["HelperAnswer", "ask_helper", "is_retryable_status", "join_url", "problem_of"]
 
@@ -53,6 +54,13 @@ class HelperAnswer:
     response: AggregationJobResp | None = None
     retry: str | None = None
     failure: str | None = None
+    status: int | None = None  # the HTTP status, if the Helper answered
+
+    def gives_up(self) -> bool:
+        """TEST-ONLY BUG ``leader-abandon-on-503`` (dap/roles/bugs.py): a retryable HTTP
+        answer (429, 5xx but 501) abandons the job at once instead of being retried."""
+        return (bugs.active("leader-abandon-on-503") and self.status is not None
+                and is_retryable_status(self.status))
 
 
 async def ask_helper(send: Callable[[], Awaitable[httpx.Response]]) -> HelperAnswer:
@@ -63,10 +71,12 @@ async def ask_helper(send: Callable[[], Awaitable[httpx.Response]]) -> HelperAns
         return HelperAnswer(retry=f"transport: {exc!r}")
     if 200 <= resp.status_code < 300:
         try:
-            return HelperAnswer(response=AggregationJobResp.decode(resp.content))
+            return HelperAnswer(response=AggregationJobResp.decode(resp.content),
+                                status=resp.status_code)
         except DecodeError as exc:
-            return HelperAnswer(retry=f"undecodable response: {exc}")
+            return HelperAnswer(retry=f"undecodable response: {exc}", status=resp.status_code)
     if is_retryable_status(resp.status_code):
-        return HelperAnswer(retry=f"HTTP {resp.status_code}")
+        return HelperAnswer(retry=f"HTTP {resp.status_code}", status=resp.status_code)
     ptype, detail = problem_of(resp)
-    return HelperAnswer(failure=f"HTTP {resp.status_code} {ptype or ''} {detail}".strip())
+    return HelperAnswer(failure=f"HTTP {resp.status_code} {ptype or ''} {detail}".strip(),
+                        status=resp.status_code)

@@ -130,6 +130,17 @@ _ENTRIES = [
         _steps(Upload(count=8), Collect(label="main"), Pause(ms=200), Collect(label="again")),
     ),
     _scenario(
+        "replay-report-after-aggregation", "12. Anti-replay",
+        """The first report's upload is sent to the Leader again as soon as the Helper answered
+        the first aggregation job, before the collection. The report is stored and aggregated
+        already: the Leader MUST ignore the repeated report ID (2xx or reportRejected) and
+        never offer it in a second aggregation job (leader-jobs), so it is counted once and
+        the aggregate is exact and complete.""",
+        _plan(Rule("replay-upload", Matcher(link=C2L, kind="upload"),
+                   ReplayLater(after_event="agg_init_done"), Limits(nth=1))),
+        expect=Expectation(allowed_problem_types=("reportRejected",)),
+    ),
+    _scenario(
         "late-report-after-collection", "12. Anti-replay",
         """A new report for an interval that was already collected is uploaded, then the
         interval is collected again. The Leader must not add it to the collected batch: it

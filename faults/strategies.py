@@ -680,8 +680,9 @@ def probes(draw: Any, max_reports: int = MAX_REPORTS) -> tuple[Rule, ...]:
     always recovers from (:func:`recovery`), so the expectation stays what the plan makes it:
 
     - ``dup-upload``: uploads reach the Leader twice (dap-09 §12: counted once);
-    - ``forged-replay``: a report PUT again in a new aggregation job, or an upload / init
-      replayed after the collection (§12, §10.3);
+    - ``forged-replay``: a report PUT again in a new aggregation job, an upload replayed once
+      its report is aggregated or after the collection, an init replayed after the
+      collection, a continuation (Poplar1) replayed once answered (§12, §10.3, §10.6);
     - ``collection-forgery``: the collection-job PUT again with another query (§15), the
       AggregateShareReq with another count (§16), a DELETE of the collection job with forged
       credentials (§6);
@@ -694,13 +695,16 @@ def probes(draw: Any, max_reports: int = MAX_REPORTS) -> tuple[Rule, ...]:
         lim = draw(st.sampled_from((Limits(), Limits(every=2), Limits(nth=1))))
         out.append(("dup-upload", Matcher(link=CLIENT_LEADER, kind="upload"), Duplicate(copies=copies), lim))
     if draw(st.booleans()):
-        how = draw(st.sampled_from(("reinit_new_job", "upload", "agg_init")))
+        how = draw(st.sampled_from(("reinit_new_job", "upload", "agg_init", "agg_continue")))
         if how == "reinit_new_job":
             act: Any = Synthesize(message="reinit_new_job", report_index=draw(_none_or(st.just(0))))
             out.append(("forged-replay", Matcher(link=LEADER_HELPER, kind="agg_init"), act, Limits(nth=1)))
-        else:
+        else:  # again after the collection, or (uploads) once the report is aggregated, or
+            # (a continuation: Poplar1) once the Helper answered it
+            event = {"upload": draw(st.sampled_from(("collection_finished", "agg_init_done"))),
+                     "agg_continue": "agg_continue_done"}.get(how, "collection_finished")
             out.append(("forged-replay", Matcher(link=_KIND_LINK[how], kind=how),
-                        ReplayLater(after_event="collection_finished"), Limits(nth=1)))
+                        ReplayLater(after_event=event), Limits(nth=1)))
     if draw(st.booleans()):
         message = draw(st.sampled_from(("collection_mutated", "agg_share_mutated", "delete_collection")))
         cred = draw(st.sampled_from(_REFUSED_CREDENTIALS)) if message == "delete_collection" else None

@@ -96,6 +96,10 @@ def test_leader_late_jobs():
     h.init("J2", [6])  # report 6 is in the batch already shared
     v, _ = verdict(h, "leader-late-jobs", rec=record(7))
     assert v.valid is False and v.detail.startswith("Leader: aggregation job J2 carries 1 report(s) of a batch")
+    # the share request agreed with what both had committed when it was sent: the late job is
+    # leader-late-jobs' finding, not a disagreement about the batch
+    v, _ = verdict(h, "batch-agreement", rec=record(7), sc=scenario(complete=False))
+    assert v.valid is True, v.detail
 
 
 # --- leader-retries (SHOULD) ----------------------------------------------------------------------------------

@@ -57,7 +57,25 @@ DETECTED_BY: dict[str, dict[str, tuple[str, ...]]] = {
     # the failed job's reports re-sent under a new job ID
     "leader-rebuild-retry": {"drop-agg-init-response": ("leader-jobs",), "delay-beyond-timeout": ("leader-jobs",)},
     # the late report aggregated into a batch already shared, and the second collection recomputed
-    "accept-late-reports": {"late-report-after-collection": ("idempotency", "leader-late-jobs", "safety")},
+    "accept-late-reports": {"late-report-after-collection": ("idempotency", "leader-late-jobs")},
+    # a second, different CollectionReq under one job ID answered 201
+    "leader-collect-overwrite": {"mutate-collection-create": ("collection-jobs",)},
+    # forged AggregateShareReqs served the stored share
+    "helper-share-no-auth": {"forged-credentials-agg-share": ("auth",)},
+    # a wrong Bearer, a Basic token... accepted on the collection endpoints
+    "leader-any-auth": {"forged-credentials-collection-create": ("auth",),
+                        "forged-credentials-collection-poll": ("auth",)},
+    # the upload replayed after its job re-stored and offered in a second job
+    "leader-double-offer": {"replay-report-after-aggregation": ("leader-jobs",)},
+    # one 503 and the job is given up: a SHOULD (retry) not done
+    "leader-abandon-on-503": {"helper-503-burst": ("optional:leader-retries",)},
+    # PrepareResps in reverse order (jobs of two or more reports)
+    "helper-resp-reorder": {"duplicate-report": ("helper-order",), "poplar1-heavy-hitters": ("helper-order",)},
+    # the late report put into a new job for the collected batch
+    "leader-late-jobs": {"late-report-after-collection": ("leader-late-jobs",)},
+    # an identical step-1 continuation run again: batchMismatch to an agreeing share request
+    "helper-continue-reaccumulate": {"duplicate-agg-continue": ("batch-agreement",),
+                                     "drop-agg-continue-response": ("batch-agreement",)},
 }
 
 

@@ -50,6 +50,20 @@ CAMPAIGN_BUGS: dict[str, tuple[int, str, str]] = {
     "leader-rebuild-retry": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
     # a late upload aggregated: the second collection of the batch differs
     "accept-late-reports": (1, "violation", "idempotency"),
+    # a changed collection-job PUT (probe-collection-forgery) answered 201
+    "leader-collect-overwrite": (1, "violation", "collection-jobs"),
+    # a forged AggregateShareReq (probe-forged-credentials) served
+    "helper-share-no-auth": (1, "violation", "auth"),
+    # a forged collection request with a wrong Bearer / Basic token answered
+    "leader-any-auth": (1, "violation", "auth"),
+    # a report re-uploaded once aggregated (probe-forged-replay) offered in a second job
+    "leader-double-offer": (1, "violation", "leader-jobs"),
+    # PrepareResps in reverse order in any job of two or more reports
+    "helper-resp-reorder": (1, "violation", "helper-order"),
+    # late uploads between two collections put into a new job
+    "leader-late-jobs": (1, "violation", "leader-late-jobs"),
+    # a repeated Poplar1 continuation re-accumulated: batchMismatch to an agreeing request
+    "helper-continue-reaccumulate": (1, "violation", "batch-agreement"),
 }
 
 #: Bugs the bounded campaign does not report as failures; the catalogue does (tests/test_selfcheck.py).
@@ -58,6 +72,8 @@ CATALOGUE_ONLY: dict[str, str] = {
     # reportTooEarly is a SHOULD (dap-09 §9.2): the run says "pass without optional recovery"
     # naming the Leader, which a campaign does not count as a failure of the target
     "leader-accept-future": "a SHOULD: reported as optional, not a failure",
+    # retrying a 503 is a SHOULD (dap-09 §10.3): leader-retries reports it as optional
+    "leader-abandon-on-503": "a SHOULD: reported as optional, not a failure",
 }
 
 

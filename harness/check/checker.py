@@ -173,6 +173,11 @@ def check(record: RunRecord, history: Sequence[Any], scenario: Scenario | None =
     verdicts = tuple(check_safe(name, fn, ctx) for name, fn in table.items())
     damaged = record_problems(record, ctx.all_events, history_problems)
     unfired = unfired_rules(ctx, scenario.plan) if scenario is not None and not damaged else []
+    optional = tuple(dict.fromkeys(o for v in verdicts for o in v.optional))
+    # a rule on a request the target only sends after the optional recovery the scenario relies
+    # on (a retried job's aggregate share request) cannot fire when it did without: said, not unknown
+    excused = unfired if (unfired and optional and ctx.expect.optional_recovery) else []
+    unfired = [u for u in unfired if u not in excused]
     unknown_lines = [f"invariant {v.invariant} could not decide: {v.detail}" for v in verdicts if v.valid is None]
     ok_not_ready = rightly_not_ready(ctx)
     vc = verdict_class(record, verdicts, scenario, ok_not_ready, record_problems=damaged,
@@ -192,13 +197,14 @@ def check(record: RunRecord, history: Sequence[Any], scenario: Scenario | None =
         parts.append(reasons[0] + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""))
     elif unfired:  # a violation without the fault: still a finding, but say the fault never happened
         parts.append("note: " + unfired[0])
+    if excused:
+        parts.append(f"note: {excused[0]} (the target did without the optional recovery)")
     if vc == VerdictClass.CLEAN_FAILURE:
         failed = {c.label: c.error or c.status for c in record.collections
                   if c.status != "complete" and c.label not in ok_not_ready}
         parts.append(f"collections failed cleanly: {failed}" if failed else "no collection was recorded")
     if ok_not_ready:
         parts.append(f"not ready, rightly (batch cannot reach min_batch_size): {sorted(ok_not_ready)}")
-    optional = tuple(dict.fromkeys(o for v in verdicts for o in v.optional))
     if optional and vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE):
         parts[0] = f"{vc.value} without optional recovery: " + parts[0].split(": ", 1)[1]
         parts.append("optional, not done: " + "; ".join(optional))

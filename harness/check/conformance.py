@@ -298,8 +298,9 @@ def _commit_step(fl: Flow) -> int:
     return 0 if fl.kind == "agg_init" else int(fl.req.step or 0)
 
 
-def _helper_commits(ctx: Context) -> tuple[dict[str, set[str]], bool]:
-    """(agg param -> reports the Helper finished preparing, whether every answer is known).
+def _helper_commits(ctx: Context) -> tuple[dict[str, dict[str, int]], bool]:
+    """(agg param -> report the Helper finished preparing -> seq of the answer that says so,
+    whether every answer is known).
 
     The Helper commits a report's output share when it answers the VDAF's last round with
     ``continue``/``finished`` (Prio3: the init; Poplar1: the step-1 continuation). A request
@@ -320,14 +321,20 @@ def _helper_commits(ctx: Context) -> tuple[dict[str, set[str]], bool]:
             continue
         for rid, state in fl.resp.prepare_states.items():
             if state in ("continue", "finished"):
-                out.setdefault(_agg_param(fl, ctx), set()).add(rid)
+                _commit(out.setdefault(_agg_param(fl, ctx), {}), rid, fl)
     return out, known
 
 
-def _leader_commits(ctx: Context) -> tuple[dict[str, set[str]], bool]:
-    """(agg param -> reports the Leader has output shares for, whether its view is known):
-    its own requests of the last round answered ``continue``/``finished`` as it received them,
-    in jobs it did not DELETE."""
+def _commit(into: dict[str, int], rid: str, fl: Flow) -> None:
+    """Report ``rid`` committed by ``fl``'s answer: keep the earliest answer's seq."""
+    seq = fl.response.seq if fl.response is not None else fl.first_seq
+    into[rid] = min(into.get(rid, seq), seq)
+
+
+def _leader_commits(ctx: Context) -> tuple[dict[str, dict[str, int]], bool]:
+    """(agg param -> report the Leader has an output share for -> seq of the answer, whether
+    its view is known): its own requests of the last round answered ``continue``/``finished``
+    as it received them, in jobs it did not DELETE."""
     last = _rounds(ctx) - 1
     deleted = _deleted_by_leader(ctx)
     out: dict[str, set[str]] = {}
@@ -343,7 +350,7 @@ def _leader_commits(ctx: Context) -> tuple[dict[str, set[str]], bool]:
             continue
         for rid, state in fl.resp.prepare_states.items():
             if state in ("continue", "finished"):
-                out.setdefault(_agg_param(fl, ctx), set()).add(rid)
+                _commit(out.setdefault(_agg_param(fl, ctx), {}), rid, fl)
     return out, known
 
 
@@ -378,10 +385,12 @@ def batch_agreement(ctx: Context) -> Verdict:
         param = share.req.agg_param_sha256 or ""
         asked = (share.req.report_count, share.req.checksum)
         item: dict[str, Any] = {"flow_seq": share.flow_seq, "asked": list(asked)}
-        # the Leader's own request against what its jobs committed
+        # the Leader's own request against what its jobs had committed when it sent it (a job
+        # created later is leader-late-jobs' to judge)
         if not share.is_copy and leader_known and not ctx.changed(share):
-            members = [r for r in leader.get(param, ()) if in_batch(share, r)]
-            if all(in_batch(share, r) is not None for r in leader.get(param, ())):
+            before = [r for r, seq in leader.get(param, {}).items() if seq < share.first_seq]
+            members = [r for r in before if in_batch(share, r)]
+            if all(in_batch(share, r) is not None for r in before):
                 mine = (len(members), checksum_of(members))
                 item["leader_committed"] = [mine[0], mine[1]]
                 if asked != mine:
@@ -390,9 +399,17 @@ def batch_agreement(ctx: Context) -> Verdict:
                                     + ("" if asked[0] != mine[0] else " (another checksum)")
                                     + " (dap-09 §16 step 1)")
         # the Helper's answer against the reports it accepted
-        if _helper_judged_share(ctx, share) and helper_known:
-            members = [r for r in helper.get(param, ()) if in_batch(share, r)]
-            if all(in_batch(share, r) is not None for r in helper.get(param, ())):
+        # a commit answered while the request was in flight may or may not count: judged only
+        # when none was
+        answered = share.response.seq if share.response is not None else share.first_seq
+        commits = helper.get(param, {})
+        before = [r for r, seq in commits.items() if seq < share.first_seq]
+        racing = [r for r, seq in commits.items() if share.first_seq <= seq < answered and in_batch(share, r)]
+        if racing:
+            item["helper_racing"] = racing
+        if _helper_judged_share(ctx, share) and helper_known and not racing:
+            members = [r for r in before if in_batch(share, r)]
+            if all(in_batch(share, r) is not None for r in before):
                 theirs = (len(members), checksum_of(members))
                 item["helper_accepted"] = [theirs[0], theirs[1]]
                 judged += 1

@@ -673,7 +673,7 @@ _REFUSED_CREDENTIALS = FORGED_CREDENTIALS[:-1]
 
 
 @st.composite
-def probes(draw: Any, max_reports: int = MAX_REPORTS) -> tuple[Rule, ...]:
+def probes(draw: Any, max_reports: int = MAX_REPORTS, family: str = "prio3") -> tuple[Rule, ...]:
     """Rules a campaign adds to the random plan so that what a uniform draw over actions
     reaches rarely is in every campaign: each of :data:`PROBES` behind its own boolean
     (about half the examples each; False, no probe, shrinks first), each a fault the protocol
@@ -696,6 +696,8 @@ def probes(draw: Any, max_reports: int = MAX_REPORTS) -> tuple[Rule, ...]:
         out.append(("dup-upload", Matcher(link=CLIENT_LEADER, kind="upload"), Duplicate(copies=copies), lim))
     if draw(st.booleans()):
         how = draw(st.sampled_from(("reinit_new_job", "upload", "agg_init", "agg_continue")))
+        if family == "poplar1" and draw(st.booleans()):
+            how = "agg_continue"  # the message only Poplar1 has: half its replays
         if how == "reinit_new_job":
             act: Any = Synthesize(message="reinit_new_job", report_index=draw(_none_or(st.just(0))))
             out.append(("forged-replay", Matcher(link=LEADER_HELPER, kind="agg_init"), act, Limits(nth=1)))
@@ -738,7 +740,7 @@ def scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, ma
     plan = draw(plans(min_rules=0 if with_probes else 1, max_rules=max_rules, max_reports=upload_count(wl),
                       recoverable=recoverable))
     if with_probes:
-        extra = draw(probes(upload_count(wl)))
+        extra = draw(probes(upload_count(wl), workload_vdaf(wl.task.vdaf).family))
         plan = attrs.evolve(plan, rules=(*plan.rules, *extra))
         if not plan.rules:  # at least one rule, as plans() alone gives
             plan = attrs.evolve(plan, rules=draw(plans(max_rules=1, max_reports=upload_count(wl),

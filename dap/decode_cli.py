@@ -20,8 +20,8 @@ usage (one line). Never a traceback for either.
 from __future__ import annotations
 
 import argparse
-import binascii
 import base64
+import binascii
 import datetime as dt
 import json
 import sys

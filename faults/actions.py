@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import random
 import json
+import random
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs

@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import json
 
+from dap.vdaf.params import VdafParams
 from faults.actions import (
     Auth,
     CorruptBytes,
@@ -40,8 +41,9 @@ from faults.actions import (
     Synthesize,
 )
 from faults.heavy_hitters import heavy_hitters_workload
+from faults.network import Blackhole, Latency, Loss, NetRule, Partition, Rate, Reorder, Reset, Window
 from faults.plan import Limits, Matcher, Plan, Rule, dumps_plan
-from faults.scenario import LEADER_RETRY, Collect, Expectation, Outcome, Pause, Scenario, Upload, WorkloadSpec
+from faults.scenario import LEADER_RETRY, Collect, Expectation, Outcome, Pause, Scenario, TaskSpec, Upload, WorkloadSpec
 from faults.vocabulary import CLIENT_LEADER, COLLECTOR_LEADER, LEADER_HELPER
 
 __all__ = ["CATALOGUE", "UnknownScenario", "get_scenario", "names"]
@@ -637,20 +639,6 @@ _ENTRIES += [
 # Appended as one block. A network rule cuts or slows the packets of a link between its source
 # role and the fault proxy, inside a router namespace; the windows below are sized for the
 # reference Leader's harness timings (1 s request timeout, 8 s retry budget, images.toml).
-
-from faults.network import (  # noqa: E402 - the network block is self-contained
-    Blackhole,
-    Latency,
-    Loss,
-    NetRule,
-    Partition,
-    Rate,
-    Reorder,
-    Reset,
-    Window,
-)
-from faults.scenario import TaskSpec  # noqa: E402
-from dap.vdaf.params import VdafParams  # noqa: E402
 
 #: A link partition long enough for several of the Leader's 1 s attempts, well inside its 8 s budget.
 PARTITION_MS = 3_000

@@ -45,9 +45,9 @@ from dap.constants import ProblemType
 from faults import dapcodec
 from faults.actions import (
     AUTH_MODES,
-    SYNTHESIZERS,
     CORRUPT_OPS,
     EVENT_NAMES,
+    SYNTHESIZERS,
     Auth,
     CorruptBytes,
     CorruptField,
@@ -62,8 +62,8 @@ from faults.actions import (
     Truncate,
 )
 from faults.errors import WorkloadError
-from faults.plan import Limits, Matcher, Plan, Rule
 from faults.heavy_hitters import poplar1, with_poplar1
+from faults.plan import Limits, Matcher, Plan, Rule
 from faults.scenario import (
     LEADER_RETRY,
     QUERY_TYPES,

@@ -179,9 +179,9 @@ def test_client_refuses_an_unusable_hpke_config_with_an_error_status() -> None:
 
     import httpx
 
+    from dap.constants import MEDIA_TYPE_HPKE_CONFIG_LIST
     from dap.messages import HpkeConfig, HpkeConfigList
     from dap.roles.client import Client
-    from dap.constants import MEDIA_TYPE_HPKE_CONFIG_LIST
 
     bad = HpkeConfigList((HpkeConfig(7, 0x0010, 0x0001, 0x0001, bytes(32)),)).encode()
     fetched: list[str] = []

@@ -44,7 +44,7 @@ from dap.constants import (
     QueryType,
     Role,
 )
-from dap.errors import DecodeError, DapError, HpkeError
+from dap.errors import DapError, DecodeError, HpkeError
 from dap.messages import (
     AggregateShare,
     AggregateShareReq,

@@ -23,8 +23,8 @@ from dap import hpke
 from dap.constants import MEDIA_TYPE_HPKE_CONFIG_LIST, ProblemType, Role, problem_type_from_uri
 from dap.errors import DapError, HpkeError
 from dap.messages import HpkeConfig, HpkeConfigList, PlaintextInputShare, Report, ReportMetadata
-from dap.roles.upstream import join_url
 from dap.roles.task import TaskConfigError, b64d, b64e
+from dap.roles.upstream import join_url
 from dap.roles.vdafs import vdaf_ops
 
 __all__ = ["Client", "UploadError"]

@@ -31,9 +31,9 @@ from dap.messages import (
     Interval,
     Query,
 )
-from dap.roles.upstream import join_url
 from dap.roles.storage import Store
 from dap.roles.task import CollectorTask, TaskConfigError, b64d, b64e
+from dap.roles.upstream import join_url
 from dap.roles.vdafs import vdaf_ops
 
 __all__ = ["Collector", "query_from_interop"]

@@ -7,8 +7,8 @@ from typing import Any
 import attrs
 
 from faults.vocabulary import problem_token
-from harness.check.counted import Counted
 from harness.check.conformance import given_up_without_retry
+from harness.check.counted import Counted
 from harness.check.fill import not_ready_bounds
 from harness.check.flows import Context, is2xx, make_verdict
 from harness.check.verdict import Verdict

@@ -37,6 +37,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from dap import codec
@@ -586,12 +587,16 @@ def expectation_for(plan: Plan, workload: Any = None) -> Any:
 
 @st.composite
 def scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS,
-              name: str = "campaign") -> Any:
+              name: str = "campaign", keep_workload: Any = None) -> Any:
     """A :class:`~faults.scenario.Scenario`: a workload first (it bounds report indices), then a
     plan (:func:`plans`; half of them ``recoverable``) and its :func:`expectation_for`.
-    Shrinks as both do."""
+    Shrinks as both do. ``keep_workload(workload) -> bool`` (campaign shards,
+    :mod:`harness.campaign.sharding`): a workload it refuses rejects the example before the
+    plan, the costly part, is drawn."""
 
     wl = draw(workloads(vdaf=vdaf, max_reports=max_reports))
+    if keep_workload is not None and not keep_workload(wl):
+        reject()
     # Half the plans are made only of faults the protocol must recover from: there the
     # expectation is an exact aggregate, and a clean failure is a finding. False (any fault)
     # first: the simpler choice.

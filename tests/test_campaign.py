@@ -103,7 +103,8 @@ def test_the_example_database_replays_a_known_failure_first(tmp_path: Path) -> N
     again = run_campaign(stack, seed=99, examples=300, artifacts=tmp_path / "c")
     assert again.failures
     assert _buggy(stack.runs[0])  # the very first run replays the stored failure
-    assert again.examples_run == 1
+    assert again.examples_run == 0 and again.replayed == 1  # a replay is not a generated example
+    assert again.failures[0].source == "example-db"
     # without the database, the same seed has to search again
     stack3 = FakeStack()
     run_campaign(stack3, seed=99, examples=300, artifacts=tmp_path / "c", database=False)

@@ -170,3 +170,29 @@ def test_group_commit_failure_rolls_back_the_whole_batch(tmp_path: Path) -> None
     assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
     assert store.query("SELECT key FROM meta WHERE key IN ('x','y')") == []
     assert commit.flushes == 0
+
+
+def test_a_client_given_an_unusable_hpke_config_fails_the_upload_not_the_test_api() -> None:
+    """A corrupted HPKE config (here: the KEM id of X448 with an X25519-sized key, as a campaign's
+    corrupt-field on the hpke_config answer makes it) ends the upload with an error result;
+    before, sealing raised and the test API answered 500, which the harness counts as infra."""
+    import asyncio
+
+    from dap.messages import HpkeConfig
+    from dap.roles.client import Client
+
+    async def go() -> dict:
+        client = Client()
+        task = bytes(range(32))
+        bad = HpkeConfig(1, 0x0021, 0x0001, 0x0001, b"\x55" * 32)
+        client._configs[("http://leader.invalid/", b64e(task))] = bad
+        client._configs[("http://helper.invalid/", b64e(task))] = bad
+        try:
+            return await client.upload({"task_id": b64e(task), "leader": "http://leader.invalid/",
+                                        "helper": "http://helper.invalid/", "vdaf": {"type": "Prio3Count"},
+                                        "measurement": "1", "time_precision": 3600, "time": 1_700_000_000})
+        finally:
+            await client.aclose()
+
+    result = asyncio.run(go())
+    assert result["status"] == "error" and "sealing the report" in result["error"], result

@@ -109,8 +109,11 @@ class Client:
         leader_config, helper_config = await asyncio.gather(
             self._config(leader, task_id), self._config(helper, task_id))
         report_id = os.urandom(16)
-        report = await asyncio.to_thread(
-            self._build_report, task_id, ops, measurement, report_id, t, leader_config, helper_config)
+        try:
+            report = await asyncio.to_thread(
+                self._build_report, task_id, ops, measurement, report_id, t, leader_config, helper_config)
+        except DapError as exc:  # e.g. a config whose public key does not fit its KEM: the upload fails
+            raise UploadError(f"sealing the report: {exc}") from None
         url = join_url(leader, f"tasks/{b64e(task_id)}/reports")
         try:
             resp = await self.http.put(url, content=report,

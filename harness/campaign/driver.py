@@ -408,7 +408,7 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     state.runs_root = unique_dir(artifacts / "runs", f"seed{seed}")
     impl, images = _impl_of(stack)
     failures: list[CampaignFailure] = []
-    rounds = 0
+    rounds = replays = 0  # generation rounds: the first runs the campaign's seed, whatever was replayed before
 
     def report(found: tuple[Scenario, Any, bool], source: str) -> None:
         scenario, result, reproduced = found
@@ -425,14 +425,14 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     def replay_stored() -> None:
         """Replay every stored failure not seen yet, one hypothesis run each (the unfiltered
         strategy: a failure found by another shard has another shard's workload)."""
-        nonlocal rounds
+        nonlocal replays
         assert shared is not None
         for entry in shared.unseen():
             if state.stop:
                 return
-            found = _round(state, generate, seed=derive_seed(seed, 1000 + rounds), max_examples=1,
+            found = _round(state, generate, seed=derive_seed(seed, 100_000 + replays), max_examples=1,
                            db=shared.replay_view(entry), replay=True, key=key)
-            rounds += 1
+            replays += 1
             if found is not None:
                 report(found, "example-db")
                 if not keep_going and failures:

@@ -251,7 +251,9 @@ def merge_campaigns(dirs: Sequence[Path]) -> MergedReport:
     failures = []
     for key in order:
         reports = sorted(by_plan[key], key=lambda sf: sf[1].get("found_wall") or 0.0)
-        first = min((f.get("found_wall") or 0.0 for _, f in reports), default=0.0)
+        # reach: from the first shard that generated it (None if every report was a replay)
+        first = min((f.get("found_wall") or 0.0 for _, f in reports if f.get("source", "generated") == "generated"),
+                    default=None)
         finder = next((f for _, f in reports if f.get("source", "generated") == "generated"), reports[0][1])
         found_by = []
         for s, f in reports:

@@ -47,7 +47,8 @@ Leader->Helper fault that defeats every retry costs the Leader's 8 s retry budge
    ``faultrun campaign`` processes: examples/min of 1 process vs 3 shards (``--shard K/3``)
    of one campaign against the correct stack, both for ``--scale-s`` (the 3 shards' rate is
    their examples over the wall-clock span, from ``faultrun merge``); then 3 shards against
-   the ``helper-share-recompute`` bug switch, all started at once with ``--keep-going``: when
+   a bug switch (``--scale-bug``, default ``leader-accept-future``: deterministic), all
+   started at once with ``--keep-going``: when
    the first one found the bug, and how long its failure took to reach the other two
    through Redis (``reach_s`` of ``faultrun merge``).
 
@@ -276,7 +277,7 @@ def _campaigns(root: Path, argvs: list[list[str]]) -> tuple[list[dict], dict, fl
             json.loads((root / "merged" / "report.json").read_text()), wall)
 
 
-def scale_run(root: Path, seed: int, seconds: float, timeout_s: float) -> int:
+def scale_run(root: Path, seed: int, seconds: float, timeout_s: float, bug: str) -> int:
     """Section 5 of the module docs."""
     proc, url = _redis(root)
     common = ["--seed", str(seed), "--time-budget", f"{seconds:g}", "--keep-going", "--shrink-budget", "0.001",
@@ -293,18 +294,22 @@ def scale_run(root: Path, seed: int, seconds: float, timeout_s: float) -> int:
         print(f"3 shards  : {merged['examples_run']} examples in {merged['wall_s']:.0f} s (first start to last end) "
               f"= {merged['examples_per_min']:.1f} examples/min (per shard {per}); overlap {merged['overlap']}; "
               f"speed-up {merged['examples_per_min'] / rate1:.2f}x on {os.cpu_count()} cores", flush=True)
-        bug = "helper-share-recompute"
+        role = bugs.BUGS[bug][0][0]
         bug_common = ["--seed", str(seed), "--time-budget", f"{seconds:g}", "--keep-going", "--shrink-budget", "30",
-                      "--timeout", f"{timeout_s:g}", "--images", str(BUG_IMAGES), "--impl", f"helper=bug-{bug}"]
+                      "--timeout", f"{timeout_s:g}", "--images", str(BUG_IMAGES), "--impl", f"{role}=bug-{bug}"]
         _, merged, _ = _campaigns(root / "bug", [
             [*bug_common, "--shard", f"{k}/3", "--example-db", url.rsplit("/", 1)[0] + "/1",
              "--artifacts", str(root / "bug" / f"s{k}")] for k in range(3)])
         starts = min(s["started_wall"] for s in merged["shards"])
+        print(f"{bug}: {len(merged['failures'])} distinct failure(s) (by shrunk plan) in {merged['examples_run']} "
+              f"examples; those a shard generated:", flush=True)
         for f in merged["failures"]:
-            finder = next((x for x in f["found_by"] if x["source"] == "generated"), f["found_by"][0])
+            finder = next((x for x in f["found_by"] if x["source"] == "generated"), None)
+            if finder is None:
+                continue  # a replayed entry another shard shrank to another plan
             reach = ", ".join(f"shard {x['shard']} after {x['reach_s']:.1f} s" for x in f["found_by"]
                               if x["source"] == "example-db" and x["reach_s"] is not None)
-            print(f"{bug}: {' '.join(f['signature'])}: {finder['source']} by shard {finder['shard']} "
+            print(f"  {' '.join(f['signature'])}: shard {finder['shard']} "
                   f"{finder['found_wall'] - starts:.1f} s after the shards started, shrunk and reported "
                   f"{finder['reported_wall'] - finder['found_wall']:.1f} s later; reached {reach or 'no other shard'}",
                   flush=True)
@@ -352,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=20.0, help="length of the long campaign")
     p.add_argument("--scale", action="store_true", help="only 1 process vs 3 shards with Redis (section 5)")
     p.add_argument("--scale-s", type=float, default=120.0, help="generation seconds per scale run")
+    p.add_argument("--scale-bug", default="leader-accept-future", help="the bug switch of the reach run")
     a = p.parse_args(argv)
     root = a.keep or Path(tempfile.mkdtemp(prefix="bench-campaign-"))
     status = 0
@@ -360,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             return long_run(root / "long", a.seed, a.minutes, a.timeout)
         if a.scale:
             (root / "scale").mkdir(parents=True, exist_ok=True)
-            return scale_run(root / "scale", a.seed, a.scale_s, a.timeout)
+            return scale_run(root / "scale", a.seed, a.scale_s, a.timeout, a.scale_bug)
         if not a.skip_throughput:
             r1s, r2s = [], []
             for i in range(a.repeat):

@@ -148,3 +148,23 @@ def test_merge_of_passing_shards_with_one_missing_is_infra(tmp_path: Path) -> No
     assert merged.examples_run == 6 and not merged.failures and merged.missing_shards == (1,)
     assert merged.exit_code == 3
     assert main(["merge", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_replay_only_reports_every_stored_failure_and_generates_nothing(tmp_path: Path) -> None:
+    """``--replay-only`` (with ``--freeze``: how a night's stored failures become regression cases)."""
+    from harness.campaign.freeze import freeze, load_regression
+
+    db = tmp_path / "db"
+    found = run_campaign(FakeStack(), seed=1, examples=300, artifacts=tmp_path / "a", example_db=db)
+    assert len(found.failures) == 1
+    stack = FakeStack()
+    res = run_campaign(stack, seed=5, artifacts=tmp_path / "b", example_db=db, replay_only=True, keep_going=True)
+    assert res.examples_run == 0 and res.replayed >= 1 and len(res.failures) == 1
+    (f,) = res.failures
+    assert f.source == "example-db" and f.scenario.plan == found.failures[0].scenario.plan
+    case = load_regression(freeze(f, tmp_path / "regressions"))
+    assert case["scenario"].plan == f.scenario.plan and case["expected_verdicts"] == ["violation"]
+    # nothing stored: nothing run
+    empty = FakeStack()
+    res = run_campaign(empty, seed=5, artifacts=tmp_path / "c", example_db=tmp_path / "db-empty", replay_only=True)
+    assert res.runs == 0 and not empty.runs and res.exit_code == 0

@@ -279,8 +279,10 @@ class _State:
 def _round(state: _State, strategy: Any, *, seed: int, max_examples: int, db: Any, replay: bool,
            key: bytes) -> tuple[Scenario, Any, bool] | None:
     """One hypothesis run; the shrunk violation (scenario, result, reproduced) or None.
-    ``replay``: only the database's entries (``db`` is a one-entry view), else generation."""
-    phases = [Phase.reuse, Phase.shrink] if replay else [Phase.explicit, Phase.generate, Phase.shrink]
+    ``replay``: only the database's entries (``db`` is a one-entry view), not shrunk (the shard
+    that found it shrinks it: N shards re-shrinking each other's finds would multiply the
+    work), else generation."""
+    phases = [Phase.reuse] if replay else [Phase.explicit, Phase.generate, Phase.shrink]
 
     @settings(database=db, deadline=None, max_examples=max_examples, phases=phases, report_multiple_bugs=False,
               suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)

@@ -13,8 +13,9 @@ options). The driver (:mod:`harness.campaign.driver`) uses it through :class:`Sh
   (:meth:`SharedDatabase.unseen`); the driver replays unseen entries before it generates, and
   looks again between examples (every :data:`POLL_S`), so a failure one shard stored reaches
   the others that are running, not only those that start later;
-- a replay runs on :meth:`SharedDatabase.replay_view`: hypothesis sees that one entry and
-  nothing else, and its deletes are dropped (hypothesis deletes an entry that does not fail
+- a replay runs on :meth:`SharedDatabase.replay_view`, without shrinking (the finder
+  shrinks; an entry picked up while the finder still shrinks is reported as it was): hypothesis
+  sees that one entry and nothing else, and its deletes are dropped (hypothesis deletes an entry that does not fail
   again; here that may be another implementation, a known bug this shard skips, or timing:
   the entry stays for the other shards);
 - a database that fails (Redis down) never ends a campaign: the operation is skipped, logged

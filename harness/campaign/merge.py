@@ -13,7 +13,10 @@ The merged report:
   :mod:`harness.campaign.sharding`) read from each ``examples.jsonl``;
 - **failures deduplicated by shrunk plan** (the canonical JSON of the failure's plan): one
   entry per plan, naming every shard that reported it, whether it generated it or replayed it
-  from the example database, and how long after the first find it reached each other shard;
+  from the example database, and how long after the first find it reached each other shard.
+  A shard that replayed an entry stored while its finder was still shrinking reports that
+  entry's (larger) plan: such a replay joins the earliest generated failure of the same
+  signature found before it (``replayed_plan`` names what it replayed);
 - **rates per shard**: examples/min over the shard's own measured time, and in all (examples
   over the wall-clock span from the first shard's start to the last one's end);
 - **missing shards**: for shards ``K/N`` of one campaign, the indices of ``0..N-1`` absent.
@@ -248,6 +251,21 @@ def merge_campaigns(dirs: Sequence[Path]) -> MergedReport:
                 by_plan[key] = []
                 order.append(key)
             by_plan[key].append((s, f))
+    # a replay of an entry stored while its finder was still shrinking reports that entry's
+    # plan, not the finder's shrunk one: it joins the earliest failure of the same signature
+    # that a shard generated before it (else it stands alone)
+    generated = {k: min((f.get("found_wall") or 0.0 for _, f in v if f.get("source", "generated") == "generated"),
+                        default=None) for k, v in by_plan.items()}
+    for key in list(order):
+        if generated[key] is not None:
+            continue
+        sig = by_plan[key][0][1].get("signature")
+        when = min(f.get("found_wall") or 0.0 for _, f in by_plan[key])
+        home = min((k for k in order if generated[k] is not None and generated[k] <= when
+                    and by_plan[k][0][1].get("signature") == sig), key=lambda k: generated[k], default=None)
+        if home is not None:
+            by_plan[home].extend((s, {**f, "replayed_plan": f["scenario"].get("plan")}) for s, f in by_plan.pop(key))
+            order.remove(key)
     failures = []
     for key in order:
         reports = sorted(by_plan[key], key=lambda sf: sf[1].get("found_wall") or 0.0)
@@ -264,7 +282,8 @@ def merge_campaigns(dirs: Sequence[Path]) -> MergedReport:
                 "reported_wall": f.get("reported_wall") or 0.0, "reproduced": f.get("reproduced", True),
                 "run_dir": f.get("run_dir"), "failure_dir": str(Path(f["scenario_file"]).parent)
                 if f.get("scenario_file") else None,
-                "reach_s": round(fw - first, 3) if source == "example-db" and fw and first else None})
+                "reach_s": round(fw - first, 3) if source == "example-db" and fw and first else None,
+                **({"replayed_plan": f["replayed_plan"]} if "replayed_plan" in f else {})})
         failures.append(MergedFailure(
             key=key, kind=finder.get("kind", "violation"), signature=tuple(finder.get("signature", ())),
             summary=finder.get("summary", ""), command=finder.get("command", ""), scenario=finder["scenario"],

@@ -33,6 +33,25 @@ timeout; what still runs to the timeout is a collection the Leader keeps retryin
 waits for reports only the Leader knows it rejected (a corrupted Helper answer), and a
 Leader->Helper fault that defeats every retry costs the Leader's 8 s retry budget.
 
+4. **Long** (``--long [--minutes 20]``, alone): a 2-worker campaign against the correct stack
+   for that long (keep going, no shrinking), then from each worker's ``examples.jsonl``: the
+   harness's per-scenario overhead (a run's time outside the workload's own steps:
+   provisioning, plan loads, history segment and fetch, checker, run directory) and
+   examples/min in the first and the last minute, and in the first and the last half; then
+   the artifacts' size, split into what the harness writes (run dirs, the proxies' history and
+   flows, role and proxy logs, examples.jsonl) and the roles' own databases. Targets (issue
+   15): overhead flat (last within 10 % of first), harness artifacts under 50 MiB.
+
+5. **Scale** (``--scale [--scale-s 120]``, alone; docs/scale.md): with a ``redis-server`` on
+   127.0.0.1 (started and stopped here) as the example database, each as separate
+   ``faultrun campaign`` processes: examples/min of 1 process vs 3 shards (``--shard K/3``)
+   of one campaign against the correct stack, both for ``--scale-s`` (the 3 shards' rate is
+   their examples over the wall-clock span, from ``faultrun merge``); then 3 shards against
+   a bug switch (``--scale-bug``, default ``leader-accept-future``: deterministic), all
+   started at once with ``--keep-going``: when
+   the first one found the bug, and how long its failure took to reach the other two
+   through Redis (``reach_s`` of ``faultrun merge``).
+
 Not a test: figures depend on the machine (and on whatever else shares it). Artifacts go
 to a temporary directory (kept with ``--keep DIR``).
 """
@@ -40,6 +59,7 @@ to a temporary directory (kept with ``--keep DIR``).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -139,6 +159,185 @@ def bug_run(root: Path, bug: str, seed: int, examples: int, budget_s: float, shr
     return out
 
 
+def _dir_size(p: Path, pattern: str = "**/*") -> int:
+    return sum(f.stat().st_size for f in p.glob(pattern) if f.is_file() and not f.is_symlink())
+
+
+def _window(rows: list[dict], lo: float, hi: float) -> tuple[int, float | None, float | None]:
+    """(examples, median overhead s, mean overhead s) of generated runs started in [lo, hi)."""
+    sel = [r for r in rows if lo <= r["t"] < hi and r["phase"] == "generate"]
+    over = [r["overhead_s"] for r in sel if r.get("overhead_s") is not None]
+    if not over:
+        return len(sel), None, None
+    return len(sel), statistics.median(over), statistics.fmean(over)
+
+
+def long_run(root: Path, seed: int, minutes: float, timeout_s: float) -> int:
+    """Section 4 of the module docs."""
+    import json
+
+    budget = minutes * 60
+    print(f"long campaign: 2 workers, {minutes:g} min, seed {seed}, correct reference stack", flush=True)
+    t0 = time.monotonic()
+    r = run_campaign_workers(2, seed=seed, artifacts=root, images=BUG_IMAGES, time_budget_s=budget, database=False,
+                             timeout_s=timeout_s, **NO_SHRINK)
+    wall = time.monotonic() - t0
+    vc = ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items()))
+    print(f"  {r.examples_run} examples in {wall:.0f} s wall ({vc}); {len(r.failures)} failure(s) seen, not shrunk",
+          flush=True)
+    status = 0
+    windows = (("first minute", 0, 60), ("last minute", budget - 60, budget),
+               ("first half", 0, budget / 2), ("last half", budget / 2, budget))
+    firsts, lasts = [], []
+    for w in sorted(root.glob("worker-*")):
+        rows = [json.loads(x) for x in (w / "examples.jsonl").read_text().splitlines() if x.strip()]
+        parts = []
+        for label, lo, hi in windows:
+            n, med, mean = _window(rows, lo, hi)
+            rate = n / (hi - lo) * 60
+            parts.append(f"{label}: {rate:.0f} ex/min, overhead median {1000 * (med or 0):.1f} ms "
+                         f"mean {1000 * (mean or 0):.1f} ms")
+            if label == "first minute" and med is not None:
+                firsts.append(med)
+            if label == "last minute" and med is not None:
+                lasts.append(med)
+        print(f"  {w.name}: " + "; ".join(parts), flush=True)
+    if firsts and lasts:
+        first, last = statistics.fmean(firsts), statistics.fmean(lasts)
+        ok = last <= first * 1.10
+        print(f"  per-scenario overhead, median per worker averaged: first minute {1000 * first:.1f} ms, "
+              f"last minute {1000 * last:.1f} ms ({(last / first - 1) * 100:+.0f} %) "
+              f"[{'ok' if ok else 'MISSED'}: last within 10 % of first]", flush=True)
+        status |= 0 if ok else 1
+    stacks = list(root.glob("worker-*/stack/_stack"))
+    sizes = {
+        "run dirs kept (runs/)": sum(_dir_size(w / "runs") for w in root.glob("worker-*")),
+        "proxy history + flows": sum(_dir_size(s / "proxy", "history.jsonl") + _dir_size(s / "proxy" / "flows")
+                                     + _dir_size(s / "proxy", "flows.mitm") for s in stacks),
+        "role + proxy logs": sum(_dir_size(s, "*/*.log") for s in stacks),
+        "examples.jsonl + campaign files": sum(_dir_size(w, "*.json*") for w in root.glob("worker-*")),
+    }
+    harness = sum(sizes.values())
+    roles_db = sum(_dir_size(s, "*/*.sqlite3*") for s in stacks)
+    total = _dir_size(root)
+    mib = 1 << 20
+    print("  artifacts: " + ", ".join(f"{k} {v / mib:.1f} MiB" for k, v in sizes.items()), flush=True)
+    ok = harness < 50 * mib
+    print(f"  harness artifacts {harness / mib:.1f} MiB [{'ok' if ok else 'MISSED'}: < 50 MiB]; the roles' own "
+          f"databases {roles_db / mib:.1f} MiB; everything {total / mib:.1f} MiB", flush=True)
+    return status | (0 if ok else 1)
+
+
+def _redis(workdir: Path) -> tuple[object, str]:
+    """A redis-server on a free loopback port (its process, URL)."""
+    import subprocess
+
+    import redis
+
+    from harness.stack.lifetime import spawn
+    from harness.stack.ports import free_port
+
+    port = free_port()
+    proc = spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                  "--dir", str(workdir), "--daemonize", "no", "--loglevel", "warning"], what="redis-server (bench)",
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _campaigns(root: Path, argvs: list[list[str]]) -> tuple[list[dict], dict, float]:
+    """Run ``faultrun campaign`` processes at once; (their campaign.json, the merge's report.json, wall s)."""
+    import json
+    import subprocess
+
+    t0 = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli", "campaign", *a], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for a in argvs]
+    try:
+        for p in procs:
+            p.wait()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+    wall = time.monotonic() - t0
+    dirs = [Path(a[a.index("--artifacts") + 1]) for a in argvs]
+    subprocess.run([sys.executable, "-m", "harness.cli", "merge", *map(str, dirs), "--out", str(root / "merged")],
+                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return ([json.loads((d / "campaign.json").read_text()) for d in dirs],
+            json.loads((root / "merged" / "report.json").read_text()), wall)
+
+
+def scale_run(root: Path, seed: int, seconds: float, timeout_s: float, bug: str) -> int:
+    """Section 5 of the module docs."""
+    proc, url = _redis(root)
+    common = ["--seed", str(seed), "--time-budget", f"{seconds:g}", "--keep-going", "--shrink-budget", "0.001",
+              "--timeout", f"{timeout_s:g}", "--images", str(BUG_IMAGES)]
+    try:
+        (one,), _, wall1 = _campaigns(root / "one", [[*common, "--no-database", "--artifacts", str(root / "one" / "p")]])
+        rate1 = one["examples_run"] / max(one["worker_elapsed_s"]) * 60
+        print(f"1 process : {one['examples_run']} examples in {max(one['worker_elapsed_s']):.0f} s measured "
+              f"= {rate1:.1f} examples/min ({wall1:.0f} s wall incl. the stack start)", flush=True)
+        shards, merged, wall3 = _campaigns(root / "three", [
+            [*common, "--shard", f"{k}/3", "--example-db", url, "--artifacts", str(root / "three" / f"s{k}")]
+            for k in range(3)])
+        per = ", ".join(f"{s['examples_per_min']:.1f}" for s in merged["shards"])
+        print(f"3 shards  : {merged['examples_run']} examples in {merged['wall_s']:.0f} s (first start to last end) "
+              f"= {merged['examples_per_min']:.1f} examples/min (per shard {per}); overlap {merged['overlap']}; "
+              f"speed-up {merged['examples_per_min'] / rate1:.2f}x on {os.cpu_count()} cores", flush=True)
+        role = bugs.BUGS[bug][0][0]
+        bug_common = ["--seed", str(seed), "--time-budget", f"{seconds:g}", "--keep-going", "--shrink-budget", "30",
+                      "--timeout", f"{timeout_s:g}", "--images", str(BUG_IMAGES), "--impl", f"{role}=bug-{bug}"]
+        _, merged, _ = _campaigns(root / "bug", [
+            [*bug_common, "--shard", f"{k}/3", "--example-db", url.rsplit("/", 1)[0] + "/1",
+             "--artifacts", str(root / "bug" / f"s{k}")] for k in range(3)])
+        starts = min(s["started_wall"] for s in merged["shards"])
+        print(f"{bug}: {len(merged['failures'])} distinct failure(s) (by shrunk plan) in {merged['examples_run']} "
+              f"examples; those a shard generated:", flush=True)
+        for f in merged["failures"]:
+            finder = next((x for x in f["found_by"] if x["source"] == "generated"), None)
+            if finder is None:
+                continue  # a replayed entry another shard shrank to another plan
+            reach = ", ".join(f"shard {x['shard']} after {x['reach_s']:.1f} s" for x in f["found_by"]
+                              if x["source"] == "example-db" and x["reach_s"] is not None)
+            print(f"  {' '.join(f['signature'])}: shard {finder['shard']} "
+                  f"{finder['found_wall'] - starts:.1f} s after the shards started, shrunk and reported "
+                  f"{finder['reported_wall'] - finder['found_wall']:.1f} s later; reached {reach or 'no other shard'}",
+                  flush=True)
+        if not merged["failures"]:
+            print(f"{bug}: NOT FOUND in {merged['examples_run']} examples", flush=True)
+            return 1
+        # the same from the runs themselves: the first failing generated run anywhere, and each
+        # other shard's first failing replay (whatever plan the failure later shrank to)
+        import json
+        failing = ("violation", "unexpected_clean_failure")
+        rows = {k: [json.loads(x) for x in (root / "bug" / f"s{k}" / "examples.jsonl").read_text().splitlines()]
+                for k in range(3)}
+        found = min(((r["wall"], k) for k, rs in rows.items() for r in rs
+                     if r["phase"] == "generate" and r["verdict"] in failing), default=None)
+        if found is not None:
+            got = []
+            for k, rs in rows.items():
+                replay = next((r["wall"] for r in rs if r["phase"] == "replay" and r["verdict"] in failing), None)
+                if k != found[1]:
+                    got.append(f"shard {k}/3 after {replay - found[0]:.1f} s" if replay else f"shard {k}/3 never")
+            print(f"first failing run: shard {found[1]}/3 at +{found[0] - starts:.1f} s; its failure replayed and "
+                  f"failing in {', '.join(got)}", flush=True)
+    finally:
+        proc.terminate()  # type: ignore[attr-defined]
+        proc.wait()  # type: ignore[attr-defined]
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=1)
@@ -155,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--skip-bugs", action="store_true")
     p.add_argument("--keep", type=Path, help="keep artifacts here")
+    p.add_argument("--long", action="store_true", help="only the long campaign (section 4)")
+    p.add_argument("--minutes", type=float, default=20.0, help="length of the long campaign")
+    p.add_argument("--scale", action="store_true", help="only 1 process vs 3 shards with Redis (section 5)")
+    p.add_argument("--scale-s", type=float, default=120.0, help="generation seconds per scale run")
+    p.add_argument("--scale-bug", default="leader-accept-future", help="the bug switch of the reach run")
     a = p.parse_args(argv)
     unknown = [b for b in (x.strip() for x in a.bugs.split(",")) if b and b not in BUG_SIGNATURES]
     if unknown:
@@ -162,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     root = a.keep or Path(tempfile.mkdtemp(prefix="bench-campaign-"))
     status = 0
     try:
+        if a.long:
+            return long_run(root / "long", a.seed, a.minutes, a.timeout)
+        if a.scale:
+            (root / "scale").mkdir(parents=True, exist_ok=True)
+            return scale_run(root / "scale", a.seed, a.scale_s, a.timeout, a.scale_bug)
         if not a.skip_throughput:
             r1s, r2s = [], []
             for i in range(a.repeat):

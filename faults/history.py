@@ -267,6 +267,8 @@ class HistoryWriter:
     failures: list[dict[str, Any]] = attrs.field(factory=list)
     _file: IO[str] | None = attrs.field(default=None, init=False)
     _seq: int = attrs.field(default=0, init=False)
+    #: how many times :meth:`rotate` started a new segment
+    segments: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         if self.path is not None:
@@ -313,6 +315,26 @@ class HistoryWriter:
     def control(self, what: str, **detail: Any) -> None:
         """Record a :class:`ControlEvent`."""
         self._emit(ControlEvent, "control", {"what": what, "detail": detail})
+
+    def rotate(self) -> int:
+        """Start a new segment: the file is replaced by one holding only what comes next (the
+        seq goes on; in-memory events are dropped). A long-lived proxy calls this at each
+        scenario's start, so its history holds one scenario, not the whole campaign. The first
+        event of a segment is a ``segment`` control event; returns its seq."""
+        self.segments += 1
+        self.events.clear()
+        if self.path is not None:
+            self.close()
+            try:
+                tmp = self.path.with_name(self.path.name + ".new")
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(_ENCODER.encode(SCHEMA_LINE) + "\n")
+                os.replace(tmp, self.path)  # a reader holding the old file reads it to its end
+            finally:  # the old file if the new one could not be made: never write nowhere
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - owned, closed in close()
+        seq = self._seq
+        self.control("segment", first_seq=seq)
+        return seq
 
     def close(self) -> None:
         if self._file is not None:

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from dap import codec
@@ -727,12 +728,16 @@ def probes(draw: Any, max_reports: int = MAX_REPORTS, family: str = "prio3") -> 
 
 @st.composite
 def scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS,
-              name: str = "campaign", with_probes: bool = True) -> Any:
+              name: str = "campaign", with_probes: bool = True, keep_workload: Any = None) -> Any:
     """A :class:`~faults.scenario.Scenario`: a workload first (it bounds report indices), then a
     plan (:func:`plans`; half of them ``recoverable``) plus :func:`probes` (``with_probes``),
-    and its :func:`expectation_for`. Shrinks as all three do."""
+    and its :func:`expectation_for`. Shrinks as all three do. ``keep_workload(workload) -> bool``
+    (campaign shards, :mod:`harness.campaign.sharding`): a workload it refuses rejects the
+    example before the plan, the costly part, is drawn."""
 
     wl = draw(workloads(vdaf=vdaf, max_reports=max_reports))
+    if keep_workload is not None and not keep_workload(wl):
+        reject()
     # Half the plans are made only of faults the protocol must recover from: there the
     # expectation is an exact aggregate, and a clean failure is a finding. False (any fault)
     # first: the simpler choice.
@@ -758,7 +763,7 @@ def scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, ma
 from faults import network as net  # noqa: E402 - the network block is self-contained (net.Reorder is not the HTTP Reorder)
 
 __all__ += ["MAX_CUT_MS", "MAX_NET_RULES", "NET_ACTION_ORDER", "net_actions", "net_rules", "network_scenarios",
-            "windows", "with_net_rules"]
+            "scenario_expectation", "windows", "with_net_rules"]
 
 #: Network actions, simplest first (the order ``one_of`` shrinks toward).
 NET_ACTION_ORDER: tuple[str, ...] = ("partition", "blackhole", "loss", "latency", "rate", "reorder", "duplicate",
@@ -822,13 +827,23 @@ def with_net_rules(draw: Any, plan_strategy: st.SearchStrategy[Plan], max_net_ru
 
 @st.composite
 def network_scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS,
-                      max_net_rules: int = MAX_NET_RULES, name: str = "campaign") -> Any:
+                      max_net_rules: int = MAX_NET_RULES, name: str = "campaign", keep_workload: Any = None) -> Any:
     """:func:`scenarios` with network rules mixed in (``faultrun campaign --network netns``): a plan
     with network rules expects ``pass_or_clean_failure`` (never a wrong aggregate)."""
-    sc = draw(scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports, name=name))
+    sc = draw(scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports, name=name,
+                        keep_workload=keep_workload))
     plan = draw(with_net_rules(st.just(sc.plan), max_net_rules))
     if not plan.net_rules:
         return sc
-    expect = Expectation(outcome=Outcome.PASS_OR_CLEAN_FAILURE, complete=False,
-                         rejected_uploads=sc.expect.rejected_uploads)
-    return Scenario(name=name, plan=plan, workload=sc.workload, expect=expect, doc=sc.doc)
+    return Scenario(name=name, plan=plan, workload=sc.workload, expect=scenario_expectation(plan, sc.workload),
+                    doc=sc.doc)
+
+
+def scenario_expectation(plan: Plan, workload: Any) -> Any:
+    """What a campaign demands of any generated plan, network rules included: with network rules
+    ``pass_or_clean_failure`` (never a wrong aggregate), else :func:`expectation_for`. Used to
+    re-derive a smaller plan's expectation (:mod:`harness.campaign.minimize`)."""
+    expect = expectation_for(plan, workload)
+    if not plan.net_rules:
+        return expect
+    return Expectation(outcome=Outcome.PASS_OR_CLEAN_FAILURE, complete=False, rejected_uploads=expect.rejected_uploads)

@@ -366,3 +366,21 @@ class FaultProxyAddon:
         assert self.state is not None
         self.history.control("event", name=name)
         return self.state.fire_event(name)
+
+    def new_segment(self, *, history: bool, flows: str | None) -> str | None:
+        """``/segment`` (:mod:`proxy_addons.control`): a new history segment if ``history``;
+        flows saved to ``flows/<flows>`` beside the history from now on, or no longer (``""``),
+        or as they were (None). Returns the flows file now written (None: none)."""
+        if history:
+            self.history.rotate()
+        if flows is not None:
+            if flows and self.history.path is None:
+                raise ValueError("flows need a history file (faultrun_history): they are saved beside it")
+            target = str(self.history.path.parent / "flows" / flows) if flows else None  # type: ignore[union-attr]
+            # mitmproxy's save addon closes the previous file (and strftime-formats the path)
+            ctx.options.update(save_stream_file=None if target is None else target.replace("%", "%%"))
+        try:
+            current = ctx.options.save_stream_file
+        except AttributeError:  # no save addon (an in-process test)
+            return None
+        return current.replace("%%", "%") if current else None

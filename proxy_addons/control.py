@@ -23,7 +23,16 @@ GET        /net/triggers      network-rule triggers seen since the last call
 POST       /net/ack?rule=ID   the rule is in place: release the message that triggered it
 POST       /net/event         body = JSON ``{rule_id, action, link, changed}``: record a
                               network fault event (``phase`` network, no flow); answers its seq
+POST       /segment?...       ``history=1``: start a new history segment (the file is
+                              replaced; seq goes on); ``flows=NAME``: save mitmproxy flows
+                              to ``flows/NAME`` beside the history from now on,
+                              ``flows=`` (empty): stop saving them (the file is complete);
+                              answers ``{"history_seq", "flows"}``
 =========  =================  ==========================================================
+
+``/segment`` is how a long-lived proxy stays bounded: the harness starts a segment at each
+scenario's start (the previous scenario's slice is already in its run directory) and moves
+the scenario's flows file into its run directory at its end (:mod:`harness.run.stack`).
 
 The harness side is :class:`harness.stack.control.ControlClient`.
 """
@@ -35,6 +44,7 @@ import bisect
 import hmac
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +62,7 @@ __all__ = ["TOKEN_HEADER", "ControlServer"]
 log = logging.getLogger(__name__)
 TOKEN_HEADER = "X-Faultrun-Token"
 _MAX_BODY = 4 * 1024 * 1024
+_FLOWS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
             413: "Payload Too Large", 500: "Internal Server Error"}
 
@@ -66,6 +77,8 @@ class ControlledProxy(Protocol):
     def set_plan(self, plan: Plan, *, why: str) -> None: ...
 
     def fire_event(self, name: str) -> int: ...
+
+    def new_segment(self, *, history: bool, flows: str | None) -> str | None: ...
 
 
 class ControlServer:
@@ -129,7 +142,7 @@ class ControlServer:
         if not hmac.compare_digest(headers.get(TOKEN_HEADER.lower(), "").encode(), self.token.encode()):
             return _json(403, {"error": "missing or wrong control token"})
         url = urlsplit(target)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         if url.path == "/history" and method.upper() == "GET":
             try:
                 since = int(query.get("since", "0"))
@@ -203,7 +216,16 @@ class ControlServer:
             if not name:
                 return _json(400, {"error": "event needs ?name="})
             return _json(200, {"sent": addon.fire_event(name)})
-        if path in ("/status", "/plan", "/reset", "/release", "/event", "/history"):
+        if path == "/segment" and method == "POST":
+            flows = query.get("flows")
+            if flows and not _FLOWS_NAME.fullmatch(flows):
+                return _json(400, {"error": "flows: a file name of letters, digits, '.', '_' and '-'"})
+            try:
+                written = addon.new_segment(history=query.get("history") in ("1", "true"), flows=flows)
+            except (OSError, ValueError) as exc:
+                return _json(500, {"error": f"{type(exc).__name__}: {exc}"})
+            return _json(200, {"history_seq": addon.history.next_seq, "flows": written})
+        if path in ("/status", "/plan", "/reset", "/release", "/event", "/history", "/segment"):
             return _json(405, {"error": f"{method} not allowed on {path}"})
         return _json(404, {"error": f"no control endpoint {path}"})
 
@@ -215,8 +237,8 @@ class ControlServer:
         if hist.path is None:
             return b"".join(json.dumps(event_to_dict(e), default=str).encode() + b"\n"
                             for e in hist.events if e.seq >= since)
-        if self._index.path != hist.path:  # a new history file (faultrun_history changed)
-            self._index = _SeqIndex(hist.path)
+        if self._index.path != hist.path or self._index.segment != hist.segments:  # a new file or segment
+            self._index = _SeqIndex(hist.path, hist.segments)
         return self._index.read_since(since)
 
 
@@ -226,8 +248,9 @@ class _SeqIndex:
 
     CHECKPOINT_EVERY = 256
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, segment: int = 0) -> None:
         self.path = path
+        self.segment = segment
         self.seqs: list[int] = []  # ascending
         self.offsets: list[int] = []
         self._lock = threading.Lock()

@@ -182,10 +182,14 @@ def test_cli_reports_an_unexpected_clean_failure_under_its_own_label(tmp_path: P
 
 
 def test_cli_campaign_usage_errors(tmp_path: Path) -> None:
-    for argv, msg in ((["campaign", "--seed", "1"], "one of the arguments --examples --time-budget is required"),
+    for argv, msg in ((["campaign", "--seed", "1"], "one of --examples, --time-budget or --replay-only is required"),
+                      (["campaign", "--examples", "2", "--shard", "1/3"], "--shard needs --seed"),
+                      (["campaign", "--examples", "2", "--seed", "1", "--shard", "3/3"], "shard index must be 0..2"),
+                      (["campaign", "--examples", "2", "--seed", "1", "--shard", "x"], "not a shard"),
+                      (["campaign", "--replay-only", "--seed", "1", "--no-database"], "excludes"),
                       (["campaign", "--examples", "2", "--time-budget", "1m", "--seed", "1"], "not allowed with"),
                       (["campaign", "--time-budget", "soon", "--seed", "1"], "not a duration"),
-                      (["campaign", "--examples", "2", "--seed", "1", "--vdaf", "poplar1"], "Prio3 workloads only")):
+                      (["campaign", "--examples", "2", "--seed", "1", "--vdaf", "poplar1:bits=9"], "use at most bits=4")):
         p = subprocess.run([sys.executable, "-m", "harness.cli", *argv], capture_output=True, text=True,
                            timeout=60, cwd=REPO)
         assert p.returncode == 2, (argv, p.stderr)

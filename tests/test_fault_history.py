@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,23 @@ def test_a_failed_write_raises_and_is_noted_with_its_seq(tmp_path) -> None:
         w.control("event", name="x")
     assert w.failures == [{"seq": 1, "error": w.failures[0]["error"]}] and w.next_seq == 2
     w._file = None
+
+
+def test_rotate_starts_a_new_segment_and_the_seq_goes_on(tmp_path: Path) -> None:
+    from faults.history import HistoryWriter, load_history
+
+    path = tmp_path / "history.jsonl"
+    with HistoryWriter(path) as w:
+        for i in range(5):
+            w.control("event", name=f"e{i}")
+        assert w.rotate() == 5 and w.segments == 1
+        w.control("event", name="after")
+    loaded = load_history(path)
+    assert not loaded.problems
+    assert [(e.seq, e.what) for e in loaded.events] == [(5, "segment"), (6, "event")]
+    with HistoryWriter(path) as again:  # a restarted writer goes on after the segment's last seq
+        assert again.next_seq == 7
+    mem = HistoryWriter(None)
+    mem.control("event", name="x")
+    mem.rotate()
+    assert [e.what for e in mem.events] == ["segment"] and mem.next_seq == 2

@@ -71,7 +71,18 @@ def test_empty_plan_end_to_end_writes_a_complete_run_dir_and_passes(stack: Stack
     assert tasks == {rec.task_id}
     links = {e.link for e in hist if e.event == "message"}
     assert {"client->leader", "collector->leader", "leader->helper"} <= links
-    assert (d / "flows.mitm").resolve() == stack.proxy.flows_path.resolve()
+    # the scenario's own flows file, moved in (not the stack's), with this scenario's flows
+    flows = d / "flows.mitm"
+    assert flows.is_file() and not flows.is_symlink()
+    from mitmproxy.io import FlowReader
+    with open(flows, "rb") as fh:
+        urls = [f.request.path for f in FlowReader(fh).stream()]
+    assert urls and all(rec.task_id in u for u in urls if "/tasks/" in u)
+    assert not list((stack.proxy.workdir / "flows").iterdir())  # nothing left behind
+    # the stack's history holds this scenario's segment only (a long campaign stays bounded)
+    stack_hist = read_history(stack.proxy.history_path)
+    assert stack_hist[0].event == "control" and stack_hist[0].what == "segment"
+    assert rec.history_since_seq - 3 <= stack_hist[0].seq < rec.history_since_seq  # then the plan load
     assert (d / "logs" / "leader.role.log").exists()
     report = check_report_from_dict(json.loads((d / "report.json").read_text()))
     assert report.verdict_class == VerdictClass.PASS

@@ -422,3 +422,36 @@ def test_synthesize_reinit_under_new_job(run: Run) -> None:
     assert seen[1].path.startswith(f"/tasks/{TASK_B64}/aggregation_jobs/")
     again = m.AggregationJobInitReq.decode(seen[1].body)
     assert [bytes(p.report_share.report_metadata.report_id) for p in again.prepare_inits] == [rid(4)]
+
+
+def test_segments_bound_history_and_flows_per_scenario(run: Run) -> None:
+    """/segment: a new history segment replaces the file (seq goes on), and flows go to one file
+    per segment that is complete once closed (what a long campaign's Stack asks for)."""
+    from mitmproxy.io import FlowReader
+
+    from faults.history import read_history
+
+    run.plan("")
+    run.upload(1)
+    before = run.control.status()["history_seq"]
+    got = run.control.segment(history=True, flows="seg-a.mitm")
+    assert got["flows"] == str(run.proxy.workdir / "flows" / "seg-a.mitm")
+    since = run.control.load_plan("version = 1\n")
+    assert since > got["history_seq"] > before
+    run.upload(2)
+    run.upload(3)
+    assert run.control.segment(flows="")["flows"] is None
+    run.upload(4)  # between segments: not saved
+    # the stack's file holds the new segment only; reads since a seq before it return what is left
+    events = read_history(run.proxy.history_path)
+    assert events[0].event == "control" and events[0].what == "segment" and events[0].seq == got["history_seq"] - 1
+    msgs = [e for e in run.control.history(since) if isinstance(e, MessageEvent)]
+    assert len(msgs) == 6 and msgs[0].seq >= since
+    assert run.control.history(0)[0].seq == events[0].seq
+    with open(run.proxy.workdir / "flows" / "seg-a.mitm", "rb") as fh:
+        flows = list(FlowReader(fh).stream())
+    assert [f.request.content for f in flows] == [report(2).encode(), report(3).encode()]
+    # a name with a path or strftime pattern in it is refused
+    for bad in ("../x", "a/b", "%Y.mitm"):
+        with pytest.raises(ControlError, match="400"):
+            run.control.segment(flows=bad)

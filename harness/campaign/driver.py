@@ -47,8 +47,14 @@ collection). Then the smallest failing run seen is reported with ``reproduced=Fa
 instead of hypothesis' final replay.
 
 **Determinism and replay.** ``seed`` fixes hypothesis' generation (same seed, same stack
-behaviour -> same examples). The example database lives in ``<artifacts>/hypothesis-db``:
-a later campaign with the same artifacts directory replays stored failures first.
+behaviour -> same examples). ``shard`` (:mod:`harness.campaign.sharding`) keeps one of N
+disjoint slices of those examples. The example database (``<artifacts>/hypothesis-db``, or
+``example_db``: a directory or ``redis://``, :mod:`harness.campaign.exampledb`) is shared:
+every stored failure this process has not seen is replayed before generation starts, and
+again between examples (every few seconds) when another shard stored one meanwhile; then
+generation goes on under a derived seed. ``<artifacts>/examples.jsonl`` lists every run
+(phase ``generate`` / ``replay`` / ``shrink``, the scenario's digest, the verdict, the time
+and the harness's own overhead of the run).
 
 Each failure writes ``<artifacts>/failures/<name>/{scenario.json, plan.toml}`` and a
 one-line reproduction: ``faultrun --plan FILE --seed S --reports N --vdaf V --query-type Q``
@@ -68,14 +74,23 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
+from hypothesis.errors import Unsatisfiable
 
 from faults.actions import action_name
 from faults.plan import dump_plan
 from faults.scenario import Scenario, to_dict
-from faults.strategies import MAX_REPORTS, MAX_RULES, check_campaign_vdaf, network_scenarios, scenarios
+from faults.strategies import (
+    MAX_REPORTS,
+    MAX_RULES,
+    check_campaign_vdaf,
+    network_scenarios,
+    scenario_expectation,
+    scenarios,
+)
 from harness import REPO
+from harness.campaign.exampledb import POLL_S, SharedDatabase, campaign_key, describe_db, open_example_db
+from harness.campaign.minimize import REPLAYS, minimize, replay, same_failure
 from harness.campaign.reproduce import reproduction_command, signature, smaller_first
 from harness.campaign.result import (
     VIOLATION,
@@ -86,6 +101,7 @@ from harness.campaign.result import (
     derive_seed,
     failure_kind,
 )
+from harness.campaign.sharding import Shard, scenario_digest
 from harness.check.verdict import VerdictClass
 from harness.errors import HarnessError
 from harness.report.html import render_report_html
@@ -141,10 +157,31 @@ class _State:
     external_stop: Callable[[], bool] | None = None
     #: only failures whose signature this accepts are shrunk and reported (None: all)
     wanted: Callable[[tuple[str, ...]], bool] | None = None
+    shard: Shard | None = None
+    #: "generate" or "replay" (an example from the database)
+    phase: str = "generate"
+    #: scenarios generated so far (digests): hypothesis may draw one again from other choices
+    ran: set[str] = attrs.field(factory=set)
+    replayed: int = 0
+    shared: SharedDatabase | None = None
+    next_poll: float = 0.0
+    #: the database holds failures this process has not replayed: generation stopped for them
+    pickup: bool = False
+    #: wall time of the current round's first failing run
+    first_failure_wall: float | None = None
+    examples_log: Path | None = None
+
+    def keeps(self, workload: Any) -> bool:
+        """The shard filter (:mod:`harness.campaign.sharding`): generation only."""
+        return self.shard is None or self.phase != "generate" or bool(self.violations) or self.shard.keeps(workload)
 
     def one(self, scenario: Scenario) -> None:
         now = time.monotonic()
         shrinking = bool(self.violations)
+        generating = self.phase == "generate" and not shrinking
+        digest = scenario_digest(scenario)
+        if generating and digest in self.ran:
+            reject()  # hypothesis drew a scenario run already (from other choices): not an example again
         if not shrinking and self.deadline is not None and now >= self.deadline:
             self.stop = True
         if not shrinking and self.max_examples_left is not None and self.max_examples_left <= 0:
@@ -158,23 +195,35 @@ class _State:
             self.stop = True
         if self.stop:
             raise _Stop
+        if generating:
+            if self.shared is not None and now >= self.next_poll:
+                self.next_poll = now + POLL_S
+                if self.shared.unseen():  # another shard stored a failure: replay it first
+                    self.pickup = True
+                    raise _Stop
+            self.ran.add(digest)
         self.runs += 1
-        if not shrinking:
+        if generating:
             self.examples += 1
             if self.max_examples_left is not None:
                 self.max_examples_left -= 1
+        elif not shrinking:
+            self.replayed += 1
         run_dir = self.runs_root / f"{self.runs:05d}"
+        wall = time.time()
         try:
             # report.html is rendered for the runs kept (failures: _write_failure), not for every example
             result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir, report_html=False)
         except HarnessError as exc:
+            self.last_run_s = time.monotonic() - now
+            self._log_run(digest, "shrink" if shrinking else self.phase, "infra", now, wall, None)
             self._infra(run_dir, f"{type(exc).__name__}: {exc}")
             return
-        finally:
-            self.last_run_s = time.monotonic() - now
+        self.last_run_s = time.monotonic() - now
         vc = result.report.verdict_class
         kind = failure_kind(scenario, result.report)
         self.verdicts[kind or vc.value] += 1
+        self._log_run(digest, "shrink" if shrinking else self.phase, kind or vc.value, now, wall, result)
         if vc == VerdictClass.INFRA:  # a role that died is restarted by the next run (Stack.heal)
             self._infra(result.run_dir, "; ".join(result.report.reasons) or result.report.summary)
         else:
@@ -189,6 +238,8 @@ class _State:
             else:
                 if not self.violations:
                     self.shrink_started = time.monotonic()
+                if self.first_failure_wall is None:
+                    self.first_failure_wall = wall
                 self.violations.append((scenario, result))
         self._progress(last)  # after the append: the first failing run already reports "shrink"
         if kind is not None:
@@ -196,6 +247,54 @@ class _State:
         if not self.keep_runs and vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE) \
                 and failure_kind(scenario, result.report) is None:
             shutil.rmtree(result.run_dir, ignore_errors=True)
+
+    def run_check(self, scenario: Scenario, phase: str) -> Any | None:
+        """One run outside hypothesis (``phase`` ``minimize`` or ``replay``: the final pass and
+        the reproduction count, :mod:`harness.campaign.minimize`): its result, or None when the
+        run could not be judged (infra; the stack broke)."""
+        if self.infra_aborted:
+            return None
+        now, wall = time.monotonic(), time.time()
+        self.runs += 1
+        run_dir = self.runs_root / f"{self.runs:05d}"
+        digest = scenario_digest(scenario)
+        try:
+            result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir, report_html=False)
+        except HarnessError as exc:
+            self.last_run_s = time.monotonic() - now
+            self._log_run(digest, phase, "infra", now, wall, None)
+            self._infra(run_dir, f"{type(exc).__name__}: {exc}")
+            return None
+        self.last_run_s = time.monotonic() - now
+        vc = result.report.verdict_class
+        kind = failure_kind(scenario, result.report)
+        self.verdicts[kind or vc.value] += 1
+        self._log_run(digest, phase, kind or vc.value, now, wall, result)
+        self._progress(f"{phase} {kind or vc.value} {result.run_dir.name} {getattr(result, 'seconds', 0.0):.1f}s")
+        if vc == VerdictClass.INFRA:
+            self._infra(result.run_dir, "; ".join(result.report.reasons) or result.report.summary)
+            return None
+        self.infra_in_a_row = 0
+        if not self.keep_runs and kind is None and vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE):
+            shutil.rmtree(result.run_dir, ignore_errors=True)
+        return result
+
+    def _log_run(self, digest: str, phase: str, verdict: str, started: float, wall: float, result: Any) -> None:
+        """One line of ``examples.jsonl`` (module docs); the harness's overhead is the run's
+        time outside the workload's own steps (provisioning, plan loads, history, checker,
+        run directory)."""
+        if self.examples_log is None:
+            return
+        seconds = self.last_run_s
+        steps = getattr(result, "steps_s", None)
+        line = {"run": self.runs, "phase": phase, "digest": digest, "verdict": verdict,
+                "t": round(started - self.t0, 3), "wall": round(wall, 3), "seconds": round(seconds, 4),
+                "overhead_s": None if steps is None else round(max(seconds - steps, 0.0), 4)}
+        try:
+            with open(self.examples_log, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line) + "\n")
+        except OSError as exc:
+            log.warning("examples log %s: %s", self.examples_log, exc)
 
     def _infra(self, run_dir: Path, summary: str) -> None:
         if len(self.infra) < MAX_INFRA_LISTED:
@@ -216,12 +315,13 @@ class _State:
             log.exception("progress callback")
 
 
-def _round(state: _State, strategy: Any, *, seed: int, max_examples: int, db: Any, reuse: bool,
-           digest: bytes) -> tuple[Scenario, Any, bool] | None:
-    """One hypothesis run; the shrunk violation (scenario, result, reproduced) or None."""
-    phases = [Phase.explicit, Phase.generate, Phase.shrink]
-    if reuse:
-        phases.insert(1, Phase.reuse)
+def _round(state: _State, strategy: Any, *, seed: int, max_examples: int, db: Any, replay: bool,
+           key: bytes) -> tuple[Scenario, Any, bool] | None:
+    """One hypothesis run; the shrunk violation (scenario, result, reproduced) or None.
+    ``replay``: only the database's entries (``db`` is a one-entry view), not shrunk (the shard
+    that found it shrinks it: N shards re-shrinking each other's finds would multiply the
+    work), else generation."""
+    phases = [Phase.reuse] if replay else [Phase.explicit, Phase.generate, Phase.shrink]
 
     @settings(database=db, deadline=None, max_examples=max_examples, phases=phases, report_multiple_bugs=False,
               suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)
@@ -229,16 +329,18 @@ def _round(state: _State, strategy: Any, *, seed: int, max_examples: int, db: An
     def campaign_example(scenario: Scenario) -> None:
         state.one(scenario)
 
-    campaign_example.hypothesis.inner_test._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
+    campaign_example._hypothesis_internal_database_key = key  # type: ignore[attr-defined]  # shared by every shard
     campaign_example._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]  # as @seed, keeping the db
     state.violations = []
     state.shrink_started = None
+    state.first_failure_wall = None
+    state.phase = "replay" if replay else "generate"
     reproduced = False
     try:
         campaign_example()
     except _Violation:
         reproduced = True
-    except _Stop:
+    except (_Stop, Unsatisfiable):  # budget spent / a pickup; every example rejected (another shard's)
         pass
     except Exception as exc:  # Flaky (not reproduced), a rejected replay after the shrink budget, ...
         if not state.violations:
@@ -253,8 +355,16 @@ def _round(state: _State, strategy: Any, *, seed: int, max_examples: int, db: An
     return scenario, result, reproduced
 
 
+def _with_expectation(scenario: Scenario) -> Scenario:
+    """A smaller generated scenario with the expectation its own plan gets (without a lossy
+    rule a plan may become one the protocol must recover from)."""
+    return attrs.evolve(scenario, expect=scenario_expectation(scenario.plan, scenario.workload))
+
+
 def _write_failure(artifacts: Path, index: int, scenario: Scenario, result: Any, reproduced: bool, *,
-                   impl: Mapping[str, str] | None, images: Path | None) -> CampaignFailure:
+                   impl: Mapping[str, str] | None, images: Path | None, source: str = "generated",
+                   found_wall: float | None = None, removed: tuple[str, ...] = (), reproduces: int = 0,
+                   replays: int = 0) -> CampaignFailure:
     name = f"failure-{index}-" + "-".join(sorted({action_name(r.action) for r in scenario.plan.rules}))
     d = unique_dir(artifacts / "failures", name)
     scenario = attrs.evolve(scenario, name=d.name)
@@ -270,7 +380,9 @@ def _write_failure(artifacts: Path, index: int, scenario: Scenario, result: Any,
     return CampaignFailure(scenario=scenario, report=result.report, run_dir=result.run_dir, plan_file=plan_file,
                            scenario_file=scenario_file, command=cmd, seed=scenario.plan.seed,
                            signature=signature(scenario, result.report), reproduced=reproduced,
-                           kind=failure_kind(scenario, result.report) or VIOLATION)
+                           kind=failure_kind(scenario, result.report) or VIOLATION, source=source,
+                           found_wall=found_wall or time.time(), reported_wall=time.time(),
+                           removed_rules=removed, reproduces=reproduces, replays=replays)
 
 
 def _impl_of(stack: Any) -> tuple[dict[str, str] | None, Path | None]:
@@ -293,11 +405,13 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
                  progress: Callable[[CampaignProgress], None] | None = None, timeout_s: float = 30.0,
                  max_rules: int | None = None, max_reports: int | None = None, shrink_budget_s: float = 300.0,
                  keep_runs: bool = False, worker: int = 0, stop: Callable[[], bool] | None = None,
-                 wanted: Callable[[tuple[str, ...]], bool] | None = None) -> CampaignResult:
+                 wanted: Callable[[tuple[str, ...]], bool] | None = None, shard: Shard | None = None,
+                 example_db: str | Path | None = None, replay_only: bool = False,
+                 replays: int = REPLAYS) -> CampaignResult:
     """Run a campaign on a warm :class:`~harness.run.Stack` (a new task per example).
 
     Stops after ``examples`` generated examples or ``time_budget_s`` (whichever first; one
-    is required), or at the first failure (:func:`failure_kind`; shrunk for at most
+    is required unless ``replay_only``), or at the first failure (:func:`failure_kind`; shrunk for at most
     ``shrink_budget_s``) unless ``keep_going``: then generation restarts with a derived seed
     (no replay) until the budget is spent, and a failure with an already reported signature
     (violated invariants or ``unexpected_clean_failure:<problem>``, + actions) counts as
@@ -308,8 +422,15 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     (self-validation: the time to find one known bug) restricts failures to those whose
     signature it accepts; other failing runs are counted in ``verdicts`` and kept on disk,
     but neither shrunk nor reported.
+
+    ``shard`` generates only that slice of the examples (:mod:`harness.campaign.sharding`).
+    ``example_db`` (a directory or ``redis://`` URL; default ``<artifacts>/hypothesis-db``,
+    none without ``database``) is replayed first and watched while generating (module docs);
+    ``replay_only`` replays its stored failures and generates nothing.
     """
-    if examples is None and time_budget_s is None:
+    if replay_only and not database:
+        raise ValueError("replay_only needs the example database")
+    if examples is None and time_budget_s is None and not replay_only:
         raise ValueError("give examples or time_budget_s")
     if examples is not None and examples < 1:
         raise ValueError(f"examples must be >= 1, got {examples}")
@@ -322,39 +443,92 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     artifacts = Path(artifacts).resolve()
     artifacts.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    db = DirectoryBasedExampleDatabase(str(artifacts / "hypothesis-db")) if database else None
-    strategy = scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports)
+    started_wall = time.time()
     # v2: workloads with min_batch_size, far-future and late uploads; recoverable plans
-    digest = f"faultrun-campaign-v2:{vdaf}:{max_rules}:{max_reports}".encode()
-    if getattr(stack, "network", "loopback") == "netns":  # mix network rules in (docs/network.md)
-        strategy = network_scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports)
-        digest = f"faultrun-campaign-v2-netns:{vdaf}:{max_rules}:{max_reports}".encode()
+    netns = getattr(stack, "network", "loopback") == "netns"  # mix network rules in (docs/network.md)
+    key = campaign_key(f"faultrun-campaign-v2{'-netns' if netns else ''}:{vdaf}:{max_rules}:{max_reports}")
+    db_spec = (example_db if example_db is not None else artifacts / "hypothesis-db") if database else None
+    shared = SharedDatabase(open_example_db(db_spec), key) if db_spec is not None else None
     state = _State(stack=stack, artifacts=artifacts, timeout_s=timeout_s,
                    deadline=None if time_budget_s is None else t0 + time_budget_s, shrink_budget_s=shrink_budget_s,
                    progress=progress, worker=worker, t0=t0, keep_runs=keep_runs, max_examples_left=examples,
-                   external_stop=stop, wanted=wanted)
+                   external_stop=stop, wanted=wanted, shard=shard, shared=shared,
+                   examples_log=artifacts / "examples.jsonl")
+    state.next_poll = t0 + POLL_S
+    generate = (network_scenarios if netns else scenarios)(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports,
+                                                             keep_workload=state.keeps)
     state.runs_root = unique_dir(artifacts / "runs", f"seed{seed}")
     impl, images = _impl_of(stack)
     failures: list[CampaignFailure] = []
-    round_no = 0
+    rounds = replayed = 0  # generation rounds: the first runs the campaign's seed, whatever was replayed before
+
+    def report(found: tuple[Scenario, Any, bool], source: str) -> None:
+        scenario, result, reproduced = found
+        sig = signature(scenario, result.report)
+
+        def fails(candidate: Scenario, got: Any) -> bool:
+            """The same failure (violated invariants / clean failure), one this campaign wants."""
+            if failure_kind(candidate, got.report) is None:
+                return False
+            got_sig = signature(candidate, got.report)
+            return same_failure(got_sig, sig) and (state.wanted is None or state.wanted(got_sig))
+
+        removed: tuple[str, ...] = ()
+        if source == "generated":  # a replay is the finder's to shrink (docs/scale.md)
+            spent = time.monotonic() - (state.shrink_started or time.monotonic())
+            m = minimize(scenario, result, run=lambda s: state.run_check(s, "minimize"), fails=fails,
+                         expect_for=_with_expectation, budget_s=max(shrink_budget_s - spent, 0.0))
+            scenario, result, removed = m.scenario, m.result, m.removed
+            if m.cut_short:
+                state._progress("the shrink budget ended the one-rule-at-a-time pass")
+            sig = signature(scenario, result.report)
+        if sig in state.known:
+            state.violations = []
+            return
+        state.known.add(sig)
+        reproduces = replay(scenario, run=lambda s: state.run_check(s, "replay"), fails=fails, times=replays)
+        failures.append(_write_failure(artifacts, len(failures) + 1, scenario, result, reproduced, impl=impl,
+                                       images=images, source=source, found_wall=state.first_failure_wall,
+                                       removed=removed, reproduces=reproduces, replays=replays))
+        state.failures = len(failures)
+        state.violations = []
+        state._progress(f"{failures[-1].kind} reported: {' '.join(sig)}"
+                        + (f" (reproduces {reproduces}/{replays})" if replays else ""))
+
+    def replay_stored() -> None:
+        """Replay every stored failure not seen yet, one hypothesis run each (the unfiltered
+        strategy: a failure found by another shard has another shard's workload)."""
+        nonlocal replayed
+        assert shared is not None
+        for entry in shared.unseen():
+            if state.stop:
+                return
+            found = _round(state, generate, seed=derive_seed(seed, 100_000 + replayed), max_examples=1,
+                           db=shared.replay_view(entry), replay=True, key=key)
+            replayed += 1
+            if found is not None:
+                report(found, "example-db")
+                if not keep_going and failures:
+                    state.stop = True
+            state.stop = state.stop or state.infra_aborted
+
     while not state.stop:
+        if shared is not None:
+            replay_stored()
+        if state.stop or replay_only:
+            break
         left = state.max_examples_left
         if left is not None and left <= 0:
             break
-        found = _round(state, strategy, seed=seed if round_no == 0 else derive_seed(seed, 1000 + round_no),
-                       max_examples=left if left is not None else 10**6, db=db, reuse=round_no == 0, digest=digest)
-        round_no += 1
+        state.pickup = False
+        found = _round(state, generate, seed=seed if rounds == 0 else derive_seed(seed, 1000 + rounds),
+                       max_examples=left if left is not None else 10**6, db=shared, replay=False, key=key)
+        rounds += 1
         if found is None:
+            if state.pickup and not state.stop:
+                continue  # another shard stored a failure: replay it, then generate on
             break  # budget spent (or the stack broke)
-        scenario, result, reproduced = found
-        sig = signature(scenario, result.report)
-        if sig not in state.known:
-            state.known.add(sig)
-            failures.append(_write_failure(artifacts, len(failures) + 1, scenario, result, reproduced,
-                                           impl=impl, images=images))
-            state.failures = len(failures)
-            state.violations = []
-            state._progress(f"{failures[-1].kind} reported: {' '.join(sig)}")
+        report(found, "generated")
         if not keep_going:
             break
         state.stop = state.infra_aborted
@@ -364,7 +538,10 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     return CampaignResult(seed=seed, examples_run=state.examples, runs=state.runs, failures=tuple(failures),
                           verdicts=dict(state.verdicts), elapsed_s=elapsed, artifacts=artifacts,
                           infra_runs=tuple(state.infra), infra_aborted=state.infra_aborted,
-                          worker_elapsed_s=(elapsed,))
+                          worker_elapsed_s=(elapsed,), shard=shard, replayed=state.replayed,
+                          started_wall=started_wall, finished_wall=time.time(),
+                          example_db=None if db_spec is None else describe_db(str(db_spec)),
+                          db_errors=0 if shared is None else shared.errors)
 
 
 # --- freezing ----------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ from typing import Any
 import attrs
 
 from harness.campaign.driver import run_campaign
-from harness.campaign.result import CampaignProgress, CampaignResult, InfraRun, derive_seed, result_from_dict
+from harness.campaign.minimize import REPLAYS
+from harness.campaign.result import CampaignProgress, CampaignResult, InfraRun, result_from_dict
+from harness.campaign.sharding import Shard
 from harness.errors import HarnessError, InfraError
 
 __all__ = ["run_campaign_workers"]
@@ -40,7 +42,9 @@ def _worker_main(index: int, params: dict[str, Any], events: Any, found: Any = N
                 vdaf=params["vdaf"], artifacts=root, keep_going=params["keep_going"], database=params["database"],
                 timeout_s=params["timeout_s"], shrink_budget_s=params["shrink_budget_s"], worker=index,
                 progress=lambda p: events.put(("progress", index, attrs.asdict(p))),
-                stop=None if found is None else found.is_set)
+                stop=None if found is None else found.is_set, shard=Shard(*params["shard"]),
+                example_db=params["example_db"], keep_runs=params["keep_runs"], replay_only=params["replay_only"],
+                replays=params.get("replays", REPLAYS))
         events.put(("done", index, result.to_dict()))
     except KeyboardInterrupt:
         events.put(("error", index, "interrupted"))
@@ -54,15 +58,22 @@ def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapp
                          examples: int | None = None,
                          time_budget_s: float | None = None, vdaf: str | None = None, keep_going: bool = False,
                          database: bool = True, timeout_s: float = 30.0, shrink_budget_s: float = 300.0,
-                         progress: Callable[[CampaignProgress], None] | None = None) -> CampaignResult:
-    """``workers`` independent stacks in spawned processes, one campaign each (seed
-    :func:`derive_seed` ``(seed, i)``, artifacts ``<artifacts>/worker-<i>``, examples split),
-    merged into one result. Without ``keep_going`` the first failure any worker finds ends the
-    others' generation (they finish the example in progress; the finder shrinks it). Every
-    process is stopped on return, error or Ctrl-C."""
+                         progress: Callable[[CampaignProgress], None] | None = None, shard: Shard | None = None,
+                         example_db: str | Path | None = None, keep_runs: bool = False, replays: int = REPLAYS,
+                         replay_only: bool = False) -> CampaignResult:
+    """``workers`` independent stacks in spawned processes, one campaign each, merged into one
+    result: worker ``i`` runs sub-shard ``i`` of ``workers`` (of ``shard``, if given:
+    :meth:`Shard.sub`) of the campaign ``seed``, in ``<artifacts>/worker-<i>``, examples
+    split. They share one example database (``example_db``, default
+    ``<artifacts>/hypothesis-db``). Without ``keep_going`` the first failure any worker finds
+    ends the others' generation (they finish the example in progress; the finder shrinks it).
+    Every process is stopped on return, error or Ctrl-C."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     artifacts = Path(artifacts).resolve()
+    whole = shard or Shard(0, 1)
+    if example_db is None and database:
+        example_db = artifacts / "hypothesis-db"
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     found = ctx.Event()  # set once a worker is shrinking a failure (without keep_going)
@@ -72,11 +83,14 @@ def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapp
         n = None if examples is None else examples // workers + (1 if i < examples % workers else 0)
         if n == 0:
             continue
+        sub = whole.sub(i, workers)
         params = {"artifacts": str(artifacts / f"worker-{i}"), "impl": dict(impl or {}),
                   "images": None if images is None else str(images), "backend": backend, "network": network,
-                  "seed": derive_seed(seed, i),
+                  "seed": seed,
                   "examples": n, "time_budget_s": time_budget_s, "vdaf": vdaf, "keep_going": keep_going,
-                  "database": database, "timeout_s": timeout_s, "shrink_budget_s": shrink_budget_s}
+                  "database": database, "timeout_s": timeout_s, "shrink_budget_s": shrink_budget_s,
+                  "shard": (sub.index, sub.count), "example_db": None if example_db is None else str(example_db),
+                  "keep_runs": keep_runs, "replay_only": replay_only, "replays": replays}
         p = ctx.Process(target=_worker_main, args=(i, params, events, None if keep_going else found),
                         name=f"faultrun-campaign-{i}")
         p.start()
@@ -132,7 +146,11 @@ def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapp
         failures=tuple(f for r in ordered for f in r.failures), verdicts=dict(merged_verdicts),
         elapsed_s=time.monotonic() - t0, artifacts=artifacts, infra_runs=infra,
         infra_aborted=bool(errors) or any(r.infra_aborted for r in ordered),
-        worker_elapsed_s=tuple(x for r in ordered for x in r.worker_elapsed_s))
+        worker_elapsed_s=tuple(x for r in ordered for x in r.worker_elapsed_s), shard=shard,
+        replayed=sum(r.replayed for r in ordered),
+        started_wall=min((r.started_wall for r in ordered), default=0.0),
+        finished_wall=max((r.finished_wall for r in ordered), default=0.0),
+        example_db=next((r.example_db for r in ordered), None), db_errors=sum(r.db_errors for r in ordered))
 
 
 def _merge_progress(latest: Mapping[int, Mapping[str, Any]], t0: float) -> CampaignProgress:

@@ -14,8 +14,11 @@ import attrs
 from dap.argtypes import nonneg_int, positive_float, positive_int
 from faults.strategies import check_campaign_vdaf
 from harness.campaign.driver import run_campaign
+from harness.campaign.exampledb import is_redis_url
 from harness.campaign.freeze import REGRESSIONS_DIR, freeze
+from harness.campaign.minimize import REPLAYS
 from harness.campaign.result import VIOLATION, CampaignProgress
+from harness.campaign.sharding import Shard, parse_shard
 from harness.campaign.workers import run_campaign_workers
 from harness.cli.args import PROG, Parser, add_impl_option, console, make_root, one_impl_each, setup_logging
 from harness.errors import UsageError
@@ -35,15 +38,31 @@ def _duration(text: str) -> float:
     return x
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_campaign_parser() -> Any:
     p = Parser(prog=f"{PROG} campaign",
                 description="Hypothesis fault campaign: random plans and workloads on warm roles; "
                             "violations are shrunk, written and printed as a faultrun command (docs/campaigns.md).")
-    size = p.add_mutually_exclusive_group(required=True)
+    size = p.add_mutually_exclusive_group()
     size.add_argument("--examples", type=positive_int, metavar="N", help="generated examples to run")
     size.add_argument("--time-budget", type=_duration, metavar="T", help="run until T (e.g. 600, 10m, 1h) is spent")
+    size.add_argument("--replay-only", action="store_true",
+                      help="replay the example database's stored failures, generate nothing (with --freeze: "
+                           "freeze those that fail again)")
     p.add_argument("--seed", type=nonneg_int,
-                   help="hypothesis seed (workers derive theirs); default: a random one, printed")
+                   help="the campaign's hypothesis seed (every shard and worker runs it); default: a random one, "
+                        "printed")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="run slice K of N disjoint slices of the campaign (0 <= K < N; needs --seed; docs/scale.md)")
+    p.add_argument("--example-db", metavar="URL",
+                   help="shared example database: redis://host:port/db or a directory "
+                        "(default <artifacts>/hypothesis-db); failures stored there are replayed first")
     p.add_argument("--vdaf", metavar="SPEC", help="fix the VDAF (as faultrun --vdaf); default: every type")
     add_impl_option(p)
     p.add_argument("--images", type=Path, metavar="FILE")
@@ -57,8 +76,12 @@ def build_campaign_parser() -> Any:
     p.add_argument("--regressions-dir", type=Path, default=REGRESSIONS_DIR, help=argparse.SUPPRESS)
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="output root (default ./artifacts/campaign-<ts>)")
     p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S", help="per-scenario timeout")
-    p.add_argument("--shrink-budget", type=_duration, default=300.0, metavar="T", help="time allowed for shrinking")
-    p.add_argument("--no-database", action="store_true", help="do not use or write <artifacts>/hypothesis-db")
+    p.add_argument("--shrink-budget", type=_duration, default=300.0, metavar="T",
+                   help="time allowed for shrinking (hypothesis' shrink, then one rule at a time)")
+    p.add_argument("--replays", type=nonneg_int, default=REPLAYS, metavar="N",
+                   help=f"fresh runs of each shrunk failure, said as 'reproduces k/N' (default {REPLAYS}; 0: none)")
+    p.add_argument("--no-database", action="store_true", help="do not use or write an example database")
+    p.add_argument("--keep-runs", action="store_true", help="keep the run directories of passing examples too")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
@@ -84,6 +107,12 @@ def campaign_command(argv: Sequence[str]) -> int:
     """``faultrun campaign ...``; errors propagate to :func:`harness.cli.main` (one line)."""
     args = build_campaign_parser().parse_args(list(argv))
     setup_logging(args.verbose)
+    if args.examples is None and args.time_budget is None and not args.replay_only:
+        raise UsageError("one of --examples, --time-budget or --replay-only is required")
+    if args.no_database and (args.example_db or args.replay_only):
+        raise UsageError("--no-database excludes --example-db and --replay-only")
+    if args.shard is not None and args.seed is None:
+        raise UsageError("--shard needs --seed: every shard must run the same campaign")
     impl = one_impl_each(args.impl)
     if args.vdaf is not None:
         check_campaign_vdaf(args.vdaf, 1)
@@ -96,9 +125,14 @@ def campaign_command(argv: Sequence[str]) -> int:
     ui, update = _progress_ui(err, args.examples)
     if args.network == "netns" and args.backend != "local":
         raise UsageError("--network netns cannot be combined with --backend docker")
+    example_db = args.example_db
+    if example_db is not None and not is_redis_url(example_db):
+        example_db = str(Path(example_db).resolve())
     common = dict(seed=seed, examples=args.examples, time_budget_s=args.time_budget, vdaf=args.vdaf,
-                  keep_going=args.keep_going, database=not args.no_database, timeout_s=args.timeout,
-                  shrink_budget_s=args.shrink_budget, progress=update)
+                  keep_going=args.keep_going or args.replay_only, database=not args.no_database,
+                  timeout_s=args.timeout, shrink_budget_s=args.shrink_budget, progress=update, shard=args.shard,
+                  example_db=example_db, keep_runs=args.keep_runs, replay_only=args.replay_only,
+                  replays=args.replays)
     with ui:
         if args.workers > 1:
             result = run_campaign_workers(args.workers, artifacts=root, impl=impl, images=args.images,
@@ -119,15 +153,23 @@ def campaign_command(argv: Sequence[str]) -> int:
         return result.exit_code
     out = console()
     vc = ", ".join(f"{k} {n}" for k, n in sorted(result.verdicts.items())) or "no runs"
-    out.print(f"campaign seed {result.seed}: {result.examples_run} examples ({result.runs} runs incl. shrinking) "
-              f"in {result.elapsed_s:.1f} s; {vc}; {len(result.failures)} failure(s)")
+    shard = "" if result.shard is None else f" shard {result.shard}"
+    replayed = f", {result.replayed} replayed from the example database" if result.replayed else ""
+    out.print(f"campaign seed {result.seed}{shard}: {result.examples_run} examples ({result.runs} runs incl. "
+              f"shrinking{replayed}) in {result.elapsed_s:.1f} s; {vc}; {len(result.failures)} failure(s)")
+    if result.db_errors:
+        out.print(f"  [yellow]example database {result.example_db}: {result.db_errors} operation(s) failed "
+                  "(skipped)[/]")
     for r in result.infra_runs[:5]:
         out.print(f"  [magenta]infra[/] {r.run_dir}: {r.summary}")
     if result.infra_aborted:
         out.print("  [magenta]campaign stopped: the stack is broken (infrastructure errors)[/]")
     for f in result.failures:
         label = "VIOLATION" if f.kind == VIOLATION else "UNEXPECTED CLEAN FAILURE"
-        out.print(f"[bold red]{label}[/] {f.report.summary}" + ("" if f.reproduced else " (seen once; not reproduced on replay)"))
+        out.print(f"[bold red]{label}[/] {f.report.summary}"
+                  + (f" (reproduces {f.reproduces}/{f.replays})" if f.replays else
+                     "" if f.reproduced else " (seen once; not reproduced on replay)")
+                  + (" (replayed from the example database)" if f.source == "example-db" else ""))
         out.print(f"  run dir: {f.run_dir}")
         if f.frozen is not None:
             out.print(f"  frozen: {f.frozen}")

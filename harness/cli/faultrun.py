@@ -43,7 +43,8 @@ log = logging.getLogger("faultrun")
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description="Fault-injection runs against DAP-09 aggregators (docs/cli.md).",
                epilog="Subcommands: faultrun analyze DIR  (re-check a stored run directory); "
-                      "faultrun campaign --examples N --seed S  (hypothesis campaign, docs/campaigns.md). "
+                      "faultrun campaign --examples N --seed S  (hypothesis campaign, docs/campaigns.md; "
+                      "--shard K/N, docs/scale.md); faultrun merge DIR...  (one report from many shards). "
                       "Exit status: 0 expectations met, 1 violation or missed expectation, 2 usage, "
                       "3 infrastructure, 4 inconclusive.")
     sel = p.add_argument_group("what to run")

@@ -31,6 +31,9 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "campaign":
         from harness.cli.campaign import campaign_command
         return campaign_command(argv[1:])
+    if argv and argv[0] == "merge":
+        from harness.cli.merge import merge_command
+        return merge_command(argv[1:])
     from harness.cli.faultrun import build_parser, run_command
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)

@@ -7,16 +7,18 @@ Run directory layout (one per scenario run)::
     record.json     the RunRecord (what the workload did and saw; harness.record)
     code.json       the code identity (version, git commit, dirty flag, source digest)
     history.jsonl   the proxy's history for this scenario only
-    flows.mitm      mitmproxy flows (open in mitmweb)
+    flows.mitm      this scenario's mitmproxy flows (open in mitmweb)
     logs/           role logs
     report.json     the CheckReport
     junit.xml       one testcase per invariant
     report.html     sequence chart (Client, Collector, Leader, Helper lanes)
 
 ``report.html`` (per run) and the matrix page come from :mod:`harness.report.html` when it
-is installed; failing to write them is logged, never fatal. ``flows.mitm`` is a symlink to
-the stack's single mitmproxy flow file (one proxy serves every scenario of a stack; filter
-by task ID in mitmweb: ``~u <task_id>``).
+is installed; failing to write them is logged, never fatal. ``flows.mitm`` is the file the
+proxy saved this scenario's flows to, moved here when the scenario ended
+(:mod:`harness.run.stack`); with a proxy that cannot start one file per scenario it is a
+symlink to the stack's single flows file instead (filter by task ID in mitmweb:
+``~u <task_id>``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -131,15 +134,21 @@ def _copy_slices(dest: Path, slices: Mapping[str, tuple[Path, int]]) -> None:
 
 def write_run_dir(run_dir: Path, *, scenario: Scenario, record: RunRecord, history: Sequence[Event],
                   report: CheckReport | None, log_slices: Mapping[str, tuple[Path, int]],
-                  flows: Path | None) -> None:
-    """Everything but report.html (see :func:`harness.report.html.render_report_html`)."""
+                  flows: Path | None, move_flows: bool = False) -> None:
+    """Everything but report.html (see :func:`harness.report.html.render_report_html`).
+    ``flows`` is moved in as ``flows.mitm`` (``move_flows``: the scenario's own file) or linked."""
     write_json(run_dir / "scenario.json", scenario)
     dump_plan(scenario.plan, run_dir / "plan.toml")
     write_json(run_dir / "record.json", record)
     (run_dir / "code.json").write_text(json.dumps(code_identity(), indent=2) + "\n", encoding="utf-8")
     write_history(run_dir / "history.jsonl", history)
     _copy_slices(run_dir / "logs", log_slices)
-    if flows is not None:
+    if flows is not None and move_flows:
+        try:
+            shutil.move(flows, run_dir / "flows.mitm")
+        except OSError as exc:
+            log.warning("moving flows %s: %s", flows, exc)
+    elif flows is not None:
         link = run_dir / "flows.mitm"
         try:
             link.symlink_to(os.path.relpath(flows, run_dir))

@@ -15,10 +15,19 @@ entry name, ``"all"`` sets every role; default: each role's first entry) through
 (``client->leader`` and ``collector->leader`` -> Leader, ``leader->helper`` -> Helper),
 then waits for every ``/internal/test/ready``. Its own files go to
 ``<artifacts_root>/_stack/`` (role state dirs and logs, the proxy's ``history.jsonl``,
-``flows.mitm``, ``mitmdump.log``).
+``flows/``, ``mitmdump.log``).
+
+**Bounded for long campaigns.** One proxy serves every scenario, so nothing it keeps may grow
+with their number: each scenario starts a new history *segment* (the proxy's
+``history.jsonl`` then holds this scenario, not the campaign) and its own flows file, which
+is moved into the run directory when the scenario ends (a passing campaign example's run
+directory is deleted, a kept failure's ``report.html`` reads its own small file); local role
+and proxy logs above :data:`LOG_KEEP_BYTES` are emptied between scenarios (each run directory
+keeps its slice). The roles' own state (their databases) is the target's business.
 
 ``run_scenario`` (any number of times, one after the other):
 
+0. starts a history segment and a flows file for the scenario (``/segment``, above);
 1. provisions a fresh random task (task ID, tokens, verify key) through the interop API.
    The Client gets the proxy's ``client->leader`` listener as Leader URL, the Collector the
    ``collector->leader`` listener, the Leader the ``leader->helper`` listener as Helper URL;
@@ -37,9 +46,9 @@ then waits for every ``/internal/test/ready``. Its own files go to
    an interop API failure at the HTTP level or a dead role ends the run with
    ``infra_errors``;
 4. loads an empty plan (held flows released, never dropped; stored replays discarded and
-   recorded so), slices the history from its start seq to there, calls
+   recorded so), slices the history from its start seq to there, closes the flows file, calls
    :func:`harness.check.checker.check`, and writes the run directory (layout in
-   :mod:`harness.report.rundir`).
+   :mod:`harness.report.rundir`; the flows file is moved into it).
 
 ``timeout_s`` bounds the whole scenario (uploads, polling). Every process started is
 stopped by ``close()`` (the context manager), also on exceptions and Ctrl-C; an atexit hook
@@ -50,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -101,6 +111,9 @@ FILL_RECHECK_S = 1.0
 #: While a collection is polled, every role and the proxy are checked this often: a role that
 #: died is infrastructure, reported at once, not a collection that times out.
 ALIVE_RECHECK_S = 0.5
+#: A local role's or the proxy's log larger than this is emptied before the next scenario
+#: (the writers append, O_APPEND; every run directory already has its slice).
+LOG_KEEP_BYTES = 1 << 20
 
 
 @attrs.frozen
@@ -111,6 +124,8 @@ class RunResult:
     history: tuple[Event, ...] = ()
     exit_code: int = 0
     seconds: float = 0.0
+    #: of ``seconds``, the workload's own steps (uploads, collections); the rest is the harness's
+    steps_s: float = 0.0
 
 
 def resolve_impl(images: Images, impl: Mapping[str, str] | None) -> dict[str, ImageEntry]:
@@ -154,6 +169,9 @@ class Stack:
     clients: dict[str, InteropClient] = attrs.field(factory=dict)
     started_s: float = 0.0
     _closed: bool = False
+    #: the proxy answers /segment (one that does not: a stale proxy image; then one history file)
+    _segments: bool = True
+    _scenario_no: int = 0
 
     @property
     def stack_dir(self) -> Path:
@@ -219,7 +237,10 @@ class Stack:
         upstreams = {link: (peer_url(target) if peer_url else self.clients[target].base_url).rstrip("/")
                      for link, (_, target) in LINK_ROLES.items()}
         make_proxy = getattr(self.backend, "fault_proxy", None) or FaultProxy
+        # made here, not by the proxy: a proxy container's files in it stay movable by the harness
+        (self.stack_dir / "proxy" / "flows").mkdir(parents=True, exist_ok=True)
         self.proxy = make_proxy(upstreams, workdir=self.stack_dir / "proxy", plan=Plan(), save_flows=save_flows)
+        self._segments = True
         try:
             self.proxy.start()
         except ProxyStartError as exc:
@@ -300,7 +321,31 @@ class Stack:
         if self.proxy is not None:
             p = self.proxy.log_path
             out["proxy.mitmdump.log"] = (p, p.stat().st_size if p.exists() else 0)
+        if self.backend.name == "local":  # its writers append (O_APPEND): emptying a log is safe
+            for name, (p, size) in list(out.items()):
+                if size > LOG_KEEP_BYTES:
+                    try:
+                        os.truncate(p, 0)
+                        out[name] = (p, 0)
+                    except OSError as exc:
+                        log.warning("emptying %s: %s", p, exc)
         return out
+
+    def _segment(self, flows: str | None, *, history: bool) -> bool:
+        """Ask the proxy for a new history segment / flows file (module docs); False if it
+        cannot (a proxy image from before /segment: then one history file, and flows as they are)."""
+        if not self._segments or self.proxy is None or self.proxy.control is None:
+            return False
+        try:
+            self.proxy.control.segment(history=history, flows=flows)
+        except ControlError as exc:
+            if exc.status != 404:
+                raise
+            log.warning("the fault proxy has no /segment (an old proxy image?): its history and flows grow "
+                        "with every scenario; rebuild the image (docs/docker.md)")
+            self._segments = False
+            return False
+        return True
 
     def run_scenario(self, scenario: Scenario, seed: int | None = None, timeout_s: float = 60.0,
                      run_dir: Path | None = None, report_html: bool = True) -> RunResult:
@@ -336,7 +381,13 @@ class Stack:
         since = 0
         task_id = ""
         net: NetFaults | None = None
+        steps_s = 0.0
+        self._scenario_no += 1
+        flows_name = f"scenario-{self._scenario_no:06d}.mitm" if self.proxy.save_flows else None
+        flows_file: Path | None = None
         try:
+            if self._segment(flows_name, history=True) and flows_name is not None:
+                flows_file = self.proxy.workdir / "flows" / flows_name
             since = control.load_plan(scenario.plan)
             if scenario.plan.net_rules:  # windows count from here (the scenario's start)
                 net = NetFaults.open(self.backend, self.proxy, scenario.plan)
@@ -349,7 +400,11 @@ class Stack:
                 helper_base_for_client=peer_url("helper") if peer_url else "",
                 leader_base_for_peers=peer_url("leader") if peer_url else "")
             task_id = pt.task_id
-            self._run_steps(scenario, pt, base_time, deadline, uploads, collections, fired, since=since)
+            t_steps = time.monotonic()
+            try:
+                self._run_steps(scenario, pt, base_time, deadline, uploads, collections, fired, since=since)
+            finally:
+                steps_s = time.monotonic() - t_steps
         except (InteropError, BackendError, ControlError) as exc:
             infra.append(self._explain(exc))
         finally:
@@ -370,6 +425,12 @@ class Stack:
             except ControlError as exc:
                 infra.append(f"fault proxy control channel: {exc}")
                 history = []
+            if flows_file is not None:
+                try:
+                    self._segment("", history=False)  # the scenario's flows file is complete
+                except ControlError as exc:
+                    log.warning("closing the flows file %s: %s", flows_file, exc)
+                    flows_file = None
         record = RunRecord(
             scenario=scenario.name, task_id=task_id, task=task, base_time=base_time, history_since_seq=since,
             history_end_seq=end_seq, uploads=tuple(uploads), collections=tuple(collections),
@@ -377,12 +438,17 @@ class Stack:
             recording_failures=tuple(f["error"] for f in recording),
             started_wall=started_wall, finished_wall=time.time())
         report = self._check(record, history, scenario)
+        if flows_file is not None:
+            flows, owned = (flows_file, True) if flows_file.is_file() else (None, False)
+        else:  # no segments: the proxy's one flows file, linked
+            flows, owned = (self.proxy.flows_path if self.proxy.save_flows else None), False
         write_run_dir(run_dir, scenario=scenario, record=record, history=history, report=report,
-                      log_slices=offsets, flows=self.proxy.flows_path if self.proxy.save_flows else None)
+                      log_slices=offsets, flows=flows, move_flows=owned)
         if report_html:
             render_report_html(run_dir)
         return RunResult(run_dir=run_dir, record=record, report=report, history=tuple(history),
-                         exit_code=exit_code_for(report, scenario), seconds=time.monotonic() - t0)
+                         exit_code=exit_code_for(report, scenario), seconds=time.monotonic() - t0,
+                         steps_s=steps_s)
 
     def _explain(self, exc: Exception) -> str:
         """An infra error, plus which role died if one did (that is usually the real cause).

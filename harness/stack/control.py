@@ -76,6 +76,14 @@ class ControlClient:
         body = json.dumps({"rule_id": rule_id, "action": action, "link": link, "changed": changed})
         return self._call("POST", "/net/event", content=body.encode()).json()["seq"]
 
+    def segment(self, *, history: bool = False, flows: str | None = None) -> dict[str, Any]:
+        """``POST /segment``: a new history segment (``history``), flows saved to ``flows/NAME``
+        beside the history (``flows=NAME``) or no longer (``flows=""``); ``{"history_seq", "flows"}``."""
+        params = {"history": "1" if history else "0"}
+        if flows is not None:
+            params["flows"] = flows
+        return self._call("POST", "/segment", params=params).json()
+
     def history(self, since: int = 0) -> list[Event]:
         text = self._call("GET", "/history", params={"since": since}).text
         return [event_from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]

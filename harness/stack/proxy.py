@@ -13,7 +13,8 @@ the command line)::
         events = proxy.control.history()
 
 Files in ``workdir``: ``history.jsonl``, ``flows.mitm`` (open with ``mitmweb -r``),
-``mitmdump.log``, ``control.token``, ``plan.toml`` (the initial plan).
+``mitmdump.log``, ``control.token``, ``plan.toml`` (the initial plan), ``flows/`` (flows files
+started through the control channel's ``/segment``: one per scenario under a Stack).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def _worker_main(index: int, params: dict[str, Any], events: Any, found: Any = N
 def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapping[str, str] | None = None,
                          images: Path | None = None, backend: str = "local", examples: int | None = None,
                          time_budget_s: float | None = None, vdaf: str | None = None, keep_going: bool = False,
-                         database: bool = True, timeout_s: float = 30.0, shrink_budget_s: float = 300.0,
+                         database: bool = True, timeout_s: float | None = None, shrink_budget_s: float = 300.0,
                          progress: Callable[[CampaignProgress], None] | None = None) -> CampaignResult:
     """``workers`` independent stacks in spawned processes, one campaign each (seed
     :func:`derive_seed` ``(seed, i)``, artifacts ``<artifacts>/worker-<i>``, examples split),

@@ -53,9 +53,10 @@ C2L, K2L, L2H = CLIENT_LEADER, COLLECTOR_LEADER, LEADER_HELPER
 #: The reference Leader's per-request timeout against the Helper that the harness uses
 #: (``--request-timeout``); ``delay-beyond-timeout`` holds a response longer than this.
 LEADER_REQUEST_TIMEOUT_MS = 1_000
-#: Pause between the two upload halves: longer than the Leader's job-creation interval
-#: (the harness runs it at <= 0.2 s), so the halves land in different aggregation jobs.
-HALF_PAUSE_MS = 500
+#: Pause between the two upload halves: one of the Leader's job intervals (images.toml
+#: ``timing.job_interval_ms``: 200 ms for the reference Leader, 1 s for Janus) plus this
+#: margin, so the halves land in different aggregation jobs.
+HALF_PAUSE_MS = 300
 
 TIME_PRECISION_S = 3600
 FUTURE_S = 10 * 24 * 3600
@@ -90,7 +91,7 @@ def _forged_credentials(link: str, kind: str, message: str = "forged_copy", mode
 #: Default workload: upload 8 reports, collect once.
 DEFAULT = WorkloadSpec(steps=(Upload(count=8), Collect()))
 #: Two halves in different aggregation jobs, then collect.
-HALVES = _steps(Upload(count=4), Pause(ms=HALF_PAUSE_MS), Upload(count=4), Collect())
+HALVES = _steps(Upload(count=4), Pause(ms=HALF_PAUSE_MS, job_intervals=1), Upload(count=4), Collect())
 
 PASS = Expectation()
 #: pass, or (a Leader that does not retry) a clean failure / lost reports said as such
@@ -331,18 +332,21 @@ _ENTRIES = [
     _scenario(
         "drop-agg-share-response", "16. Aggregate share request (Leader → Helper)",
         """The Helper's AggregateShare is lost after the Helper stored it. The Leader re-sends
-        the stored AggregateShareReq; the Helper replays the identical encrypted share
-        (HPKE sealing is randomised, so it must store and replay, not re-encrypt) without
-        consuming another query; the aggregate is exact and complete.""",
+        the stored AggregateShareReq; the Helper's handling MUST be idempotent (DAP-09
+        §4.6.2), so it answers again without consuming another query -- replaying its stored
+        ciphertext, or sealing the same share afresh, which is noted (the draft's "should all
+        yield the same response" is not normative) -- and the aggregate is exact and
+        complete.""",
         _plan(Rule("lose-share-reply", Matcher(link=L2H, kind="agg_share"), DropResponse(), Limits(nth=1))),
         expect=RETRIED,
     ),
     _scenario(
         "duplicate-agg-share-request", "16. Aggregate share request (Leader → Helper)",
-        """The AggregateShareReq reaches the Helper twice, concurrently. Repeated identical
-        requests MUST get the same response and consume one unit of max_batch_query_count
-        (which is 1 here, so a second unit would fail the batch); the aggregate is exact and
-        complete.""",
+        """The AggregateShareReq reaches the Helper twice, concurrently. The Helper's handling
+        MUST be idempotent: both are answered with the share under the same Collector config
+        and consume one unit of max_batch_query_count (which is 1 here, so a second unit would
+        fail the batch); a fresh HPKE sealing for the copy is noted, not a violation. The
+        aggregate is exact and complete.""",
         _plan(Rule("dup-share-req", Matcher(link=L2H, kind="agg_share"), Duplicate(copies=1))),
     ),
     _scenario(
@@ -835,7 +839,9 @@ def _step_text(s: object) -> str:
             extra += f" at level {s.agg_level}, prefixes {', '.join(s.agg_prefixes)}"
         return f"collect `{s.label}`{extra}"
     if isinstance(s, Pause):
-        return f"pause {s.ms} ms"
+        plural = "s" if s.job_intervals > 1 else ""
+        jobs = f" + {s.job_intervals} Leader job interval{plural}" if s.job_intervals else ""
+        return f"pause {s.ms} ms{jobs}"
     return f"fire `{getattr(s, 'name', s)}`"
 
 

@@ -7,7 +7,10 @@ All of them mean the same thing to a user: the input (a plan, a scenario, a ``--
     ├── PlanError              the plan is wrong. One line; ``rule_id`` names the rule when
     │                          there is one.
     └── WorkloadError          a workload the VDAF cannot hold, a bad ``--vdaf`` spec, a
-                               Poplar1 walk that does not fit its bits
+        │                      Poplar1 walk that does not fit its bits
+        └── NotApplicable      a scenario whose workload cannot take the ``--vdaf`` asked
+                               for (a Poplar1 tree walk under a Prio3 VDAF); ``faultrun
+                               --all`` leaves such a scenario out instead of failing
 
 Failures of the machinery that runs plans (mitmdump did not start, the control channel is
 unreachable) are the harness's: :mod:`harness.errors` (exit 3). Context goes in keyword-only
@@ -16,7 +19,7 @@ arguments; lower-level errors are translated at the boundary with ``raise ... fr
 
 from __future__ import annotations
 
-__all__ = ["FaultError", "PlanError", "WorkloadError", "one_line"]
+__all__ = ["FaultError", "NotApplicable", "PlanError", "WorkloadError", "one_line"]
 
 
 def one_line(value: BaseException | str, *, limit: int | None = None) -> str:
@@ -51,3 +54,9 @@ class PlanError(FaultError):
 
 class WorkloadError(FaultError):
     """A workload that cannot run: the VDAF cannot hold it, a bad ``--vdaf`` spec, bad measurements."""
+
+
+class NotApplicable(WorkloadError):
+    """A scenario cannot run under the VDAF asked for: its workload needs what that VDAF lacks
+    (a Poplar1 heavy-hitters walk, aggregation parameters and two rounds, under Prio3).
+    ``str(err)`` is the reason, one line, without the scenario's name."""

@@ -110,9 +110,13 @@ class FireEvent:
 
 @attrs.frozen
 class Pause:
-    """Let background work (aggregation) proceed for ``ms``."""
+    """Let background work (aggregation) proceed for ``ms``, plus ``job_intervals`` of the
+    Leader's job intervals (its ``images.toml`` ``timing.job_interval_ms``: the longest an
+    upload waits for an aggregation job), so uploads before and after the pause land in
+    different aggregation jobs whatever the target's pace."""
 
     ms: int = attrs.field(default=500, validator=v.ge(0))
+    job_intervals: int = attrs.field(default=0, validator=v.ge(0))
     type: str = "pause"
 
 

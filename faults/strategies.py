@@ -421,18 +421,21 @@ MAX_POPLAR1_BITS = 4
 
 
 def workloads(vdaf: str | None = None, max_reports: int = MAX_REPORTS,
-              query_types: Sequence[str] = ("time_interval", "fixed_size")) -> st.SearchStrategy[Any]:
+              query_types: Sequence[str] = ("time_interval", "fixed_size"),
+              vdaf_types: Sequence[str] | None = None) -> st.SearchStrategy[Any]:
     """A workload the harness can run and judge, whose queried batch can fill.
 
-    - query type, time_interval first; VDAF type (``vdaf`` fixes it: a ``--vdaf`` spec)
-      Histogram first, sized to the reports;
+    - query type, time_interval first; VDAF type (``vdaf`` fixes it: a ``--vdaf`` spec;
+      ``vdaf_types`` limits the types drawn to those the target supports, ``images.toml``
+      ``vdafs``) Histogram first, sized to the reports;
     - ``Upload`` of 1.. reports at the run's base time: always inside the queried batch, so
       the batch fills unless a fault loses reports; ``min_batch_size`` 1..3, never more
       than these reports, or (first) 1 for time_interval and all of them for fixed_size
       (whose collected batch then holds every one of them);
     - optionally a far-future ``Upload`` (``FUTURE_OFFSET_S``) right after it: the
       expectation then demands ``reportTooEarly`` for those indices (:func:`expectation_for`);
-    - optionally a second ``Upload`` after a 500 ms pause (another aggregation job), at the
+    - optionally a second ``Upload`` after a pause of one Leader job interval + 300 ms
+      (another aggregation job, :class:`~faults.scenario.Pause`), at the
       base time or one time_precision earlier (the neighbouring batch: a batch-boundary
       edge; time_interval may widen its query to cover it);
     - one ``Collect``; then optionally a second ``Collect`` of the same batch
@@ -451,7 +454,20 @@ def workloads(vdaf: str | None = None, max_reports: int = MAX_REPORTS,
         raise ValueError(f"query_types must be a non-empty subset of {QUERY_TYPES}, got {query_types!r}")
     if vdaf is not None:
         check_campaign_vdaf(vdaf, max_reports)
-    return _workloads(vdaf, max_reports, tuple(query_types))
+    families = _families(vdaf_types)
+    return _workloads(vdaf, max_reports, tuple(query_types), families)
+
+
+def _families(vdaf_types: Sequence[str] | None) -> tuple[str, ...]:
+    """The VDAF types a campaign draws, simplest first: every one the workloads know, or
+    those of them in ``vdaf_types`` (ValueError if none is)."""
+    every = (*PRIO3_TYPES, "Poplar1")
+    if vdaf_types is None:
+        return every
+    out = tuple(t for t in every if t in vdaf_types)
+    if not out:
+        raise ValueError(f"vdaf_types {list(vdaf_types)!r}: none of them has a workload ({', '.join(every)})")
+    return out
 
 
 def check_campaign_vdaf(vdaf: str, max_reports: int = MAX_REPORTS) -> None:
@@ -466,7 +482,8 @@ def check_campaign_vdaf(vdaf: str, max_reports: int = MAX_REPORTS) -> None:
 
 
 @st.composite
-def _workloads(draw: Any, vdaf: str | None, max_reports: int, query_types: tuple[str, ...]) -> Any:
+def _workloads(draw: Any, vdaf: str | None, max_reports: int, query_types: tuple[str, ...],
+               families: tuple[str, ...] = (*PRIO3_TYPES, "Poplar1")) -> Any:
 
     # Every choice is drawn whatever the earlier ones were and then clamped to the report
     # budget: hypothesis orders examples shortlex (fewer choices first), so a draw that
@@ -504,7 +521,7 @@ def _workloads(draw: Any, vdaf: str | None, max_reports: int, query_types: tuple
     if future:
         steps.append(Upload(count=future, time_offset_s=FUTURE_OFFSET_S))
     if second:
-        steps += [Pause(ms=500), Upload(count=second, time_offset_s=offset)]
+        steps += [Pause(ms=300, job_intervals=1), Upload(count=second, time_offset_s=offset)]
     first = Collect(interval_offset_s=widen[0], interval_extra_s=widen[1]) if query_type == "time_interval" \
         else Collect()
     steps.append(first)
@@ -517,7 +534,7 @@ def _workloads(draw: Any, vdaf: str | None, max_reports: int, query_types: tuple
     # Poplar1 last (the most complex): the same shape as a heavy-hitters walk
     # (faults.heavy_hitters.with_poplar1: the first collection walks the tree, a second one
     # repeats level 0, far-future and late uploads stay what they are)
-    family = draw(st.sampled_from((*PRIO3_TYPES, "Poplar1"))) if vdaf is None else None
+    family = draw(st.sampled_from(families)) if vdaf is None else None
     if vdaf is not None:
         params = parse_vdaf(vdaf, total)
     elif family == "Poplar1":
@@ -728,14 +745,16 @@ def probes(draw: Any, max_reports: int = MAX_REPORTS, family: str = "prio3") -> 
 
 @st.composite
 def scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS,
-              name: str = "campaign", with_probes: bool = True, keep_workload: Any = None) -> Any:
+              name: str = "campaign", with_probes: bool = True, keep_workload: Any = None,
+              vdaf_types: Sequence[str] | None = None) -> Any:
     """A :class:`~faults.scenario.Scenario`: a workload first (it bounds report indices), then a
     plan (:func:`plans`; half of them ``recoverable``) plus :func:`probes` (``with_probes``),
-    and its :func:`expectation_for`. Shrinks as all three do. ``keep_workload(workload) -> bool``
+    and its :func:`expectation_for`. ``vdaf_types``: the VDAF types the target supports
+    (:func:`workloads`). Shrinks as all three do. ``keep_workload(workload) -> bool``
     (campaign shards, :mod:`harness.campaign.sharding`): a workload it refuses rejects the
     example before the plan, the costly part, is drawn."""
 
-    wl = draw(workloads(vdaf=vdaf, max_reports=max_reports))
+    wl = draw(workloads(vdaf=vdaf, max_reports=max_reports, vdaf_types=vdaf_types))
     if keep_workload is not None and not keep_workload(wl):
         reject()
     # Half the plans are made only of faults the protocol must recover from: there the
@@ -827,11 +846,12 @@ def with_net_rules(draw: Any, plan_strategy: st.SearchStrategy[Plan], max_net_ru
 
 @st.composite
 def network_scenarios(draw: Any, vdaf: str | None = None, max_rules: int = MAX_RULES, max_reports: int = MAX_REPORTS,
-                      max_net_rules: int = MAX_NET_RULES, name: str = "campaign", keep_workload: Any = None) -> Any:
+                      max_net_rules: int = MAX_NET_RULES, name: str = "campaign", keep_workload: Any = None,
+                      vdaf_types: Sequence[str] | None = None) -> Any:
     """:func:`scenarios` with network rules mixed in (``faultrun campaign --network netns``): a plan
     with network rules expects ``pass_or_clean_failure`` (never a wrong aggregate)."""
     sc = draw(scenarios(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports, name=name,
-                        keep_workload=keep_workload))
+                        keep_workload=keep_workload, vdaf_types=vdaf_types))
     plan = draw(with_net_rules(st.just(sc.plan), max_net_rules))
     if not plan.net_rules:
         return sc

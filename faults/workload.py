@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from dap.vdaf.params import VdafParams
-from faults.errors import WorkloadError
+from faults.errors import NotApplicable, WorkloadError
 from faults.heavy_hitters import one_batch, poplar1_from_spec, with_poplar1
 from faults.scenario import Scenario, Upload, WorkloadSpec
 from faults.vdafs import WORKLOAD_VDAFS, workload_vdaf, workload_vdaf_class
@@ -141,12 +141,16 @@ def with_reports(workload: WorkloadSpec, reports: int) -> WorkloadSpec:
 def apply_overrides(scenario: Scenario, *, vdaf: str | None, reports: int | None,
                     query_type: str | None) -> Scenario:
     """``--vdaf`` / ``--reports`` / ``--query-type`` applied to one scenario's workload (and the
-    expectation of the VDAF family it then runs, ``Scenario.expect_by_family``)."""
+    expectation of the VDAF family it then runs, ``Scenario.expect_by_family``).
+    :class:`~faults.errors.NotApplicable` for a Poplar1 walk under a Prio3 ``--vdaf``."""
     wl = scenario.workload
     if query_type is not None:
         wl = attrs.evolve(wl, task=attrs.evolve(wl.task, query_type=query_type))
     if vdaf is not None or reports is not None:
         target = parse_vdaf(vdaf, 1) if vdaf is not None else wl.task.vdaf
+        if workload_vdaf(wl.task.vdaf).explicit_measurements and not workload_vdaf(target).explicit_measurements:
+            raise NotApplicable(f"a {wl.task.vdaf.type} tree walk (aggregation parameters, two rounds), "
+                                f"not a {target.type} workload")
         if workload_vdaf(target).explicit_measurements:  # Poplar1 runs the heavy-hitters walk (docs/cli.md)
             if reports is not None:
                 wl = with_reports(wl, reports)

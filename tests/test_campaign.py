@@ -237,8 +237,73 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="examples"):
         run_campaign(FakeStack(), seed=1, examples=0, artifacts=tmp_path)
     from faults.errors import WorkloadError
-    with pytest.raises(WorkloadError, match="use at most bits=4"):
-        run_campaign(FakeStack(), seed=1, examples=1, vdaf="poplar1:bits=9", artifacts=tmp_path)
+    with pytest.raises(WorkloadError, match="campaigns walk every level of the tree; use at most bits=4"):
+        run_campaign(FakeStack(), seed=1, examples=1, vdaf="poplar1:bits=8", artifacts=tmp_path)
+
+
+def _prio3_only_impl() -> dict:
+    from harness.stack.images import load_images
+    im = load_images()
+    return {"leader": im.select("leader", "janus"), "helper": im.select("helper", "janus"),
+            "client": im.select("client", "reference"), "collector": im.select("collector", "reference")}
+
+
+def test_a_vdaf_the_stack_lacks_is_refused_and_never_drawn(tmp_path: Path) -> None:
+    """images.toml ``vdafs``: a campaign on implementations without Poplar1 (Janus 0.7) never
+    generates a Poplar1 example, and ``--vdaf poplar1`` there is a one-line usage error."""
+    from harness.campaign.driver import supported_vdafs
+    from harness.errors import UsageError
+    impl = _prio3_only_impl()
+    assert supported_vdafs(impl) == ("Prio3Count", "Prio3Sum", "Prio3SumVec", "Prio3Histogram")
+    assert supported_vdafs({"leader": impl["client"]}) is None  # nobody restricts: every type
+    with pytest.raises(UsageError, match="--vdaf poplar1:bits=3: not applicable: leader janus and helper janus "
+                                         "do not support Poplar1"):
+        run_campaign(FakeStack(impl=impl), seed=1, examples=1, vdaf="poplar1:bits=3", artifacts=tmp_path / "a")
+    stack = FakeStack(impl=impl, verdict=lambda s: VerdictClass.PASS)
+    run_campaign(stack, seed=5, examples=40, artifacts=tmp_path / "b")
+    types = {s.workload.task.vdaf.type for s in stack.runs}
+    assert len(stack.runs) == 40 and "Poplar1" not in types and len(types) > 1
+    # the same seed on a stack that has Poplar1 draws it (the restriction is what kept it out)
+    open_stack = FakeStack(verdict=lambda s: VerdictClass.PASS)
+    run_campaign(open_stack, seed=5, examples=40, artifacts=tmp_path / "c")
+    assert "Poplar1" in {s.workload.task.vdaf.type for s in open_stack.runs}
+
+
+def test_campaign_cli_refuses_a_vdaf_the_implementations_lack_before_starting(tmp_path: Path, capsys: Any) -> None:
+    from harness.cli import main
+    code = main(["campaign", "--examples", "1", "--vdaf", "poplar1:bits=3", "--impl", "leader=janus",
+                 "--artifacts", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == ("faultrun: error: --vdaf poplar1:bits=3: not applicable: leader janus does not "
+                                 "support Poplar1 (images.toml vdafs)")
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_scenario_timeout_follows_the_leaders_timing(tmp_path: Path) -> None:
+    """No --timeout: the stack's own (Stack.scenario_timeout_s, from the Leader's images.toml
+    timing) with a campaign's 30 s as the base; a given one is used as it is."""
+    from harness.campaign.driver import CAMPAIGN_TIMEOUT_S
+
+    @attrs.define
+    class TimedStack(FakeStack):
+        timeouts: list = attrs.field(factory=list)
+        asked: list = attrs.field(factory=list)
+
+        def scenario_timeout_s(self, base_s: float) -> float:
+            self.asked.append(base_s)
+            return 58.0
+
+        def run_scenario(self, scenario: Scenario, timeout_s: float = 60.0, run_dir: Path | None = None,
+                         report_html: bool = True) -> _Result:
+            self.timeouts.append(timeout_s)
+            return super().run_scenario(scenario, timeout_s, run_dir, report_html)
+
+    stack = TimedStack(verdict=lambda s: VerdictClass.PASS)
+    run_campaign(stack, seed=1, examples=2, artifacts=tmp_path / "a")
+    assert stack.asked == [CAMPAIGN_TIMEOUT_S] and stack.timeouts == [58.0, 58.0]
+    stack = TimedStack(verdict=lambda s: VerdictClass.PASS)
+    run_campaign(stack, seed=1, examples=2, artifacts=tmp_path / "b", timeout_s=12.5)
+    assert stack.asked == [] and stack.timeouts == [12.5, 12.5]
 
 
 def test_derive_seed_is_stable_and_distinct() -> None:
@@ -274,8 +339,8 @@ def test_flag_expressible_workloads_reproduce_with_faultrun_plan(tmp_path: Path)
     argv = shlex.split(cmd)
     assert argv[:3] == ["faultrun", "--plan", str(pf)] and "--scenario" not in argv
     args = build_parser().parse_args(argv[1:])
-    (rebuilt,) = _select(args)
-    assert rebuilt.workload == s.workload and rebuilt.plan == s.plan
+    (rebuilt,), left_out = _select(args)
+    assert rebuilt.workload == s.workload and rebuilt.plan == s.plan and left_out == []
     assert args.seed == 11 and one_impl_each(args.impl) == {"leader": "reference"}
 
 
@@ -283,8 +348,8 @@ def test_other_workloads_reproduce_with_faultrun_scenario(tmp_path: Path) -> Non
     s, pf, sf = _plan_scenario(tmp_path, (Upload(count=2, time_offset_s=3600), Collect()))
     argv = shlex.split(reproduction_command(s, pf, sf))
     assert argv[:3] == ["faultrun", "--scenario", str(sf)]
-    (rebuilt,) = _select(build_parser().parse_args(argv[1:]))
-    assert rebuilt == s
+    (rebuilt,), left_out = _select(build_parser().parse_args(argv[1:]))
+    assert rebuilt == s and left_out == []
     # completeness not demanded by the campaign: --plan (which demands it) is not used
     s2, pf2, sf2 = _plan_scenario(tmp_path, (Upload(count=5), Collect()), complete=False)
     assert shlex.split(reproduction_command(s2, pf2, sf2))[1] == "--scenario"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import attrs
+import pytest
 from hypothesis import HealthCheck, find, given, settings
 
 from faults import dapcodec
@@ -147,6 +148,27 @@ def test_fixed_vdaf_is_respected() -> None:
         assert w.task.vdaf.bits >= upload_count(w)
 
     t()
+
+
+def test_vdaf_types_limit_what_is_drawn_and_pauses_wait_a_leader_job_interval() -> None:
+    """A campaign on implementations without Poplar1 (images.toml vdafs) draws none; the pause
+    before a second upload waits one Leader job interval (images.toml timing), whatever the pace."""
+    prio3 = ("Prio3Count", "Prio3Sum", "Prio3SumVec", "Prio3Histogram")
+    seen: set[str] = set()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(workloads(vdaf_types=prio3))
+    def check(wl: WorkloadSpec) -> None:
+        seen.add(wl.task.vdaf.type)
+        for step in wl.steps:
+            if isinstance(step, Pause):
+                assert step.job_intervals == 1
+    check()
+    assert seen and seen <= set(prio3) and len(seen) > 1
+    find(workloads(), lambda wl: wl.task.vdaf.type == "Poplar1")  # without the limit Poplar1 is drawn
+    find(workloads(), lambda wl: any(isinstance(s, Pause) for s in wl.steps))
+    with pytest.raises(ValueError, match="none of them has a workload"):
+        workloads(vdaf_types=("Prio3SumVecWithMultiproof",))
 
 
 def test_pass_is_demanded_exactly_of_plans_that_must_recover() -> None:

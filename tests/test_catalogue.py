@@ -134,3 +134,18 @@ def test_docs_page_is_generated_from_the_catalogue() -> None:
     from faults.catalogue import markdown
 
     assert DOCS.read_text(encoding="utf-8") == markdown(), "regenerate: .venv/bin/python -m faults.catalogue > docs/faults.md"
+
+
+def test_upload_halves_wait_one_leader_job_interval() -> None:
+    """Uploads split by a pause must land in different aggregation jobs at any Leader's pace:
+    the pause waits one of the Leader's job intervals (images.toml timing, Stack) plus a
+    margin, never a fixed time tuned to the reference Leader's 0.2 s."""
+    from faults.scenario import Pause, Upload
+    halves = 0
+    for name, s in CATALOGUE.items():
+        steps = s.workload.steps
+        for before, pause, after in zip(steps, steps[1:], steps[2:]):
+            if isinstance(before, Upload) and isinstance(pause, Pause) and isinstance(after, Upload):
+                halves += 1
+                assert pause.job_intervals >= 1, name
+    assert halves >= 3  # bad-leader-token, wrong-auth-scheme, reorder-prepare-resps

@@ -84,10 +84,13 @@ class History:
                              {"message": "AggregationJobInitReq", "report_ids": [rid(i) for i in ids],
                               "body_sha256": f"{job}{body}"}, resp, problem=problem, **kw)
 
-    def agg_share(self, count, status=200, problem=None, cipher="c1", body="s", **kw):
+    def agg_share(self, count, status=200, problem=None, cipher="c1", body="s", config=None, **kw):
+        resp = {"message": "AggregateShare", "body_sha256": cipher}
+        if config is not None:
+            resp["config_ids"] = [config]
         return self.exchange("agg_share", "POST", f"/tasks/{TASK}/aggregate_shares", status,
                              {"message": "AggregateShareReq", "report_count": count, "body_sha256": body},
-                             {"message": "AggregateShare", "body_sha256": cipher}, problem=problem, **kw)
+                             resp, problem=problem, **kw)
 
     def collect(self, job, count, *, status=200, problem=None, **kw):
         self.exchange("collection_create", "PUT", f"/tasks/{TASK}/collection_jobs/{job}", 201,
@@ -609,13 +612,48 @@ def test_report_in_two_jobs_allowed_when_first_rejected_or_other_agg_param():
     assert verdict(checker.check(record(1), h.events, scenario(complete=False)), "anti-replay").valid is True
 
 
-def test_duplicate_agg_share_must_replay_ciphertext():
+def test_duplicate_agg_share_resealed_is_a_note_another_config_a_violation():
+    """DAP-09 §4.6.2: the Helper's handling of identical AggregateShareReqs MUST be idempotent
+    (served, one query unit); "should all yield the same response" is lowercase, so a fresh
+    HPKE sealing of the share (Janus 0.7) is a note in the summary, never a violation, nor a
+    reason to accept a clean failure. The share under another Collector config, or a refusal
+    of the repeat, is not the same response: a violation."""
     h = honest()
-    h.agg_share(6, cipher="c1")
-    assert verdict(checker.check(record(), h.events, scenario()), "idempotency").valid is True
-    h.agg_share(6, cipher="c2")
+    h.agg_share(6, cipher="c1", config=7)
+    report = checker.check(record(), h.events, scenario())
+    assert verdict(report, "idempotency").valid is True and not verdict(report, "idempotency").notes
+    h.agg_share(6, cipher="c2", config=7)
+    report = checker.check(record(), h.events, scenario())
+    v = verdict(report, "idempotency")
+    assert v.valid is True, v.detail
+    assert len(v.notes) == 1 and "fresh HPKE encryption" in v.notes[0] and "§4.6.2" in v.notes[0]
+    assert v.evidence["resealed"] and not v.optional and not report.optional
+    assert report.verdict_class.value == "pass"
+    assert "note: Helper: repeated identical AggregateShareReq" in report.summary
+    # another Collector config for the same request: a different response
+    h.agg_share(6, cipher="c3", config=8)
     v = verdict(checker.check(record(), h.events, scenario()), "idempotency")
-    assert v.valid is False and "ciphertexts" in v.detail
+    assert v.valid is False and "different HPKE configs" in v.detail
+    # a repeat refused (a second query unit consumed): different status classes
+    h = honest()
+    h.agg_share(6, cipher="c1", config=7)
+    h.agg_share(6, status=400, problem="batchQueriedTooManyTimes")
+    v = verdict(checker.check(record(), h.events, scenario()), "idempotency")
+    assert v.valid is False and "answered" in v.detail
+
+
+def test_reseal_note_never_turns_a_clean_failure_into_a_met_expectation():
+    """A note is not an optional recovery: an expectation that relies on one (the Leader's
+    retries) is not met by a clean failure because the Helper re-sealed a share."""
+    from faults.scenario import LEADER_RETRY, Expectation
+    h = honest()
+    h.agg_share(6, cipher="c1", config=7)
+    h.agg_share(6, cipher="c2", config=7)
+    rec = record(collections=(CollectionRecord("main", QUERY, "error", error="collection_poll: HTTP 500"),))
+    sc = attrs.evolve(scenario(), expect=Expectation(optional_recovery=LEADER_RETRY))
+    report = checker.check(rec, h.events, sc)
+    assert report.verdict_class.value == "clean_failure" and not report.optional
+    assert not expectation_met(report.verdict_class, sc.expect, report.optional)
 
 
 # --- error typing ------------------------------------------------------------------------------------------------
@@ -631,8 +669,9 @@ def test_unexpected_5xx_is_violation_injected_is_not():
     assert v.valid is False and v.evidence["unexpected"][0]["status"] == 500
 
 
-def _failed_collection(share_fault=None, poll_problem="about:blank"):
-    """A history whose only AggregateShareReq failed as the Leader saw it, then a 502 poll."""
+def _failed_collection(share_fault=None, poll_problem="about:blank", drop=False):
+    """A history whose only AggregateShareReq failed as the Leader saw it (``share_fault``: a
+    ``respond`` fault's answer; ``drop``: the answer lost), then a 502 poll."""
     h = History()
     for i in range(6):
         h.upload(i)
@@ -642,28 +681,72 @@ def _failed_collection(share_fault=None, poll_problem="about:blank"):
     fid = h.agg_share(6)
     if share_fault is not None:
         h.fault(fid, "respond", phase="response", replaced_status=200, **share_fault)
+    if drop:
+        h.fault(fid, "drop-response", phase="response", dropped="response", upstream_status=200)
     h.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/C1", 502, problem=poll_problem)
     return h
 
 
-def test_poll_5xx_relaying_an_untyped_helper_failure_is_allowed():
+def test_poll_5xx_after_the_aggregate_share_failed_is_allowed():
+    """DAP-09 §4.6.1: "If obtaining aggregate shares fails, then the Leader responds to
+    subsequent HTTP POST requests to the collection job with an HTTP error status and a
+    problem document"; §3.2 allows 4xx or 5xx and types outside the DAP namespace. So a
+    failed job's 5xx with a problem document is conformant whatever the Helper's failure
+    was (the reference Leader: 502 about:blank, Janus: 500 collection-job-abandoned)."""
     failed = [CollectionRecord("main", QUERY, "error")]
+    seq = lambda h: [max(e.flow_seq for e in h.events)]  # noqa: E731 - the poll is the last flow
     # the Helper's share replaced by a bare 400: the Leader cannot type the failure
     h = _failed_collection({"status": 400, "problem_type": None})
     v = verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)), "error-typing")
-    assert v.valid is True and v.evidence["relayed"] == [max(e.flow_seq for e in h.events)]
-    # ... but not without a problem document (a bare 5xx: §15 owes one)
+    assert v.valid is True and v.evidence["relayed"] == seq(h)
+    # a typed refusal (batchMismatch): the draft does not make the Leader relay the Helper's type
+    h = _failed_collection({"status": 400, "problem_type": "batchMismatch"})
+    v = verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)), "error-typing")
+    assert v.valid is True and v.evidence["relayed"] == seq(h)
+    # retryable answers the Leader gave up on, or no answer at all
+    for fault in ({"status": 503, "problem_type": None}, None):
+        h = _failed_collection(fault, drop=fault is None)
+        v = verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)), "error-typing")
+        assert v.valid is True and v.evidence["relayed"] == seq(h), fault
+    # ... but not without a problem document (a bare 5xx: §4.6.1 owes one)
     h = _failed_collection({"status": 400, "problem_type": None}, poll_problem=None)
     assert verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)),
                    "error-typing").valid is False
-    # ... nor when the failure had a DAP type the Leader should have passed on
-    h = _failed_collection({"status": 400, "problem_type": "batchMismatch"})
-    assert verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)),
-                   "error-typing").valid is False
-    # ... nor when the Helper answered 200 untouched
+    # ... nor when the Helper answered 200 untouched: nothing failed
     h = _failed_collection()
     assert verdict(checker.check(record(collections=failed), h.events, scenario(complete=False)),
                    "error-typing").valid is False
+
+
+def test_poll_5xx_of_a_batch_that_cannot_fill_is_an_optional_wait_not_done():
+    """The Leader gave the only aggregation job up (DELETE), so the batch cannot reach
+    min_batch_size; a Leader that then abandons the collection job (Janus: 500 with a problem
+    document) instead of waiting for more reports skipped a SHOULD (DAP-09 §4.6.5): optional,
+    not a violation. While the batch could still fill, the same 5xx is a violation."""
+    failed = [CollectionRecord("main", QUERY, "error")]
+
+    def history(delete_first: bool) -> History:
+        h = History()
+        for i in range(6):
+            h.upload(i)
+        h.exchange("collection_create", "PUT", f"/tasks/{TASK}/collection_jobs/C1", 201,
+                   {"message": "CollectionReq", "interval": [BASE, 3600]})
+        h.init("J1", list(range(6)), status=403, problem="unauthorizedRequest")
+        if delete_first:
+            h.exchange("agg_delete", "DELETE", f"/tasks/{TASK}/aggregation_jobs/J1", 204)
+        h.exchange("collection_poll", "POST", f"/tasks/{TASK}/collection_jobs/C1", 500,
+                   problem="https://docs.divviup.org/references/janus-errors#collection-job-abandoned")
+        return h
+
+    h, early = history(True), history(False)  # early: the 5xx while the job could still be retried
+    report = checker.check(record(collections=failed), h.events, scenario(complete=False))
+    v = verdict(report, "error-typing")
+    assert v.valid is True, v.detail
+    assert v.evidence["given_up_unfillable"] and len(v.optional) == 1
+    assert "SHOULD wait" in v.optional[0] and "§4.6.5" in v.optional[0] and v.optional[0].startswith("Leader:")
+    assert report.verdict_class.value == "clean_failure" and "without optional recovery" in report.summary
+    v = verdict(checker.check(record(collections=failed), early.events, scenario(complete=False)), "error-typing")
+    assert v.valid is False and "500 from the upstream" in v.detail
 
 
 def test_real_5xx_behind_replaced_response_is_violation():

@@ -21,6 +21,7 @@ from faults.workload import (
     with_reports,
 )
 from harness.cli import main
+from harness.stack.images import load_images
 
 FAULTRUN = Path(sys.executable).with_name("faultrun")
 REPO = Path(__file__).resolve().parent.parent
@@ -53,6 +54,7 @@ def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
     (["--fault", "duplicate-report", "--impl", "helper=daphne"], "needs the docker backend"),
     (["--fault", "duplicate-report", "--pull"], "--pull needs --backend docker"),
     (["--fault", "duplicate-report", "--timeout", "-1"], "--timeout: must be > 0"),
+    (["--fault", "skip-step", "--vdaf", "count"], "--fault skip-step --vdaf count: a Poplar1 tree walk"),
     (["--plan", "/nonexistent/plan.toml"], "file not found"),
     (["analyze", "/nonexistent/dir"], "not a directory"),
     (["--bogus"], "unrecognized arguments: --bogus"),
@@ -215,3 +217,114 @@ def test_a_reader_that_stops_early_changes_neither_the_run_nor_its_exit_status(t
     assert "duplicate-report" in first
     assert p.returncode == 0, err
     assert (tmp_path / "duplicate-report" / "report.json").is_file()
+
+
+# --- not applicable: a scenario whose VDAF a selected implementation lacks (images.toml vdafs) ---------------
+
+
+def _prio3_only_images(tmp_path: Path) -> Path:
+    """The shipped images.toml plus a Leader ``prio3-only``: the reference Leader, declared
+    without Poplar1 (as the Janus entries are), so no Janus build is needed."""
+    text = (REPO / "images.toml").read_text()
+    ref = load_images().select("leader", "reference")
+    cmd = ", ".join(json.dumps(c) for c in ref.command)
+    text += (f'\n[[leader]]\nname = "prio3-only"\ndoc = "the reference Leader without Poplar1"\ncommand = [{cmd}]\n'
+             'vdafs = ["Prio3Count", "Prio3Sum", "Prio3SumVec", "Prio3Histogram"]\n'
+             "timing = { job_interval_ms = 200, request_timeout_ms = 1000, give_up_ms = 8000 }\n")
+    path = tmp_path / "images.toml"
+    path.write_text(text)
+    return path
+
+
+def test_not_applicable_scenarios_are_left_out_in_one_line_each(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    images = _prio3_only_images(tmp_path)
+    out_dir = tmp_path / "run"
+    code = main(["--fault", "duplicate-report", "--fault", "skip-step", "--impl", "leader=prio3-only",
+                 "--images", str(images), "--artifacts", str(out_dir)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = [x for x in out.splitlines() if "not applicable" in x]
+    assert lines == ["skip-step: not applicable: leader prio3-only does not support Poplar1 (images.toml vdafs)"]
+    cells = {c["scenario"]: c for c in json.loads((out_dir / "matrix.json").read_text())["cells"]}
+    assert cells["duplicate-report"]["verdict_class"] == "pass"
+    na = cells["skip-step"]
+    assert (na["verdict_class"], na["exit_code"], na["run_dir"]) == ("n/a", 0, None)
+    assert na["not_applicable"] == "leader prio3-only does not support Poplar1 (images.toml vdafs)"
+    assert not list(out_dir.glob("skip-step*")), "an n/a scenario gets no run directory"
+    html = (out_dir / "matrix.html").read_text()
+    assert 'data-class="n/a"' in html and "v-na" in html and "(unexpected)" not in html
+    assert "│ skip-step" in out and "n/a" in out  # the terminal table's row
+
+
+def test_only_not_applicable_scenarios_start_nothing_and_exit_0(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    images = _prio3_only_images(tmp_path)
+    code = main(["--fault", "skip-step", "--impl", "leader=prio3-only", "--images", str(images), "--artifacts",
+                 str(tmp_path / "run"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "skip-step: not applicable: leader prio3-only does not support Poplar1" in captured.err
+    data = json.loads(captured.out)
+    assert data["results"] == [] and data["not_applicable"][0]["scenario"] == "skip-step"
+    assert not (tmp_path / "run").exists(), "nothing ran: no stack, no artifacts"
+
+
+def test_matrix_shows_not_applicable_cells_and_keeps_the_exit_code(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    images = _prio3_only_images(tmp_path)
+    out_dir = tmp_path / "m"
+    code = main(["--matrix", "--fault", "skip-step", "--impl", "leader=reference,prio3-only", "--impl",
+                 "helper=reference", "--impl", "client=reference", "--impl", "collector=reference",
+                 "--images", str(images), "--artifacts", str(out_dir), "--timeout", "30"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "  skip-step: not applicable: leader prio3-only does not support Poplar1 (images.toml vdafs)" in out
+    assert "1 runs and 1 not applicable" in out
+    cells = json.loads((out_dir / "matrix.json").read_text())["cells"]
+    by_leader = {c["impl"]["leader"]: c for c in cells}
+    assert by_leader["reference"]["verdict_class"] == "pass"
+    assert (by_leader["prio3-only"]["verdict_class"], by_leader["prio3-only"]["exit_code"]) == ("n/a", 0)
+    assert not any(p.name.startswith("client=reference,leader=prio3-only") for p in out_dir.iterdir()), \
+        "a combination with nothing to run starts no stack"
+    assert 'data-class="n/a"' in (out_dir / "matrix.html").read_text()
+
+
+def test_list_marks_not_applicable_faults_for_the_selected_implementations(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from faults.catalogue import CATALOGUE
+    poplar1 = [n for n, s in CATALOGUE.items() if s.workload.task.vdaf.type == "Poplar1"]
+    assert main(["--list", "--impl", "all=janus"]) == 0  # no Janus build needed to list
+    out = capsys.readouterr().out
+    for name in CATALOGUE:
+        line = next(x for x in out.splitlines() if x.startswith(f"  {name} "))
+        assert ("n/a (leader janus, helper janus: no Poplar1 (images.toml vdafs))" in line) == (name in poplar1), line
+    assert "[vdafs: Prio3Count, Prio3Sum, Prio3SumVec, Prio3Histogram]" in out
+    assert main(["--list", "--json", "--impl", "leader=janus"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    na = {f["name"]: f["not_applicable"] for f in data["faults"] if "not_applicable" in f}
+    assert set(na) == set(poplar1) and all("leader janus" in x for x in na.values())
+    assert data["implementations"]["leader"][1]["vdafs"] == ["Prio3Count", "Prio3Sum", "Prio3SumVec",
+                                                             "Prio3Histogram"]
+    assert data["implementations"]["leader"][0]["vdafs"] is None
+    # --vdaf count: the Poplar1 tree walks cannot take a Prio3 VDAF
+    assert main(["--list", "--vdaf", "count"]) == 0
+    out = capsys.readouterr().out
+    marked = [n for n in CATALOGUE if f"  {n} " in out and "n/a (--vdaf count" in
+              next(x for x in out.splitlines() if x.startswith(f"  {n} "))]
+    assert marked == poplar1
+    assert main(["--list"]) == 0 and "n/a" not in capsys.readouterr().out.split("implementations")[0]
+
+
+def test_a_poplar1_walk_under_a_prio3_vdaf_is_not_applicable() -> None:
+    from faults.catalogue import CATALOGUE
+    from faults.errors import NotApplicable, WorkloadError
+    with pytest.raises(NotApplicable) as ei:
+        apply_overrides(CATALOGUE["skip-step"], vdaf="Prio3Count", reports=None, query_type=None)
+    assert isinstance(ei.value, WorkloadError)  # asked for by name: a usage error (exit 2)
+    assert str(ei.value) == "a Poplar1 tree walk (aggregation parameters, two rounds), not a Prio3Count workload"
+    # a Prio3 entry under Poplar1 keeps its shape (--vdaf poplar1), and Poplar1 under Poplar1 is fine
+    assert apply_overrides(CATALOGUE["duplicate-report"], vdaf="poplar1", reports=None,
+                           query_type=None).workload.task.vdaf.type == "Poplar1"
+    assert apply_overrides(CATALOGUE["skip-step"], vdaf="poplar1:bits=4", reports=None,
+                           query_type=None).workload.task.vdaf.type == "Poplar1"

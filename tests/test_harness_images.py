@@ -8,7 +8,15 @@ import pytest
 
 from harness.errors import ImagesError, UsageError
 from harness.stack.backend import LocalBackend
-from harness.stack.images import DEFAULT_IMAGES, ROLES, load_images, parse_images
+from harness.stack.images import (
+    DEFAULT_IMAGES,
+    ROLES,
+    VDAF_TYPES,
+    Timing,
+    load_images,
+    not_applicable,
+    parse_images,
+)
 
 LOCAL = """
 [[leader]]
@@ -121,3 +129,97 @@ def test_an_entry_that_needs_the_environment_says_what_is_missing(tmp_path: Path
     assert err == "faultrun: error: leader 'janus' cannot run here: JANUS_BIN_DIR not set (docs/images.md)"
     with pytest.raises(ImagesError, match="needs_env: must be an array"):
         parse_images('[[leader]]\nname = "x"\ncommand = ["a", "{port}"]\nneeds_env = "JANUS"\n')
+
+
+# --- vdafs: what an implementation supports; timing: how fast a Leader works ------------------------------
+
+
+def _with(role_block: str, extra: str) -> str:
+    """LOCAL with ``extra`` lines added to the first entry of ``role_block`` (e.g. "[[leader]]")."""
+    head, _, tail = LOCAL.partition(role_block + "\nname = \"reference\"\n")
+    return f'{head}{role_block}\nname = "reference"\n{extra}\n{tail}'
+
+
+def test_vdafs_declare_what_an_entry_supports_absent_means_all() -> None:
+    im = parse_images(_with("[[leader]]", 'vdafs = ["Prio3Count", "Prio3Histogram", "Prio3Count"]'), "v.toml")
+    leader = im.default("leader")
+    assert leader.vdafs == ("Prio3Count", "Prio3Histogram")  # in order, repeats once
+    assert leader.supports("Prio3Count") and not leader.supports("Poplar1")
+    helper = im.default("helper")
+    assert helper.vdafs is None and all(helper.supports(t) for t in VDAF_TYPES)
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    ('vdafs = ["Poplar2"]', "leader.reference.vdafs: unknown VDAF type 'Poplar2' (known: Prio3Count,"),
+    ('vdafs = []', "leader.reference.vdafs: must be a non-empty array of VDAF types"),
+    ('vdafs = "Prio3Count"', "leader.reference.vdafs: must be a non-empty array of VDAF types"),
+    ('timing = { job_interval_ms = 0 }', "leader.reference.timing.job_interval_ms: must be a positive integer"),
+    ('timing = { job_interval_ms = 1.5 }', "leader.reference.timing.job_interval_ms: must be a positive integer"),
+    ('timing = { job_intervall_ms = 100 }', "leader.reference.timing.job_intervall_ms: unknown key (known: "
+                                            "job_interval_ms, request_timeout_ms, give_up_ms)"),
+    ('timing = 5', "leader.reference.timing: must be a table of job_interval_ms"),
+])
+def test_bad_vdafs_or_timing_give_one_line_with_key(extra: str, needle: str) -> None:
+    with pytest.raises(ImagesError) as ei:
+        parse_images(_with("[[leader]]", extra), "bad.toml")
+    msg = str(ei.value)
+    assert "\n" not in msg and msg.startswith("bad.toml:") and needle in msg, msg
+
+
+def test_timing_is_a_leaders_and_defaults_to_slow() -> None:
+    with pytest.raises(ImagesError, match="helper.reference.timing: only a Leader's timing matters"):
+        parse_images(_with("[[helper]]", "timing = { job_interval_ms = 100 }"), "t.toml")
+    im = parse_images(_with("[[leader]]", "timing = { job_interval_ms = 150, give_up_ms = 9000 }"), "t.toml")
+    assert im.default("leader").timing == Timing(job_interval_ms=150, request_timeout_ms=1000, give_up_ms=9000)
+    assert parse_images(LOCAL).default("leader").timing == Timing() == Timing(1000, 1000, 20_000)
+
+
+def test_timing_sets_pauses_and_scenario_timeouts() -> None:
+    ref, janus = Timing(200, 1000, 8000), Timing(2000, 1000, 24_000)
+    # a Pause(ms=300, job_intervals=1) between two upload halves: 0.5 s for the reference, 2.3 s for Janus
+    assert ref.pause_s(300, 1) == pytest.approx(0.5) and janus.pause_s(300, 1) == pytest.approx(2.3)
+    assert janus.pause_s(200) == pytest.approx(0.2)  # a plain pause stays what it says
+    # the per-scenario timeout: the base, or two give-ups + 10 s when the Leader needs more
+    assert ref.scenario_timeout_s(60) == 60 and ref.scenario_timeout_s(20) == 26
+    assert janus.scenario_timeout_s(60) == 60 and janus.scenario_timeout_s(30) == 58
+
+
+def test_shipped_entries_declare_vdafs_and_leader_timing() -> None:
+    """Janus 0.7's interop binaries and @divviup/dap have no Poplar1; the reference roles and
+    the Janus peer (prio 0.16) have every type. The Leaders' timings: the reference Leader's
+    command flags, and Janus's launcher defaults (docs/janus.md)."""
+    from faults.catalogue import LEADER_REQUEST_TIMEOUT_MS
+
+    im = load_images()
+    prio3 = ("Prio3Count", "Prio3Sum", "Prio3SumVec", "Prio3Histogram")
+    for role in ("leader", "helper"):
+        assert im.select(role, "janus").vdafs == prio3
+        assert im.select(role, "reference").vdafs is None
+    assert im.select("client", "divviup-ts").vdafs == prio3
+    assert im.select("client", "janus").vdafs is None and im.select("collector", "janus").vdafs is None
+    ref = im.select("leader", "reference")
+    cmd = ref.command
+    assert ref.timing.job_interval_ms == round(float(cmd[cmd.index("--job-interval") + 1]) * 1000)
+    assert ref.timing.request_timeout_ms == round(float(cmd[cmd.index("--request-timeout") + 1]) * 1000)
+    assert ref.timing.give_up_ms == round(float(cmd[cmd.index("--retry-budget") + 1]) * 1000)
+    janus = im.select("leader", "janus")
+    cmd = janus.command
+    assert janus.timing.request_timeout_ms == int(cmd[cmd.index("--request-timeout-s") + 1]) * 1000
+    # a new task: found within one interval, first pass after up to one more
+    assert janus.timing.job_interval_ms == 2 * int(cmd[cmd.index("--job-interval-ms") + 1])
+    attempts, lease = int(cmd[cmd.index("--max-attempts") + 1]), int(cmd[cmd.index("--lease-s") + 1])
+    assert janus.timing.give_up_ms >= attempts * (lease + 1) * 1000
+    # the catalogue's delay-beyond-timeout faults hold an answer longer than every Leader's timeout
+    for e in im.entries["leader"]:
+        assert e.timing.request_timeout_ms < LEADER_REQUEST_TIMEOUT_MS + 300, e.name
+
+
+def test_not_applicable_names_every_role_that_lacks_the_vdaf() -> None:
+    im = load_images()
+    impl = {r: im.select(r, "janus") for r in ("leader", "helper", "client", "collector")}
+    assert not_applicable(impl, "Prio3Histogram") is None
+    assert not_applicable(impl, "Poplar1") == "leader janus and helper janus do not support Poplar1 (images.toml vdafs)"
+    impl["helper"] = im.select("helper", "reference")
+    assert not_applicable(impl, "Poplar1") == "leader janus does not support Poplar1 (images.toml vdafs)"
+    impl = {"leader": im.select("leader", "reference"), "client": im.select("client", "divviup-ts")}
+    assert not_applicable(impl, "Poplar1") == "client divviup-ts does not support Poplar1 (images.toml vdafs)"

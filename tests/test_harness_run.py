@@ -231,3 +231,88 @@ def test_a_role_that_died_between_scenarios_is_restarted_first(tmp_path: Path) -
         result = s.run_scenario(Scenario(name="after-restart", plan=Plan()), timeout_s=20)
         assert s.backend.pid("collector") != old and not s.dead()
     assert result.report.verdict_class == VerdictClass.PASS, result.report.summary
+
+
+# --- the Leader's pace (images.toml timing): pauses, not-ready grace, the default timeout ---------------------
+
+
+class _NoBackend:
+    """Just enough of a backend for the run loop's liveness checks (no process)."""
+
+    name = "local"
+
+    def check(self, role: str) -> None:
+        return None
+
+    def logs(self, role: str) -> list[Path]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+class _NoProxy:
+    control = object()  # the run loop only asserts that there is one
+
+
+def _paced_stack(tmp_path: Path, timing: object) -> Stack:
+    import attrs as _attrs
+
+    from harness.stack.images import load_images
+    images = load_images()
+    impl = {r: images.default(r) for r in ("leader", "helper", "client", "collector")}
+    impl["leader"] = _attrs.evolve(impl["leader"], timing=timing)
+    return Stack(artifacts_root=tmp_path, backend=_NoBackend(), images=images, impl=impl, proxy=_NoProxy(),
+                 clients={"client": None, "collector": None})
+
+
+def test_a_pause_waits_the_leaders_job_intervals(tmp_path: Path) -> None:
+    """Pause(ms, job_intervals): ms plus that many of the Leader's images.toml
+    timing.job_interval_ms, so two upload halves land in different jobs at any pace."""
+    from harness.stack.images import Timing
+    stack = _paced_stack(tmp_path, Timing(job_interval_ms=400, request_timeout_ms=1000, give_up_ms=8000))
+    try:
+        sc = Scenario("p", Plan(), WorkloadSpec(steps=(Pause(ms=50, job_intervals=1),)))
+        for steps, least, most in (((Pause(ms=50, job_intervals=1),), 0.45, 1.2), ((Pause(ms=50),), 0.05, 0.35)):
+            t0 = time.monotonic()
+            stack._run_steps(Scenario("p", Plan(), WorkloadSpec(steps=steps)), None, 0, time.monotonic() + 30,
+                             [], [], [])
+            took = time.monotonic() - t0
+            assert least <= took < most, (steps, took)
+        # the deadline still bounds a pause
+        t0 = time.monotonic()
+        stack._run_steps(sc, None, 0, time.monotonic() + 0.1, [], [], [])
+        assert time.monotonic() - t0 < 0.35
+        # the default per-scenario timeout: 60 s, or what a slow Leader needs
+        assert stack.scenario_timeout_s() == 60 and stack.scenario_timeout_s(10) == 26
+    finally:
+        stack.close()
+
+
+def test_a_collection_is_judged_not_ready_no_sooner_than_one_job_interval(tmp_path: Path) -> None:
+    """A batch the history says cannot fill ends ``not_ready`` only after the grace: one
+    Leader job interval when that is longer than NOT_READY_GRACE_S (Janus: 2 s)."""
+    from types import SimpleNamespace
+
+    from harness.check.fill import FillBound
+    from harness.run.stack import NOT_READY_GRACE_S
+    from harness.stack.images import Timing
+
+    class _Collector:
+        def call(self, op: str, body: dict, timeout_s: float = 0) -> dict:
+            return {"status": "success", "handle": "h"} if op == "collection_start" else {"status": "in progress"}
+
+    def cannot_fill(query: dict) -> FillBound:
+        return FillBound(min_batch_size=1, storable=1, countable=0, until_seq=7, given_up=("r",))
+
+    pt = SimpleNamespace(time_precision=3600, query_type=1, task_id="t", vdaf={"type": "Prio3Count"})
+    for interval_ms, least in ((2000, 2.0), (200, NOT_READY_GRACE_S)):
+        stack = _paced_stack(tmp_path, Timing(job_interval_ms=interval_ms, request_timeout_ms=1000, give_up_ms=8000))
+        try:
+            t0 = time.monotonic()
+            rec = stack._collect(Collect(), pt, 0, time.monotonic() + 30, [], _Collector(), cannot_fill)
+            took = time.monotonic() - t0
+        finally:
+            stack.close()
+        assert rec.status == "not_ready" and rec.not_ready_seq == 7
+        assert least <= took < least + 1.0, (interval_ms, took)

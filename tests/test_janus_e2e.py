@@ -150,3 +150,49 @@ def _count_flow(stack: dict[str, Role]) -> None:
     assert r["status"] == "complete", r
     assert r["report_count"] == REPORTS
     assert r["result"] == str(sum(measurements))
+
+
+# --- five catalogue entries through the harness against a Janus Leader and Helper --------------------------
+
+#: Entries that exercise what running against Janus changed in the harness: the Leader's pace
+#: (upload halves in separate jobs, retries after a lease), a failed collection job answered
+#: with a 5xx and a problem document (DAP-09 §4.6.1), a re-sealed aggregate share (a note,
+#: §4.6.2), and the plain baseline.
+JANUS_ENTRIES = ("duplicate-report", "bad-leader-token", "drop-agg-init-response", "corrupt-helper-share",
+                 "duplicate-agg-share-request")
+
+
+def test_five_catalogue_entries_against_janus(tmp_path: Path) -> None:
+    require_janus()
+    from faults.catalogue import CATALOGUE
+    from harness.check.verdict import VerdictClass, expectation_met
+    from harness.run import Stack
+
+    with Stack.start(artifacts_root=tmp_path / "a", impl={"leader": "janus", "helper": "janus"},
+                     ready_timeout_s=120) as stack:
+        assert stack.timing.job_interval_ms == 2000  # images.toml: the scenarios wait at Janus's pace
+        results = {name: stack.run_scenario(CATALOGUE[name]) for name in JANUS_ENTRIES}
+    for name, r in results.items():
+        why = f"{name}: {r.report.summary} ({r.run_dir})"
+        assert r.report.verdict_class not in (VerdictClass.VIOLATION, VerdictClass.INFRA,
+                                              VerdictClass.INCONCLUSIVE), why
+        assert expectation_met(r.report.verdict_class, CATALOGUE[name].expect, r.report.optional), why
+    # the first half's job refused (403) and abandoned, the second half aggregated in its own job
+    assert results["bad-leader-token"].report.verdict_class == VerdictClass.PASS
+    # a failed collection job: 500 with Janus's problem document, accepted as DAP-09 §4.6.1 allows
+    typing = next(v for v in results["corrupt-helper-share"].report.verdicts if v.invariant == "error-typing")
+    assert results["corrupt-helper-share"].report.verdict_class == VerdictClass.CLEAN_FAILURE
+    assert typing.valid is True and typing.evidence.get("relayed"), typing
+    # Janus seals the stored share afresh for the repeated request: a note, not a violation
+    assert "fresh HPKE encryption" in results["duplicate-agg-share-request"].report.summary
+
+
+def test_a_poplar1_entry_is_not_applicable_to_janus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require_janus()
+    from harness.cli import main
+    assert main(["--fault", "skip-step", "--fault", "poplar1-heavy-hitters", "--impl", "all=janus",
+                 "--artifacts", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "skip-step: not applicable: leader janus and helper janus do not support Poplar1 (images.toml vdafs)" in out
+    assert "poplar1-heavy-hitters: not applicable: leader janus and helper janus" in out
+    assert not (tmp_path / "a").exists(), "nothing to run: no stack started"

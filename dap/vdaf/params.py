@@ -37,7 +37,7 @@ from dap.vdaf.poplar1 import MAX_BITS as POPLAR1_MAX_BITS
 from dap.vdaf.poplar1 import Poplar1
 from dap.vdaf.prio3 import Prio3, Prio3Count, Prio3Histogram, Prio3Sum, Prio3SumVec
 
-__all__ = ["Vdaf", "VdafParams", "vdaf_from_interop"]
+__all__ = ["VDAF_TYPES", "Vdaf", "VdafParams", "vdaf_from_interop"]
 
 #: Every VDAF instance :meth:`VdafParams.build` can return.
 Vdaf: TypeAlias = Prio3 | Poplar1
@@ -170,6 +170,9 @@ _KINDS: dict[str, _Kind] = {
         bounds={"bits": (1, POPLAR1_MAX_BITS)},
     ),
 }
+
+#: The interop VDAF type names this module knows (``{"type": ...}``), in table order.
+VDAF_TYPES: tuple[str, ...] = tuple(_KINDS)
 
 #: Per parameter: (smallest, largest) accepted value, unless the type's ``bounds`` say otherwise.
 _BOUNDS: dict[str, tuple[int, int]] = {

@@ -88,6 +88,7 @@ from faults.strategies import (
     scenario_expectation,
     scenarios,
 )
+from faults.workload import parse_vdaf
 from harness import REPO
 from harness.campaign.exampledb import POLL_S, SharedDatabase, campaign_key, describe_db, open_example_db
 from harness.campaign.minimize import REPLAYS, minimize, replay, same_failure
@@ -103,13 +104,17 @@ from harness.campaign.result import (
 )
 from harness.campaign.sharding import Shard, scenario_digest
 from harness.check.verdict import VerdictClass
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.report.html import render_report_html
 from harness.report.rundir import unique_dir
+from harness.stack.images import VDAF_TYPES, not_applicable
 
-__all__ = ["run_campaign"]
+__all__ = ["CAMPAIGN_TIMEOUT_S", "run_campaign", "supported_vdafs"]
 
 log = logging.getLogger(__name__)
+#: The per-scenario timeout of a campaign when none is given (a slower Leader gets more:
+#: :meth:`harness.stack.images.Timing.scenario_timeout_s`).
+CAMPAIGN_TIMEOUT_S = 30.0
 #: Consecutive infra runs that end a campaign (the stack is probably broken).
 MAX_INFRA_IN_A_ROW = 3
 #: Kept in the result; the count in ``verdicts`` is complete.
@@ -400,9 +405,18 @@ def _impl_of(stack: Any) -> tuple[dict[str, str] | None, Path | None]:
     return (names or None), (Path(path).resolve() if path is not None else None)  # runnable from any cwd
 
 
+def supported_vdafs(impl: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The VDAF types every implementation (role -> images.toml entry) supports, in
+    :data:`dap.vdaf.params.VDAF_TYPES` order; None when none of them restricts it."""
+    entries = [e for e in impl.values() if getattr(e, "vdafs", None) is not None]
+    if not entries:
+        return None
+    return tuple(t for t in VDAF_TYPES if all(e.supports(t) for e in entries))
+
+
 def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_budget_s: float | None = None,
                  vdaf: str | None = None, artifacts: Path, keep_going: bool = False, database: bool = True,
-                 progress: Callable[[CampaignProgress], None] | None = None, timeout_s: float = 30.0,
+                 progress: Callable[[CampaignProgress], None] | None = None, timeout_s: float | None = None,
                  max_rules: int | None = None, max_reports: int | None = None, shrink_budget_s: float = 300.0,
                  keep_runs: bool = False, worker: int = 0, stop: Callable[[], bool] | None = None,
                  wanted: Callable[[tuple[str, ...]], bool] | None = None, shard: Shard | None = None,
@@ -416,7 +430,10 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     (no replay) until the budget is spent, and a failure with an already reported signature
     (violated invariants or ``unexpected_clean_failure:<problem>``, + actions) counts as
     seen, not as a new failure, so shrinking cannot slide back into a known bug. ``vdaf``
-    fixes the VDAF (a ``--vdaf`` spec); ``timeout_s`` bounds one scenario. Run dirs of
+    fixes the VDAF (a ``--vdaf`` spec; otherwise only the VDAF types every implementation of
+    the stack supports are drawn, ``images.toml`` ``vdafs``); ``timeout_s`` bounds one
+    scenario (None: :data:`CAMPAIGN_TIMEOUT_S`, or longer for a Leader whose ``timing``
+    needs it, :meth:`harness.run.Stack.scenario_timeout_s`). Run dirs of
     passing runs are deleted unless ``keep_runs``. ``stop()`` True ends generation early
     (used by :func:`run_campaign_workers`: another worker found a failure). ``wanted``
     (self-validation: the time to find one known bug) restricts failures to those whose
@@ -438,6 +455,14 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
         raise ValueError(f"time_budget_s must be > 0, got {time_budget_s}")
     if vdaf is not None:
         check_campaign_vdaf(vdaf, 1)  # fail early: a bad spec, or Poplar1 (WorkloadError)
+    vdaf_types = supported_vdafs(getattr(stack, "impl", None) or {})
+    if vdaf is not None:
+        why = not_applicable(getattr(stack, "impl", None) or {}, parse_vdaf(vdaf, 1).type)
+        if why is not None:
+            raise UsageError(f"--vdaf {vdaf}: not applicable: {why}")
+    if timeout_s is None:
+        timeout_s = stack.scenario_timeout_s(CAMPAIGN_TIMEOUT_S) if hasattr(stack, "scenario_timeout_s") \
+            else CAMPAIGN_TIMEOUT_S
     max_rules = MAX_RULES if max_rules is None else max_rules
     max_reports = MAX_REPORTS if max_reports is None else max_reports
     artifacts = Path(artifacts).resolve()
@@ -446,7 +471,10 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     started_wall = time.time()
     # v2: workloads with min_batch_size, far-future and late uploads; recoverable plans
     netns = getattr(stack, "network", "loopback") == "netns"  # mix network rules in (docs/network.md)
-    key = campaign_key(f"faultrun-campaign-v2{'-netns' if netns else ''}:{vdaf}:{max_rules}:{max_reports}")
+    key_text = f"faultrun-campaign-v2{'-netns' if netns else ''}:{vdaf}:{max_rules}:{max_reports}"
+    if vdaf_types is not None:  # a target without some VDAFs draws other examples: its own database key
+        key_text += f":{','.join(vdaf_types)}"
+    key = campaign_key(key_text)
     db_spec = (example_db if example_db is not None else artifacts / "hypothesis-db") if database else None
     shared = SharedDatabase(open_example_db(db_spec), key) if db_spec is not None else None
     state = _State(stack=stack, artifacts=artifacts, timeout_s=timeout_s,
@@ -456,7 +484,7 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
                    examples_log=artifacts / "examples.jsonl")
     state.next_poll = t0 + POLL_S
     generate = (network_scenarios if netns else scenarios)(vdaf=vdaf, max_rules=max_rules, max_reports=max_reports,
-                                                             keep_workload=state.keeps)
+                                                             keep_workload=state.keeps, vdaf_types=vdaf_types)
     state.runs_root = unique_dir(artifacts / "runs", f"seed{seed}")
     impl, images = _impl_of(stack)
     failures: list[CampaignFailure] = []

@@ -57,7 +57,7 @@ def run_campaign_workers(workers: int, *, seed: int, artifacts: Path, impl: Mapp
                          images: Path | None = None, backend: str = "local", network: str = "loopback",
                          examples: int | None = None,
                          time_budget_s: float | None = None, vdaf: str | None = None, keep_going: bool = False,
-                         database: bool = True, timeout_s: float = 30.0, shrink_budget_s: float = 300.0,
+                         database: bool = True, timeout_s: float | None = None, shrink_budget_s: float = 300.0,
                          progress: Callable[[CampaignProgress], None] | None = None, shard: Shard | None = None,
                          example_db: str | Path | None = None, keep_runs: bool = False, replays: int = REPLAYS,
                          replay_only: bool = False) -> CampaignResult:

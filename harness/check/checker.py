@@ -208,6 +208,9 @@ def check(record: RunRecord, history: Sequence[Any], scenario: Scenario | None =
     if optional and vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE):
         parts[0] = f"{vc.value} without optional recovery: " + parts[0].split(": ", 1)[1]
         parts.append("optional, not done: " + "; ".join(optional))
+    notes = tuple(dict.fromkeys(n for v in verdicts for n in v.notes))
+    if notes:
+        parts.append("note: " + "; ".join(notes))
     expect = ctx.expect
     if vc in (VerdictClass.PASS, VerdictClass.CLEAN_FAILURE, VerdictClass.VIOLATION):
         missed = missed_expectation(vc, expect, optional)

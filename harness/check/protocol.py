@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dap.constants import ProblemType
 from faults.vocabulary import AUTHENTICATED_KINDS, LINK_ROLES, problem_token
 from harness.check.counted import ints
 from harness.check.counting import same_batch
+from harness.check.fill import FillBound, fill_bound
 from harness.check.flows import Context, Flow, is2xx, make_verdict
 from harness.check.verdict import Verdict
 
@@ -131,6 +131,7 @@ def _body_key(ctx: Context, fl: Flow) -> tuple | None:
 def idempotency(ctx: Context) -> Verdict:
     """Repeated requests and re-collections agree."""
     failures = []
+    resealed: list[str] = []
     ev: dict[str, Any] = {"groups": []}
     done = ctx.completed()
     for a_i, a in enumerate(done):
@@ -198,11 +199,26 @@ def idempotency(ctx: Context) -> Verdict:
                 failures.append(f"Helper: same {key[0]} request {key[2]} got different PrepareResp states "
                                 f"(flows {[f.flow_seq for f in ok]})")
         if key[0] == "agg_share":
+            # DAP-09 §4.6.2 (digest §16 step 4): handling MUST be idempotent -- identical requests
+            # served, one unit of max_batch_query_count (a second unit would be refused: the
+            # status check above) -- and they "should all yield the same response" (lowercase).
+            # The draft does not require the stored ciphertext: a fresh HPKE encryption of the
+            # same share to the same Collector config (Janus 0.7 stores the plaintext share and
+            # seals it per request) is a note, never a violation; another config is.
+            configs = {f.resp.config_ids for f in ok if f.resp.config_ids}
             bodies = {f.resp.body_sha256 for f in ok if f.resp.body_sha256}
-            if len(bodies) > 1:
-                failures.append(f"Helper: same AggregateShareReq {key[2]} answered with different ciphertexts "
-                                f"(flows {[f.flow_seq for f in ok]}): not stored and replayed (§16)")
-    return make_verdict("idempotency", failures, ev, "repeated requests and collections agree")
+            if len(configs) > 1:
+                failures.append(f"Helper: same AggregateShareReq {key[2]} answered under different HPKE configs "
+                                f"{sorted(configs)} (flows {[f.flow_seq for f in ok]}): not the same response "
+                                "(dap-09 §4.6.2)")
+            elif len(bodies) > 1:
+                resealed.append(f"Helper: repeated identical AggregateShareReq {key[2]} answered with a fresh HPKE "
+                                f"encryption (flows {[f.flow_seq for f in ok]}), not the stored bytes "
+                                "(dap-09 §4.6.2: 'should all yield the same response')")
+                ev.setdefault("resealed", []).append([f.flow_seq for f in ok])
+    if failures:
+        return make_verdict("idempotency", failures, ev, "")
+    return Verdict("idempotency", True, "repeated requests and collections agree", ev, notes=tuple(resealed))
 
 
 def _conflicting_inits(groups: dict[tuple, list[Flow]], deleted: dict[str, int], ev: dict[str, Any]) -> list[str]:
@@ -260,30 +276,58 @@ def anti_replay(ctx: Context) -> Verdict:
     return make_verdict("anti-replay", failures, ev, f"{n} report(s) prepared, each in one aggregation job")
 
 
-def _relays_untyped_failure(ctx: Context, poll: Flow) -> bool:
-    """A collection poll's 5xx with a problem document may relay a failure DAP has no
-    problem type for: an earlier AggregateShareReq of the task answered, as the Leader saw
-    it, with a non-retryable 4xx without a DAP problem type (a ``respond`` fault's, or the
-    Helper's own, which is then judged on its own flow). The Leader cannot type it, and
-    §15 owes the Collector an error status with a problem document (Janus: 500)."""
+def _failed_aggregate_share(ctx: Context, poll: Flow) -> bool:
+    """Whether the Leader had failed to obtain the Helper's aggregate share for the poll's
+    task when it answered the poll: it sent an AggregateShareReq of the task before the poll
+    and none of those got a 2xx as the Leader saw it (refused, answered 5xx / 429, or no
+    answer at all; a ``respond`` fault's status counts as the Helper's). DAP-09 §4.6.1
+    (digest §15): "If obtaining aggregate shares fails, then the Leader responds to
+    subsequent HTTP POST requests to the collection job with an HTTP error status and a
+    problem document", and §3.2 allows 4xx or 5xx with a type outside the DAP namespace
+    (the reference Leader answers 502 / 400 batchMismatch, Janus 500
+    ``collection-job-abandoned``)."""
     task_prefix = poll.path.split("/collection_jobs/", 1)[0] + "/"
-    for fl in ctx.of_kind("agg_share"):
-        if fl.first_seq > poll.first_seq or not fl.path.startswith(task_prefix):
-            continue
+    shares = [fl for fl in ctx.of_kind("agg_share")
+              if fl.first_seq < poll.first_seq and fl.path.startswith(task_prefix) and not fl.is_copy]
+    if not shares:
+        return False
+    for fl in shares:
         injected = fl.applied("answers_in_place")
         if injected:
-            status, ptype = injected[-1].changed.status, injected[-1].changed.problem_type
+            status = injected[-1].changed.status
+        elif fl.applied("drops") or fl.response is None:
+            status = None  # no answer reached the Leader
         else:
-            status, ptype = fl.real_status, fl.resp.problem_type
-        typed = ptype is not None and ProblemType.from_token(problem_token(str(ptype)) or "") is not None
-        if isinstance(status, int) and 400 <= status < 500 and status != 429 and not typed:
-            return True
-    return False
+            status = fl.response.status
+        if isinstance(status, int) and 200 <= status < 300:
+            return False
+    return True
+
+
+def _unfillable_collection(ctx: Context, poll: Flow) -> FillBound | None:
+    """The fill bound of the poll's collection job when, at the poll, the history shows its
+    batch can no longer reach ``min_batch_size`` (:mod:`harness.check.fill`), else None.
+    Such a job cannot complete; a Leader that gives it up instead of waiting for more reports
+    (DAP-09 §4.6.5: it SHOULD wait; §4.6.1: "it either aborts the collection job or tries
+    again later") answers its polls with an error status and a problem document."""
+    creates = [fl for fl in ctx.of_kind("collection_create") if fl.path == poll.path and not ctx.tampered(fl)
+               and not fl.is_copy and fl.first_seq < poll.first_seq and is2xx(fl.real_status)]
+    if not creates:
+        return None
+    req = creates[0].req
+    if req.interval is not None:
+        query: dict[str, Any] = {"type": 1, "batch_interval_start": req.interval[0],
+                                 "batch_interval_duration": req.interval[1]}
+    else:  # fixed_size: bound over every report (a by-ID batch was returned complete: no bound)
+        query = {"type": 2, "subtype": 1}
+    bound = fill_bound(ctx.record, ctx.events, ctx.scenario, query, poll.first_seq)
+    return bound if bound is not None and not bound.can_fill else None
 
 
 def error_typing(ctx: Context) -> Verdict:
     """Every 4xx carries an expected DAP problem type; no 5xx but injected ones."""
     failures = []
+    gave_up: dict[str, str] = {}  # collection job path -> the optional line (one per job)
     ev: dict[str, Any] = {"unexpected": []}
     allowed_extra = {problem_token(p) for p in ctx.expect.allowed_problem_types}
     for fl in ctx.flows.values():
@@ -292,8 +336,15 @@ def error_typing(ctx: Context) -> Verdict:
             continue
         why = None
         if st >= 500:
-            if fl.kind == "collection_poll" and fl.resp.problem_type and _relays_untyped_failure(ctx, fl):
+            bound = None
+            if fl.kind == "collection_poll" and fl.resp.problem_type and _failed_aggregate_share(ctx, fl):
                 ev.setdefault("relayed", []).append(fl.flow_seq)
+            elif fl.kind == "collection_poll" and fl.resp.problem_type and \
+                    (bound := _unfillable_collection(ctx, fl)) is not None:
+                ev.setdefault("given_up_unfillable", []).append(fl.flow_seq)
+                gave_up.setdefault(fl.path, f"Leader: gave up collection job {fl.path} (answered {st}) when its "
+                                            f"batch could no longer fill ({bound.summary()}) instead of waiting "
+                                            "for more reports (dap-09 §4.6.5: SHOULD wait)")
             else:
                 why = f"{st} from the upstream"
         elif 400 <= st < 500:
@@ -308,4 +359,7 @@ def error_typing(ctx: Context) -> Verdict:
         if why:
             failures.append(f"{_answerer(fl)}: {fl.kind} {fl.method} {fl.path} (flow {fl.flow_seq}): {why}")
             ev["unexpected"].append(fl.evidence())
-    return make_verdict("error-typing", failures, ev, "every error response is typed as expected")
+    if failures:
+        return make_verdict("error-typing", failures, ev, "")
+    return Verdict("error-typing", True, "every error response is typed as expected", ev,
+                   optional=tuple(gave_up.values()))

@@ -81,6 +81,10 @@ class Verdict:
     #: optional behaviours (MAY / SHOULD) the run did without, one line each naming the role and
     #: the section: never a violation, but said in the summary ("pass without optional recovery")
     optional: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: what the target did differently from a non-normative wording of the draft (not a
+    #: recovery, so never a reason to accept a clean failure), one line each: said in the
+    #: summary ("note: ...") and nothing else
+    notes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen

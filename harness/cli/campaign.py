@@ -13,6 +13,7 @@ import attrs
 
 from dap.argtypes import nonneg_int, positive_float, positive_int
 from faults.strategies import check_campaign_vdaf
+from faults.workload import parse_vdaf
 from harness.campaign.driver import run_campaign
 from harness.campaign.exampledb import is_redis_url
 from harness.campaign.freeze import REGRESSIONS_DIR, freeze
@@ -22,6 +23,7 @@ from harness.campaign.sharding import Shard, parse_shard
 from harness.campaign.workers import run_campaign_workers
 from harness.cli.args import PROG, Parser, add_impl_option, console, make_root, one_impl_each, setup_logging
 from harness.errors import UsageError
+from harness.stack.images import load_images, not_applicable
 
 __all__ = ["build_campaign_parser", "campaign_command"]
 
@@ -75,7 +77,8 @@ def build_campaign_parser() -> Any:
     p.add_argument("--freeze", action="store_true", help="write each failure as a tests/regressions/ case")
     p.add_argument("--regressions-dir", type=Path, default=REGRESSIONS_DIR, help=argparse.SUPPRESS)
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="output root (default ./artifacts/campaign-<ts>)")
-    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S", help="per-scenario timeout")
+    p.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                   help="per-scenario timeout (default 30, or more for a Leader whose images.toml timing needs it)")
     p.add_argument("--shrink-budget", type=_duration, default=300.0, metavar="T",
                    help="time allowed for shrinking (hypothesis' shrink, then one rule at a time)")
     p.add_argument("--replays", type=nonneg_int, default=REPLAYS, metavar="N",
@@ -116,6 +119,10 @@ def campaign_command(argv: Sequence[str]) -> int:
     impl = one_impl_each(args.impl)
     if args.vdaf is not None:
         check_campaign_vdaf(args.vdaf, 1)
+        from harness.run.stack import resolve_impl  # before any stack starts: one line, nothing to stop
+        why = not_applicable(resolve_impl(load_images(args.images), impl), parse_vdaf(args.vdaf, 1).type)
+        if why is not None:
+            raise UsageError(f"--vdaf {args.vdaf}: not applicable: {why}")
     root = make_root(args.artifacts, prefix="campaign-").resolve()
     err = console(stderr=True)
     seed = args.seed

@@ -21,19 +21,20 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dap.argtypes import nonneg_int, positive_float, positive_int
 from faults.catalogue import CATALOGUE
-from faults.errors import PlanError, one_line
+from faults.errors import NotApplicable, PlanError, WorkloadError, one_line
 from faults.plan import load_plan
 from faults.scenario import Scenario, scenario_from_dict
 from faults.workload import apply_overrides
 from harness.check.verdict import combine_exit_codes
 from harness.cli.args import PROG, Parser, add_impl_option, console, make_root, one_impl_each
 from harness.errors import UsageError
-from harness.stack.images import ROLES, load_images
+from harness.stack.images import ROLES, load_images, parse_impl
 
 __all__ = ["build_parser", "run_command"]
 
@@ -83,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--artifacts", type=Path, metavar="DIR", help="output root (default ./artifacts/<timestamp>)")
     out.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     out.add_argument("--junit", type=Path, metavar="FILE", help="also write one JUnit XML for every scenario run")
-    out.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
-                     help="per-scenario timeout in seconds (default 60)")
+    out.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                     help="per-scenario timeout in seconds (default 60, or more for a Leader whose images.toml "
+                          "timing needs it)")
     out.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     return p
 
@@ -125,7 +127,9 @@ def _scenario_file(path: Path) -> Scenario:
         raise UsageError(f"--scenario {path}: {one_line(exc)}") from exc
 
 
-def _select(args: argparse.Namespace) -> list[Scenario]:
+def _select(args: argparse.Namespace) -> tuple[list[Scenario], list[tuple[Scenario, str]]]:
+    """The scenarios to run, and (``--all``) those left out because their workload cannot take
+    the ``--vdaf`` asked for (scenario, why): a Poplar1 walk under Prio3."""
     from harness.run import check_scenario  # harness.run pulls in the process machinery: only to run
 
     if args.all and (args.fault or args.plan or args.scenario):
@@ -146,38 +150,70 @@ def _select(args: argparse.Namespace) -> list[Scenario]:
     if not scenarios:
         raise UsageError("nothing to run: give --fault NAME, --plan FILE, --scenario FILE, --all or --list")
     out = []
+    left_out: list[tuple[Scenario, str]] = []
     for s in scenarios:
-        s = apply_overrides(s, vdaf=args.vdaf, reports=args.reports, query_type=args.query_type)
-        check_scenario(s)
-        out.append(s)
-    return out
+        try:
+            s2 = apply_overrides(s, vdaf=args.vdaf, reports=args.reports, query_type=args.query_type)
+        except NotApplicable as exc:
+            if not args.all:  # asked for by name: the combination is the user's mistake
+                raise WorkloadError(f"--fault {s.name} --vdaf {args.vdaf}: {exc}") from exc
+            left_out.append((s, str(exc)))
+            continue
+        check_scenario(s2)
+        out.append(s2)
+    return out, left_out
 
 
 # --- commands ------------------------------------------------------------------------------------
+
+
+def _listed_applicability(args: argparse.Namespace, images: Any) -> dict[str, str]:
+    """--list: fault name -> why it is not applicable to the implementations --impl selects
+    (every name given per role; default: each role's default) under --vdaf."""
+    chosen = parse_impl(args.impl)
+    per_role = {role: [images.select(role, n) for n in (chosen.get(role) or chosen.get("all") or [])]
+                or [images.default(role)] for role in ROLES}
+    out: dict[str, str] = {}
+    for name, scenario in CATALOGUE.items():
+        try:
+            s = apply_overrides(scenario, vdaf=args.vdaf, reports=None, query_type=None)
+        except NotApplicable as exc:
+            out[name] = f"--vdaf {args.vdaf}: {exc}"
+            continue
+        lacking = [f"{e.role} {e.name}" for role in ROLES for e in per_role[role]
+                   if not e.supports(s.workload.task.vdaf.type)]
+        if lacking:
+            out[name] = f"{', '.join(lacking)}: no {s.workload.task.vdaf.type} (images.toml vdafs)"
+    return out
 
 
 def list_command(args: argparse.Namespace) -> int:
     if args.fault or args.plan or args.scenario or args.all:
         raise UsageError("--list cannot be combined with --fault, --plan, --scenario or --all")
     images = load_images(args.images)
+    na = _listed_applicability(args, images)
     if args.json:
         print(json.dumps({
             "faults": [{"name": n, "doc": s.summary_line, "expect": s.expect.outcome.value,
-                        "spec_section": s.spec_section} for n, s in CATALOGUE.items()],
+                        "spec_section": s.spec_section, **({"not_applicable": na[n]} if n in na else {})}
+                       for n, s in CATALOGUE.items()],
             "implementations": {r: [{"name": e.name, "kind": e.kind, "doc": e.doc,
-                                     "missing_here": {b: e.missing(b) for b in e.backends if e.missing(b)}}
+                                     "missing_here": {b: e.missing(b) for b in e.backends if e.missing(b)},
+                                     "vdafs": list(e.vdafs) if e.vdafs is not None else None}
                                     for e in images.entries[r]] for r in ROLES}}, indent=2))
         return 0
     width = max(map(len, CATALOGUE), default=10)
     print(f"faults ({len(CATALOGUE)}):")
     for name, s in CATALOGUE.items():
-        print(f"  {name:<{width}}  {s.summary_line}")
+        note = f"n/a ({na[name]}) " if name in na else ""
+        print(f"  {name:<{width}}  {note}{s.summary_line}")
     print("implementations (images.toml; first = default):")
     for role in ROLES:
         for e in images.entries[role]:
             why = e.missing("local") if "local" in e.backends else None
             note = f"  [local: cannot run here: {why}]" if why else ""
-            print(f"  {role:<9} {e.name:<12} {e.kind:<12} {e.doc}{note}")
+            vdafs = f"  [vdafs: {', '.join(e.vdafs)}]" if e.vdafs is not None else ""
+            print(f"  {role:<9} {e.name:<12} {e.kind:<12} {e.doc}{vdafs}{note}")
     return 0
 
 
@@ -189,24 +225,37 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.list:
         return list_command(args)
-    scenarios = _select(args)
+    selected, vdaf_left_out = _select(args)
     if args.pull and args.backend != "docker":
         raise UsageError("--pull needs --backend docker")
     if args.network == "netns" and args.backend != "local":
         raise UsageError("--network netns runs local roles in namespaces; it cannot be combined with --backend "
                          f"{args.backend}")
     if args.network != "netns":
-        need = [s.name for s in scenarios if s.plan.needs_network]
+        need = [s.name for s in selected if s.plan.needs_network]
         if need:
             raise UsageError(f"{need[0]}: its plan has network rules; run it with --network netns (as root; "
                              "docs/network.md)")
     if args.matrix:
-        return _run_matrix(args, scenarios)
+        return _run_matrix(args, selected, vdaf_left_out)
     impl = one_impl_each(args.impl)
-    root = make_root(args.artifacts)
+    from harness.run.matrix import applicable
+    from harness.run.stack import resolve_impl
+    scenarios, left_out = applicable(selected, resolve_impl(load_images(args.images), impl))
+    left_out = sorted([*vdaf_left_out, *left_out], key=lambda x: _rank(x[0]))
     out = console(stderr=args.json)
+    for s, why in left_out:  # one line each, whatever else is printed; the exit code stays as it is
+        out.print(terminal.not_applicable_line(s.name, why), markup=False, soft_wrap=True)
+    if not scenarios:
+        out.print("nothing to run: every selected scenario is not applicable here")
+        if args.json:
+            print(json.dumps({"exit_code": 0, "results": [], "not_applicable": [
+                {"scenario": s.name, "why": why} for s, why in left_out]}, indent=2))
+        return 0
+    root = make_root(args.artifacts)
     results: list[tuple[Scenario, Any]] = []
     t0 = time.monotonic()
+    order = [s.name for s in CATALOGUE.values()] if args.all else []
     with Stack.start(artifacts_root=root, impl=impl, images=args.images, backend=args.backend,
                      pull=args.pull, network=args.network) as stack:
         log.info("stack up in %.2f s (%s)", stack.started_s,
@@ -222,26 +271,34 @@ def run_command(args: argparse.Namespace) -> int:
                 terminal.print_result(out, result, scenario, stack.started_s)
         stack_start = stack.started_s
     codes = [r.exit_code for _, r in results]
-    if len(results) > 1:
-        write_catalogue_matrix(root, results)
+    if len(results) + len(left_out) > 1:
+        write_catalogue_matrix(root, results, left_out, order)
         if not args.json:
-            terminal.print_catalogue_matrix(out, results, stack_start, time.monotonic() - t0, root)
+            terminal.print_catalogue_matrix(out, results, stack_start, time.monotonic() - t0, root, left_out, order)
     if args.junit is not None:
         args.junit.parent.mkdir(parents=True, exist_ok=True)
         junit_matrix(args.junit, [(r.report, s, r.seconds) for s, r in results])
     if args.json:
         print(json.dumps({"exit_code": combine_exit_codes(codes), "artifacts": str(root),
                           "stack_start_s": round(stack_start, 3),
-                          "results": [terminal.result_json(r) for _, r in results]}, indent=2))
+                          "results": [terminal.result_json(r) for _, r in results],
+                          "not_applicable": [{"scenario": s.name, "why": why} for s, why in left_out]}, indent=2))
     return combine_exit_codes(codes)
 
 
-def _run_matrix(args: argparse.Namespace, scenarios: list[Scenario]) -> int:
-    """--matrix: implementations x scenarios (:mod:`harness.run.matrix`)."""
+def _rank(scenario: Scenario) -> int:
+    names = list(CATALOGUE)
+    return names.index(scenario.name) if scenario.name in CATALOGUE else len(names)
+
+
+def _run_matrix(args: argparse.Namespace, scenarios: list[Scenario],
+                left_out: Sequence[tuple[Scenario, str]] = ()) -> int:
+    """--matrix: implementations x scenarios (:mod:`harness.run.matrix`); ``left_out``: the
+    scenarios no combination can run (their workload cannot take ``--vdaf``)."""
     from harness.run.matrix import run_matrix
 
     root = make_root(args.artifacts)
-    code = run_matrix(args, scenarios, console(stderr=args.json), root)
+    code = run_matrix(args, scenarios, console(stderr=args.json), root, left_out=left_out)
     if args.junit is not None:
         args.junit.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / "junit.xml", args.junit)

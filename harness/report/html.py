@@ -80,6 +80,8 @@ VERDICT_COLOURS = {
     "violation": ("#cf222e", "#ffffff"),
     "infra": ("#6e40c9", "#ffffff"),
     "unknown": ("#6e7781", "#ffffff"),
+    # a scenario left out: a selected implementation lacks its VDAF (images.toml vdafs)
+    "n/a": ("#d0d7de", "#24292f"),
 }
 #: flows files looked for, in order, when none is given
 _FLOWS_NAMES = ("flows.mitm", "flows")
@@ -273,8 +275,13 @@ def _verdict_class(value: Any) -> str:
     return value if isinstance(value, str) and value in VERDICT_COLOURS else "unknown"
 
 
+def _css(cls: str) -> str:
+    """A verdict class as a CSS class name (``n/a`` -> ``na``)."""
+    return cls.replace("/", "")
+
+
 def _badge(cls: str, text: str | None = None) -> str:
-    return f'<span class="badge v-{_e(cls)}">{_e(text or cls.replace("_", " "))}</span>'
+    return f'<span class="badge v-{_e(_css(cls))}">{_e(text or cls.replace("_", " "))}</span>'
 
 
 def _write(path: Path, text: str) -> Path:
@@ -717,7 +724,8 @@ def write_matrix_html(out_dir: Path, cells: Sequence[Mapping[str, Any]], *, titl
     """Write ``out_dir/<filename>``: one row per scenario, one column per implementation combo.
 
     Each cell is a dict: ``scenario`` (required), ``verdict_class`` (``pass`` /
-    ``clean_failure`` / ``violation`` / ``infra``; missing = unknown), ``run_dir`` (its
+    ``clean_failure`` / ``violation`` / ``infra`` / ``n/a``, a scenario left out as not
+    applicable; missing = unknown), ``run_dir`` (its
     ``report.html`` is linked relative to ``out_dir``), optional ``column`` (implementation
     combo, e.g. ``"janus/janus"``; one column when none is given), ``summary`` (tooltip),
     ``expected`` (the scenario's expected outcome, shown once per row), ``exit_code``.
@@ -761,7 +769,7 @@ def write_matrix_html(out_dir: Path, cells: Sequence[Mapping[str, Any]], *, titl
                 str(cell.get("summary") or "")) if x)
             exp_text = expected.get(scen)
             # Outcome values: pass / clean_failure / pass_or_clean_failure
-            surprise = bool(exp_text) and vc != "unknown" and vc not in exp_text.split("_or_")
+            surprise = bool(exp_text) and vc not in ("unknown", "n/a") and vc not in exp_text.split("_or_")
             if surprise:
                 text += " (unexpected)"
             run = cell.get("run_dir")
@@ -773,7 +781,7 @@ def write_matrix_html(out_dir: Path, cells: Sequence[Mapping[str, Any]], *, titl
                 inner = f'<a href="{_e(href)}">{_e(text)}</a>'
             else:
                 inner = _e(text)
-            tds.append(f'<td class="cell v-{vc}{" surprise" if surprise else ""}" data-class="{vc}" '
+            tds.append(f'<td class="cell v-{_css(vc)}{" surprise" if surprise else ""}" data-class="{vc}" '
                        f'title="{_e(tip)}">{inner}</td>')
         exp = ((f"<td>{_e(spec.get(scen, ''))}</td>" if spec else "")
                + (f"<td>{_e(expected.get(scen, '').replace('_', ' '))}</td>" if expected else ""))
@@ -790,7 +798,7 @@ def write_matrix_html(out_dir: Path, cells: Sequence[Mapping[str, Any]], *, titl
 
 # --- static parts -------------------------------------------------------------------------------------
 
-_VERDICT_CSS = "".join(f".v-{k}{{background:{bg};color:{fg}}}" for k, (bg, fg) in VERDICT_COLOURS.items())
+_VERDICT_CSS = "".join(f".v-{_css(k)}{{background:{bg};color:{fg}}}" for k, (bg, fg) in VERDICT_COLOURS.items())
 
 _CSS = _VERDICT_CSS + """
 *{box-sizing:border-box}

@@ -42,8 +42,8 @@ from harness.errors import InfraError
 from harness.record import RunRecord, run_record_from_dict
 from harness.report.provenance import code_identity
 
-__all__ = ["AnalyzeError", "StoredRun", "junit_matrix", "junit_run", "junit_suite", "load_run", "unique_dir",
-           "write_catalogue_matrix", "write_json", "write_run_dir"]
+__all__ = ["AnalyzeError", "StoredRun", "junit_matrix", "junit_run", "junit_suite", "load_run", "not_applicable_cell",
+           "unique_dir", "write_catalogue_matrix", "write_json", "write_run_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +160,27 @@ def write_run_dir(run_dir: Path, *, scenario: Scenario, record: RunRecord, histo
               record.infra_errors)
 
 
-def write_catalogue_matrix(root: Path, results: Sequence[tuple[Scenario, Any]]) -> None:
-    """``matrix.json``, ``junit.xml`` and ``matrix.html`` for many scenarios run on one stack."""
+def not_applicable_cell(scenario: Scenario, why: str, **extra: Any) -> dict[str, Any]:
+    """The matrix cell of a scenario left out of a run: a selected implementation lacks its
+    VDAF (``images.toml`` ``vdafs``). Verdict ``n/a``, exit code 0 (it changes nothing)."""
+    return {"scenario": scenario.name, **extra, "verdict_class": "n/a", "exit_code": 0, "run_dir": None,
+            "expected": scenario.expect.outcome.value, "seconds": 0.0, "summary": f"not applicable: {why}",
+            "spec_section": scenario.spec_section, "not_applicable": why}
+
+
+def write_catalogue_matrix(root: Path, results: Sequence[tuple[Scenario, Any]],
+                           not_applicable: Sequence[tuple[Scenario, str]] = (), order: Sequence[str] = ()) -> None:
+    """``matrix.json``, ``junit.xml`` and ``matrix.html`` for many scenarios run on one stack;
+    ``not_applicable`` (scenario, why) are ``n/a`` cells (:func:`not_applicable_cell`), cells
+    in ``order`` (scenario names) when given."""
     from harness.report.html import write_matrix_html  # the page's module is large: only when one is drawn
 
     cells = [{"scenario": s.name, "verdict_class": r.report.verdict_class.value, "run_dir": str(r.run_dir),
               "exit_code": r.exit_code, "expected": s.expect.outcome.value, "seconds": round(r.seconds, 3),
               "summary": r.report.summary, "spec_section": s.spec_section} for s, r in results]
+    cells += [not_applicable_cell(s, why) for s, why in not_applicable]
+    rank = {name: i for i, name in enumerate(order)}
+    cells.sort(key=lambda c: rank.get(c["scenario"], len(rank)))
     (root / "matrix.json").write_text(json.dumps({"cells": cells}, indent=2) + "\n", encoding="utf-8")
     junit_matrix(root / "junit.xml", [(r.report, s, r.seconds) for s, r in results])
     try:

@@ -13,13 +13,15 @@ from faults.history import FaultEvent
 from faults.scenario import Scenario, to_dict
 from harness.check.verdict import CheckReport
 
-__all__ = ["CLASS_STYLE", "faults_applied", "print_catalogue_matrix", "print_check_report", "print_result",
-           "progress_cell", "result_json", "styled"]
+__all__ = ["CLASS_STYLE", "NOT_APPLICABLE", "faults_applied", "not_applicable_line", "print_catalogue_matrix",
+           "print_check_report", "print_result", "progress_cell", "result_json", "styled"]
 
 MARK = {True: "[green]✓ holds[/]", False: "[red]✗ violated[/]", None: "[yellow]? unknown[/]"}
 #: verdict class -> rich style (the HTML pages use the same classes: harness.report.html)
 CLASS_STYLE = {"pass": "green", "clean_failure": "cyan", "violation": "bold red", "inconclusive": "yellow",
-               "infra": "magenta"}
+               "infra": "magenta", "n/a": "dim"}
+#: The matrix cell of a scenario left out because a selected implementation lacks its VDAF.
+NOT_APPLICABLE = "n/a"
 
 
 def styled(verdict_class: str, text: str | None = None) -> str:
@@ -97,9 +99,16 @@ def result_json(result: Any) -> dict[str, Any]:
             "verdicts": to_dict(result.report.verdicts), "infra_errors": list(result.record.infra_errors)}
 
 
+def not_applicable_line(scenario: str, why: str) -> str:
+    """The one line for a scenario left out: ``NAME: not applicable: leader janus does not ...``."""
+    return f"{scenario}: not applicable: {why}"
+
+
 def print_catalogue_matrix(console: Any, results: Sequence[tuple[Scenario, Any]], stack_start: float, total: float,
-                           root: Path) -> None:
-    """Many scenarios on one stack (``faultrun --all``)."""
+                           root: Path, not_applicable: Sequence[tuple[Scenario, str]] = (),
+                           order: Sequence[str] = ()) -> None:
+    """Many scenarios on one stack (``faultrun --all``); ``not_applicable``: the ones left out
+    (scenario, why), shown as ``n/a`` rows; rows in ``order`` (scenario names) when given."""
     from rich.table import Table
 
     t = Table(title="faultrun matrix", header_style="bold")
@@ -108,12 +117,22 @@ def print_catalogue_matrix(console: Any, results: Sequence[tuple[Scenario, Any]]
     t.add_column("expected")
     t.add_column("exit", justify="right")
     t.add_column("s", justify="right")
-    for s, r in results:
-        t.add_row(s.name, styled(r.report.verdict_class.value), s.expect.outcome.value, str(r.exit_code),
-                  f"{r.seconds:.2f}")
+    rows: list[tuple[Scenario, Any]] = [*results, *((s, None) for s, _ in not_applicable)]
+    rank = {name: i for i, name in enumerate(order)}
+    rows.sort(key=lambda row: rank.get(row[0].name, len(rank)))  # stable: as given otherwise
+    for s, r in rows:
+        if r is None:
+            t.add_row(s.name, styled(NOT_APPLICABLE), s.expect.outcome.value, "", "")
+        else:
+            t.add_row(s.name, styled(r.report.verdict_class.value), s.expect.outcome.value, str(r.exit_code),
+                      f"{r.seconds:.2f}")
     console.print(t)
     counts = Counter(r.report.verdict_class.value for _, r in results)
+    if not_applicable:
+        counts[NOT_APPLICABLE] = len(not_applicable)
     secs = [r.seconds for _, r in results]
-    console.print(f"{len(results)} scenarios ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}); "
-                  f"stack start {stack_start:.2f} s; median {statistics.median(secs):.2f} s per scenario; "
+    median = f"median {statistics.median(secs):.2f} s per scenario; " if secs else ""
+    console.print(f"{len(results) + len(not_applicable)} scenarios "
+                  f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}); "
+                  f"stack start {stack_start:.2f} s; {median}"
                   f"total {total:.1f} s. Matrix: {root / 'matrix.json'}, {root / 'junit.xml'}")

@@ -24,15 +24,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from faults.catalogue import CATALOGUE
 from harness.check.verdict import combine_exit_codes
 from harness.errors import HarnessError, UsageError
 from harness.report.html import write_matrix_html
-from harness.report.rundir import junit_suite
-from harness.report.terminal import styled
+from harness.report.rundir import junit_suite, not_applicable_cell
+from harness.report.terminal import not_applicable_line, styled
 from harness.run.stack import Stack
-from harness.stack.images import ImageEntry, Images, load_images, parse_impl
+from harness.stack.images import ImageEntry, Images, load_images, not_applicable, parse_impl
 
-__all__ = ["combo_label", "combos", "run_matrix"]
+__all__ = ["applicable", "combo_label", "combos", "run_matrix"]
 
 log = logging.getLogger(__name__)
 ORDER = ("client", "leader", "helper", "collector")  # the interop runner's order
@@ -72,27 +73,56 @@ def _dir_name(label: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "=,.-_+" else "_" for ch in label)
 
 
-def run_matrix(args: Any, scenarios: Sequence[Any], console: Any, root: Path) -> int:
-    """Run every combination x scenario; write matrix.json, junit.xml, matrix.html; return the exit code."""
+def applicable(scenarios: Sequence[Any], impl: Mapping[str, ImageEntry]) -> tuple[list[Any], list[tuple[Any, str]]]:
+    """The scenarios the implementations (role -> entry) can run, and those whose VDAF one of
+    them lacks (``images.toml`` ``vdafs``) with why (:func:`harness.stack.images.not_applicable`)."""
+    run: list[Any] = []
+    left_out: list[tuple[Any, str]] = []
+    for s in scenarios:
+        why = not_applicable(impl, s.workload.task.vdaf.type)
+        if why is None:
+            run.append(s)
+        else:
+            left_out.append((s, why))
+    return run, left_out
+
+
+def run_matrix(args: Any, scenarios: Sequence[Any], console: Any, root: Path,
+               left_out: Sequence[tuple[Any, str]] = ()) -> int:
+    """Run every combination x scenario; write matrix.json, junit.xml, matrix.html; return the
+    exit code. A scenario a combination cannot run (:func:`applicable`, or ``left_out``: its
+    workload cannot take ``--vdaf``) is one ``not applicable`` line and an ``n/a`` cell, and
+    changes no exit code."""
     images = load_images(args.images)
     matrix = combos(images, parse_impl(args.impl), args.backend)
     t0 = time.monotonic()
     cells: list[dict[str, Any]] = []
     suites: list[ET.Element] = []
     codes: list[int] = []
-    n = len(matrix) * len(scenarios)
-    console.print(f"matrix: {len(matrix)} implementation combination(s) x {len(scenarios)} scenario(s) = {n} runs "
-                  f"(--backend {args.backend})")
+    plan = [(combo, *applicable(scenarios, combo)) for combo in matrix]
+    n = sum(len(run) for _, run, _ in plan)
+    na = sum(len(out) for _, _, out in plan) + len(left_out) * len(matrix)
+    console.print(f"matrix: {len(matrix)} implementation combination(s) x {len(scenarios) + len(left_out)} "
+                  f"scenario(s) = {n} runs" + (f" and {na} not applicable" if na else "")
+                  + f" (--backend {args.backend})", soft_wrap=True)
+    order = {s.name: i for i, s in enumerate(sorted([*scenarios, *(s for s, _ in left_out)],
+                                                    key=lambda s: _catalogue_rank(s.name)))}
+    combo_labels = [combo_label(c) for c in matrix]
     done = 0
-    for combo in matrix:
+    for combo, runnable, combo_left_out in plan:
         label = combo_label(combo)
         impl = {r: e.name for r, e in combo.items()}
         croot = root / _dir_name(label)
         console.print(f"[bold]{label}[/]")
+        for scenario, why in sorted([*left_out, *combo_left_out], key=lambda x: order[x[0].name]):
+            console.print(f"  {not_applicable_line(scenario.name, why)}", markup=False, soft_wrap=True)
+            cells.append(not_applicable_cell(scenario, why, combo=label, column=label, impl=impl))
+        if not runnable:
+            continue
         try:
             with Stack.start(artifacts_root=croot, impl=impl, images=images, backend=args.backend,
                              pull=getattr(args, "pull", False), network=getattr(args, "network", "loopback")) as stack:
-                for scenario in scenarios:
+                for scenario in runnable:
                     done += 1
                     console.print(f"  [dim][{done}/{n}][/] {scenario.name} ...", end="")
                     result = stack.run_scenario(scenario, seed=args.seed, timeout_s=args.timeout)
@@ -113,7 +143,7 @@ def run_matrix(args: Any, scenarios: Sequence[Any], console: Any, root: Path) ->
             console.print(f"  [magenta]{label}: {msg}[/]")
             code = exc.exit_code if exc.exit_code in (2, 3) else 3
             ran = {c["scenario"] for c in cells if c["combo"] == label}
-            for scenario in scenarios:
+            for scenario in runnable:
                 if scenario.name in ran:
                     continue
                 done += 1
@@ -126,10 +156,17 @@ def run_matrix(args: Any, scenarios: Sequence[Any], console: Any, root: Path) ->
                 s = junit_suite(None, scenario, 0.0, [msg])
                 s.set("name", f"faultrun.{label}.{scenario.name}")
                 suites.append(s)
+    cells.sort(key=lambda c: (combo_labels.index(c["combo"]), order[c["scenario"]]))
     _write(root, matrix, cells, suites)
     total = time.monotonic() - t0
-    _print(console, matrix, scenarios, cells, total, root)
+    _print(console, matrix, sorted([*scenarios, *(s for s, _ in left_out)], key=lambda s: order[s.name]), cells,
+           total, root)
     return combine_exit_codes(codes)
+
+
+def _catalogue_rank(name: str) -> int:
+    names = list(CATALOGUE)
+    return names.index(name) if name in CATALOGUE else len(names)
 
 
 def _write(root: Path, matrix: Sequence[Mapping[str, ImageEntry]], cells: list[dict[str, Any]],

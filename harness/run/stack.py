@@ -50,7 +50,12 @@ keeps its slice). The roles' own state (their databases) is the target's busines
    :func:`harness.check.checker.check`, and writes the run directory (layout in
    :mod:`harness.report.rundir`; the flows file is moved into it).
 
-``timeout_s`` bounds the whole scenario (uploads, polling). Every process started is
+``timeout_s`` bounds the whole scenario (uploads, polling); by default
+:meth:`Stack.scenario_timeout_s` (60 s, or longer when the Leader's ``images.toml`` timing
+needs it). A :class:`~faults.scenario.Pause` waits its ``ms`` plus ``job_intervals`` of the
+Leader's ``timing.job_interval_ms``, and a collection is judged ``not_ready`` no sooner than
+one such interval: the scenarios adapt to the target's pace (the reference Leader creates
+jobs every 0.2 s, Janus every 1 s). Every process started is
 stopped by ``close()`` (the context manager), also on exceptions and Ctrl-C; an atexit hook
 is the last resort. Errors: :mod:`harness.errors` (config -> exit 2, infra -> exit 3).
 """
@@ -85,14 +90,14 @@ from harness.record import CollectionRecord, RunRecord, UploadRecord
 from harness.report.html import render_report_html
 from harness.report.rundir import unique_dir, write_run_dir
 from harness.stack.backend import Backend, get_backend
-from harness.stack.images import ROLES, ImageEntry, Images, load_images
+from harness.stack.images import ROLES, ImageEntry, Images, Timing, load_images
 from harness.stack.interop import InteropClient, ProvisionedTask, provision_task, wait_ready
 from harness.stack.lifetime import exit_text, last_line, sweep
 from harness.stack.netfaults import NetFaults
 from harness.stack.netns import sweep as sweep_netns
 from harness.stack.proxy import FaultProxy
 
-__all__ = ["RunResult", "Stack", "check_scenario", "resolve_impl"]
+__all__ = ["DEFAULT_TIMEOUT_S", "RunResult", "Stack", "check_scenario", "resolve_impl"]
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.05  # for the first POLL_FAST_S of a collection, then POLL_SLOW_S
@@ -100,10 +105,13 @@ POLL_FAST_S = 2.0
 POLL_SLOW_S = 0.25
 START_ATTEMPTS = 3
 MAX_POLL_ERRORS = 5
-#: A collection still in progress this long is checked for a batch that cannot fill (then it
-#: ends ``not_ready``): the Leader has had time to aggregate what it has, and to complete a
-#: collection it should not (the checker flags that).
+#: A collection still in progress this long (or one Leader job interval, if longer) is
+#: checked for a batch that cannot fill (then it ends ``not_ready``): the Leader has had time
+#: to aggregate what it has, and to complete a collection it should not (the checker flags that).
 NOT_READY_GRACE_S = 1.0
+#: The per-scenario timeout when none is given, before the Leader's timing may lengthen it
+#: (:meth:`harness.stack.images.Timing.scenario_timeout_s`).
+DEFAULT_TIMEOUT_S = 60.0
 #: The same for a collection after one that ended ``not_ready`` in the same run.
 NOT_READY_AGAIN_S = 0.25
 #: ... and re-checked this often (the Leader may give up aggregating later: retry budgets).
@@ -347,14 +355,27 @@ class Stack:
             return False
         return True
 
-    def run_scenario(self, scenario: Scenario, seed: int | None = None, timeout_s: float = 60.0,
+    @property
+    def timing(self) -> Timing:
+        """The Leader's pace (``images.toml`` ``timing``): what the scenarios wait for."""
+        return self.impl["leader"].timing
+
+    def scenario_timeout_s(self, base_s: float = DEFAULT_TIMEOUT_S) -> float:
+        """The per-scenario timeout for this stack's Leader: ``base_s`` or, for a Leader that
+        takes longer to give up failing requests, what its ``timing`` needs."""
+        return self.timing.scenario_timeout_s(base_s)
+
+    def run_scenario(self, scenario: Scenario, seed: int | None = None, timeout_s: float | None = None,
                      run_dir: Path | None = None, report_html: bool = True) -> RunResult:
         """Run one scenario on a fresh task; write and return its run directory.
 
-        ``report_html=False`` skips report.html (about 40% of a passing run's time; campaigns
-        render it only for the runs they keep, see :func:`harness.report.html.render_report_html`)."""
+        ``timeout_s`` None: :meth:`scenario_timeout_s`. ``report_html=False`` skips
+        report.html (about 40% of a passing run's time; campaigns render it only for the runs
+        they keep, see :func:`harness.report.html.render_report_html`)."""
         if self._closed or self.proxy is None:
             raise InfraError("stack is closed")
+        if timeout_s is None:
+            timeout_s = self.scenario_timeout_s()
         check_scenario(scenario)
         if scenario.plan.net_rules and self.network != "netns":
             raise UsageError(f"{scenario.name}: its plan has network rules "
@@ -509,7 +530,8 @@ class Stack:
                 self.proxy.control.fire_event(name)
                 fired.append(name)
             elif isinstance(step, Pause):
-                time.sleep(min(step.ms / 1000, max(deadline - time.monotonic(), 0)))
+                wait = self.timing.pause_s(step.ms, step.job_intervals)
+                time.sleep(min(wait, max(deadline - time.monotonic(), 0)))
 
     def _fill_bound(self, query: dict[str, Any], pt: ProvisionedTask, task: Any, base_time: int, since: int,
                     uploads: list[UploadRecord]) -> FillBound | None:
@@ -565,7 +587,8 @@ class Stack:
         t_start = time.monotonic()
         # a later collection of a run whose earlier one found its batch unfillable: the Leader
         # has had its grace already; check (almost) at once
-        grace = NOT_READY_AGAIN_S if any(c.status == "not_ready" for c in earlier) else NOT_READY_GRACE_S
+        grace = NOT_READY_AGAIN_S if any(c.status == "not_ready" for c in earlier) else \
+            max(NOT_READY_GRACE_S, self.timing.job_interval_ms / 1000)
         fill_check_at = t_start + grace
         alive_check_at = t_start + ALIVE_RECHECK_S
         while True:

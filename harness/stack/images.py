@@ -18,6 +18,8 @@ table::
     image = "us-west2-docker.pkg.dev/.../janus_interop_aggregator:0.7.x"   # docker backend
     port = 8080                      # container port of the interop API (default 8080)
     args = ["..."]                   # optional: the container's command (after its entrypoint)
+    vdafs = ["Prio3Count", "Prio3Sum"]   # optional: the VDAF types it supports (absent: all)
+    timing = { job_interval_ms = 1000 }  # optional, leaders only: how fast it works (Timing)
 
 An entry may have both ``command`` and ``image`` (the shipped ``reference`` entries do): the
 local backend runs the command, the docker backend the image. ``env`` applies to both.
@@ -28,6 +30,12 @@ address in its namespace, docs/network.md), ``{state_dir}`` (the role's director
 artifacts), ``{repo}`` (this checkout). A runner-style string gets the name
 ``<image basename>:<tag>``. Every error is one :class:`~harness.errors.ImagesError` line
 naming the file, the line when known, and the key.
+
+``vdafs`` lists the interop VDAF types (:data:`dap.vdaf.params.VDAF_TYPES`) an
+implementation supports; ``faultrun`` leaves a scenario whose VDAF a selected implementation
+lacks out of the run as *not applicable* (:func:`not_applicable`). ``timing`` (a Leader's)
+says how fast it works, so scenarios wait as long as the target needs instead of assuming
+the reference Leader's pace (:class:`Timing`).
 """
 
 from __future__ import annotations
@@ -37,21 +45,59 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
+from dap.vdaf.params import VDAF_TYPES
 from harness import REPO
 from harness.errors import ImagesError, UsageError
 
-__all__ = ["DEFAULT_IMAGES", "PLACEHOLDERS", "ROLES", "ImageEntry", "Images", "load_images", "parse_images",
-           "parse_impl"]
+__all__ = ["DEFAULT_IMAGES", "PLACEHOLDERS", "ROLES", "VDAF_TYPES", "ImageEntry", "Images", "Timing", "load_images",
+           "not_applicable", "parse_images", "parse_impl"]
 
 ROLES = ("leader", "helper", "client", "collector")
 PLACEHOLDERS = ("python", "port", "host", "state_dir", "repo")
 DEFAULT_IMAGES = REPO / "images.toml"
-_ENTRY_KEYS = {"name", "doc", "command", "env", "image", "port", "args", "needs_env"}
+_ENTRY_KEYS = {"name", "doc", "command", "env", "image", "port", "args", "needs_env", "vdafs", "timing"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
+
+
+@attrs.frozen
+class Timing:
+    """How fast a Leader works, as far as scenarios must wait for it (``timing`` in images.toml).
+
+    The defaults are deliberately slow (an implementation that declares nothing gets waited
+    for): the reference Leader declares 200 / 1000 / 8000, a local Janus 0.7 1000 / 1000 /
+    18000 (docs/images.md)."""
+
+    #: the longest an uploaded report waits before the Leader puts it in an aggregation job:
+    #: a ``Pause(job_intervals=n)`` waits n of these, so uploads before and after it land in
+    #: different jobs; also the least a collection is polled before it may be judged not_ready
+    job_interval_ms: int = 1000
+    #: the Leader's timeout on one request to the Helper (the catalogue's delay-beyond-timeout
+    #: faults hold an answer longer than this; a test keeps the shipped entries below them)
+    request_timeout_ms: int = 1000
+    #: how long the Leader keeps re-sending a failing request to the Helper before it gives
+    #: the job up (the reference: --retry-budget; Janus: attempts x (timeout + lease + skew))
+    give_up_ms: int = 20_000
+
+    #: the per-scenario budget covers this many give-ups (a failing aggregation job, then a
+    #: failing aggregate share) plus :data:`TIMEOUT_SLACK_S` for the rest of the workload
+    GIVE_UPS: ClassVar[int] = 2
+    TIMEOUT_SLACK_S: ClassVar[float] = 10.0
+
+    def scenario_timeout_s(self, base_s: float) -> float:
+        """A per-scenario timeout for this Leader: ``base_s``, or longer when the Leader may
+        take longer to give up failing requests twice (``GIVE_UPS x give_up_ms`` + 10 s)."""
+        return max(base_s, self.GIVE_UPS * self.give_up_ms / 1000 + self.TIMEOUT_SLACK_S)
+
+    def pause_s(self, ms: int, job_intervals: int = 0) -> float:
+        """A workload pause: ``ms`` plus ``job_intervals`` of this Leader's job intervals."""
+        return (ms + job_intervals * self.job_interval_ms) / 1000
+
+
+_TIMING_KEYS = tuple(a.name for a in attrs.fields(Timing))
 
 
 @attrs.frozen
@@ -68,6 +114,14 @@ class ImageEntry:
     args: tuple[str, ...] | None = None
     #: environment variables the local ``command`` needs (e.g. a user's build: ``JANUS_BIN_DIR``)
     needs_env: tuple[str, ...] = ()
+    #: the interop VDAF types it supports (None: every type the harness knows)
+    vdafs: tuple[str, ...] | None = None
+    #: how fast it works (a Leader's; :class:`Timing`)
+    timing: Timing = Timing()
+
+    def supports(self, vdaf_type: str) -> bool:
+        """Whether it supports VDAF type ``vdaf_type`` (``images.toml`` ``vdafs``; absent: all)."""
+        return self.vdafs is None or vdaf_type in self.vdafs
 
     def missing(self, backend: str, environ: Mapping[str, str] | None = None) -> str | None:
         """The one thing this machine lacks to run the entry under ``backend``, in words
@@ -227,9 +281,49 @@ def _entry(role: str, i: int, item: Any, text: str, path: Any) -> ImageEntry:
     if not isinstance(needs, list) or not all(isinstance(n, str) and n for n in needs):
         raise ImagesError("must be an array of environment variable names", path=path,
                           line=_line_of(text, "needs_env") or line, key=f"{where}.needs_env")
+    vdafs = item.get("vdafs")
+    if vdafs is not None:
+        if not isinstance(vdafs, list) or not vdafs or not all(isinstance(x, str) for x in vdafs):
+            raise ImagesError(f"must be a non-empty array of VDAF types (known: {', '.join(VDAF_TYPES)})",
+                              path=path, line=_line_of(text, "vdafs") or line, key=f"{where}.vdafs")
+        unknown_vdafs = [x for x in vdafs if x not in VDAF_TYPES]
+        if unknown_vdafs:
+            raise ImagesError(f"unknown VDAF type {unknown_vdafs[0]!r} (known: {', '.join(VDAF_TYPES)})", path=path,
+                              line=_line_of(text, "vdafs") or line, key=f"{where}.vdafs")
     return ImageEntry(role=role, name=name, command=tuple(command) if command is not None else None, image=image,
                       env=dict(env), port=port, doc=doc, args=tuple(args) if args is not None else None,
-                      needs_env=tuple(needs))
+                      needs_env=tuple(needs), vdafs=tuple(dict.fromkeys(vdafs)) if vdafs is not None else None,
+                      timing=_timing(role, item.get("timing"), text, path, line, where))
+
+
+def _timing(role: str, raw: Any, text: str, path: Any, line: int | None, where: str) -> Timing:
+    if raw is None:
+        return Timing()
+    at = _line_of(text, "timing") or line
+    if role != "leader":
+        raise ImagesError("only a Leader's timing matters to the scenarios (it creates the jobs and retries)",
+                          path=path, line=at, key=f"{where}.timing")
+    if not isinstance(raw, dict):
+        raise ImagesError(f"must be a table of {', '.join(_TIMING_KEYS)}", path=path, line=at, key=f"{where}.timing")
+    unknown = sorted(set(raw) - set(_TIMING_KEYS))
+    if unknown:
+        raise ImagesError(f"unknown key (known: {', '.join(_TIMING_KEYS)})", path=path, line=at,
+                          key=f"{where}.timing.{unknown[0]}")
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ImagesError("must be a positive integer (milliseconds)", path=path, line=at,
+                              key=f"{where}.timing.{key}")
+    return Timing(**raw)
+
+
+def not_applicable(impl: Mapping[str, ImageEntry], vdaf_type: str) -> str | None:
+    """Why a scenario of VDAF ``vdaf_type`` cannot run on these implementations (role ->
+    entry), in words (``leader janus does not support Poplar1 (images.toml vdafs)``), or None."""
+    lacking = [f"{role} {entry.name}" for role, entry in impl.items() if not entry.supports(vdaf_type)]
+    if not lacking:
+        return None
+    who = ", ".join(lacking[:-1]) + (" and " if len(lacking) > 1 else "") + lacking[-1]
+    return f"{who} {'does' if len(lacking) == 1 else 'do'} not support {vdaf_type} (images.toml vdafs)"
 
 
 def load_images(path: Path | str | None = None) -> Images:

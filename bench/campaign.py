@@ -80,10 +80,13 @@ TARGET_BUG_S = 120.0
 #: bug -> how its failure's signature starts (as tests/test_selfcheck_campaign.py): other
 #: failures found on the way (the reference roles' own bugs) do not count as finding it
 BUG_SIGNATURES = {
-    "helper-reinit-reaccumulate": "unexpected_clean_failure", "helper-replay-per-job": "anti-replay",
-    "helper-share-recompute": "idempotency", "helper-reinit-no-conflict": "idempotency",
+    "helper-reinit-reaccumulate": "idempotency", "helper-replay-per-job": "anti-replay",
+    "helper-reinit-no-conflict": "idempotency", "leader-collect-overwrite": "collection-jobs",
+    "helper-share-no-auth": "auth", "leader-any-auth": "auth", "leader-double-offer": "leader-jobs",
+    "helper-resp-reorder": "helper-order", "leader-late-jobs": "leader-late-jobs",
+    "helper-continue-reaccumulate": "batch-agreement",
     "leader-collect-no-auth": "auth",
-    "leader-rebuild-retry": "unexpected_clean_failure", "accept-late-reports": "idempotency",
+    "leader-rebuild-retry": "leader-jobs", "accept-late-reports": "idempotency",
 }
 
 

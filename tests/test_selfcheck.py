@@ -35,7 +35,9 @@ TIMEOUT_S = 20
 #: bug -> catalogue entry -> the invariants its run must violate (all of them), at least one of
 #: them naming the role the bug lives in ("Helper: ..."). Every listed entry must catch it. An
 #: ``optional:NAME`` entry is a SHOULD the bug breaks: the invariant is not violated (a SHOULD
-#: never is) but reports the optional behaviour the run did without, naming the role.
+#: never is) but reports the optional behaviour the run did without, naming the role. A
+#: ``note:NAME`` entry is a deviation the draft words as a lowercase "should" (no requirement):
+#: the invariant holds and says what it saw in a note, naming the role.
 DETECTED_BY: dict[str, dict[str, tuple[str, ...]]] = {
     # the Helper counted the first job twice: batchMismatch to an AggregateShareReq that agrees
     # with what it accepted; the late identical replay gets different PrepareResps
@@ -45,9 +47,11 @@ DETECTED_BY: dict[str, dict[str, tuple[str, ...]]] = {
                                    "replay-agg-init-after-collection": ("idempotency",)},
     # the forged new job's report answered continue, not report_replayed
     "helper-replay-per-job": {"replay-report-in-new-job": ("anti-replay",)},
-    # the same AggregateShareReq answered with another ciphertext
-    "helper-share-recompute": {"drop-agg-share-response": ("idempotency",),
-                               "duplicate-agg-share-request": ("idempotency",)},
+    # the same AggregateShareReq answered with another ciphertext of the same share: DAP-09
+    # §4.6.2 asks repeated requests to "yield the same response" in lowercase (the digest's MUST
+    # is stronger than the draft; Janus 0.7 re-seals too), so a note, not a violation
+    "helper-share-recompute": {"drop-agg-share-response": ("note:idempotency",),
+                               "duplicate-agg-share-request": ("note:idempotency",)},
     # the mutated re-init under the same job ID answered 201
     "helper-reinit-no-conflict": {"mutate-agg-init": ("idempotency",)},
     # the tampered collection-job PUT answered 201
@@ -90,19 +94,23 @@ def detected(result: RunResult, expect: object) -> bool:
     optional behaviour (SHOULD) the run did without."""
     vc = result.report.verdict_class
     return (vc == VerdictClass.VIOLATION or bool(result.report.optional)
+            or any(v.notes for v in result.report.verdicts)
             or not expectation_met(vc, expect, result.report.optional))  # type: ignore[arg-type]
 
 
 def violated(result: RunResult) -> set[str]:
-    """Invariants the run violated, and ``optional:NAME`` for each that reports a SHOULD not done."""
+    """Invariants the run violated, ``optional:NAME`` for each that reports a SHOULD not done and
+    ``note:NAME`` for each that notes a deviation."""
     return ({v.invariant for v in result.report.verdicts if v.valid is False}
-            | {f"optional:{v.invariant}" for v in result.report.verdicts if v.optional})
+            | {f"optional:{v.invariant}" for v in result.report.verdicts if v.optional}
+            | {f"note:{v.invariant}" for v in result.report.verdicts if v.notes})
 
 
 def findings(result: RunResult, invariants: tuple[str, ...]) -> list[str]:
-    """The lines of the listed invariants' findings (violation details, optional lines)."""
+    """The lines of the listed invariants' findings (violation details, optional lines, notes)."""
     lines = [v.detail for v in result.report.verdicts if v.invariant in invariants and v.valid is False]
-    return lines + [o for v in result.report.verdicts if f"optional:{v.invariant}" in invariants for o in v.optional]
+    lines += [o for v in result.report.verdicts if f"optional:{v.invariant}" in invariants for o in v.optional]
+    return lines + [n for v in result.report.verdicts if f"note:{v.invariant}" in invariants for n in v.notes]
 
 
 def _explain(result: RunResult) -> str:

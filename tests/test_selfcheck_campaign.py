@@ -36,18 +36,18 @@ def impl_for(bug: str) -> dict[str, str]:
 #: bug -> (fixed seed, failure kind, what the signature names). Seed 1 finds each within
 #: MAX_EXAMPLES with faults/strategies.py as it is (bench/campaign.py prints when).
 CAMPAIGN_BUGS: dict[str, tuple[int, str, str]] = {
-    # a retried init is prepared again: the Helper counts the job twice -> batchMismatch
-    "helper-reinit-reaccumulate": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
-    # the second identical AggregateShareReq (a second collection) is re-sealed
-    "helper-share-recompute": (1, "violation", "idempotency"),
+    # a repeated init is prepared again: other PrepareResps for the same body (before the
+    # per-role invariants: only the batchMismatch that follows, an unexpected clean failure)
+    "helper-reinit-reaccumulate": (1, "violation", "idempotency"),
     # a changed re-init under the same job ID answered 201 (idempotency judges the answer)
     "helper-reinit-no-conflict": (1, "violation", "idempotency"),
     # a report forged into a second job prepared again (anti-replay judges the answer)
     "helper-replay-per-job": (1, "violation", "anti-replay"),
     # a tampered collection-job PUT answered 201
     "leader-collect-no-auth": (1, "violation", "auth"),
-    # a retried init re-built under a new job ID: report_replayed, the Leader drops them
-    "leader-rebuild-retry": (1, "unexpected_clean_failure", "unexpected_clean_failure"),
+    # a retried init re-built under a new job ID (leader-jobs names it; before: only the
+    # clean failure after the Helper's report_replayed)
+    "leader-rebuild-retry": (1, "violation", "leader-jobs"),
     # a late upload aggregated: the second collection of the batch differs
     "accept-late-reports": (1, "violation", "idempotency"),
     # a changed collection-job PUT (probe-collection-forgery) answered 201
@@ -74,6 +74,9 @@ CATALOGUE_ONLY: dict[str, str] = {
     "leader-accept-future": "a SHOULD: reported as optional, not a failure",
     # retrying a 503 is a SHOULD (dap-09 §10.3): leader-retries reports it as optional
     "leader-abandon-on-503": "a SHOULD: reported as optional, not a failure",
+    # a re-sealed aggregate share: DAP-09 §4.6.2 words "the same response" in lowercase; the
+    # idempotency invariant notes it (naming the Helper), a campaign does not count a note
+    "helper-share-recompute": "a lowercase should: noted, not a failure",
 }
 
 

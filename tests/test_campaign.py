@@ -400,7 +400,7 @@ def test_the_shrunk_failure_is_replayed_and_how_often_it_fails_is_said(tmp_path:
     (f,) = res.failures
     assert f.replays == REPLAYS and f.reproduces in (1, 2), (f.reproduces, f.replays)
     phases = [json.loads(line)["phase"] for line in (tmp_path / "a" / "examples.jsonl").read_text().splitlines()]
-    assert phases.count("replay") == REPLAYS and phases[-REPLAYS:] == ["replay"] * REPLAYS
+    assert phases.count("reproduce") == REPLAYS and phases[-REPLAYS:] == ["reproduce"] * REPLAYS
     summary = json.loads(json.dumps(res.to_dict()))["failures"][0]
     assert summary["reproduces"] == f.reproduces and summary["replays"] == REPLAYS
     # deterministic: 3/3; none asked: no replay runs at all
@@ -408,5 +408,5 @@ def test_the_shrunk_failure_is_replayed_and_how_often_it_fails_is_said(tmp_path:
     (f,) = res.failures
     assert f.replays == 0 and f.reproduces == 0
     phases = [json.loads(line)["phase"] for line in (tmp_path / "b" / "examples.jsonl").read_text().splitlines()]
-    assert "replay" not in phases
+    assert "reproduce" not in phases
 

@@ -254,7 +254,7 @@ class _State:
             shutil.rmtree(result.run_dir, ignore_errors=True)
 
     def run_check(self, scenario: Scenario, phase: str) -> Any | None:
-        """One run outside hypothesis (``phase`` ``minimize`` or ``replay``: the final pass and
+        """One run outside hypothesis (``phase`` ``minimize`` or ``reproduce``: the final pass and
         the reproduction count, :mod:`harness.campaign.minimize`): its result, or None when the
         run could not be judged (infra; the stack broke)."""
         if self.infra_aborted:
@@ -340,7 +340,7 @@ def _round(state: _State, strategy: Any, *, seed: int, max_examples: int, db: An
     state.shrink_started = None
     state.first_failure_wall = None
     state.phase = "replay" if replay else "generate"
-    reproduced = False
+    reproduced = flaky = False
     try:
         campaign_example()
     except _Violation:
@@ -350,13 +350,17 @@ def _round(state: _State, strategy: Any, *, seed: int, max_examples: int, db: An
     except Exception as exc:  # Flaky (not reproduced), a rejected replay after the shrink budget, ...
         if not state.violations:
             raise
+        flaky = True
         log.info("campaign: final replay did not fail again (%s: %s)", type(exc).__name__, exc)
     if not state.violations:
         return None
-    if reproduced:
-        scenario, result = state.violations[-1]
-    else:
+    if flaky:
         scenario, result = min(state.violations, key=smaller_first)
+    else:
+        # hypothesis' latest failing example is its smallest so far and the one it stored: a
+        # shrink the budget ended reports it too, so a shard replaying the stored entry
+        # reports the same plan
+        scenario, result = state.violations[-1]
     return scenario, result, reproduced
 
 
@@ -514,7 +518,7 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
             state.violations = []
             return
         state.known.add(sig)
-        reproduces = replay(scenario, run=lambda s: state.run_check(s, "replay"), fails=fails, times=replays)
+        reproduces = replay(scenario, run=lambda s: state.run_check(s, "reproduce"), fails=fails, times=replays)
         failures.append(_write_failure(artifacts, len(failures) + 1, scenario, result, reproduced, impl=impl,
                                        images=images, source=source, found_wall=state.first_failure_wall,
                                        removed=removed, reproduces=reproduces, replays=replays))

@@ -16,7 +16,8 @@ The merged report:
   from the example database, and how long after the first find it reached each other shard.
   A shard that replayed an entry stored while its finder was still shrinking reports that
   entry's (larger) plan: such a replay joins the earliest generated failure of the same
-  signature found before it (``replayed_plan`` names what it replayed);
+  failure (the same violated invariants: the signature before ``|``) found before it
+  (``replayed_plan`` names what it replayed);
 - **rates per shard**: examples/min over the shard's own measured time, and in all (examples
   over the wall-clock span from the first shard's start to the last one's end);
 - **missing shards**: for shards ``K/N`` of one campaign, the indices of ``0..N-1`` absent.
@@ -36,6 +37,7 @@ from typing import Any
 
 import attrs
 
+from harness.campaign.minimize import failure_part
 from harness.check.verdict import ExitCode, VerdictClass
 from harness.errors import UsageError
 
@@ -252,17 +254,18 @@ def merge_campaigns(dirs: Sequence[Path]) -> MergedReport:
                 order.append(key)
             by_plan[key].append((s, f))
     # a replay of an entry stored while its finder was still shrinking reports that entry's
-    # plan, not the finder's shrunk one: it joins the earliest failure of the same signature
+    # plan, not the finder's shrunk one: it joins the earliest failure of the same failure part
     # that a shard generated before it (else it stands alone)
     generated = {k: min((f.get("found_wall") or 0.0 for _, f in v if f.get("source", "generated") == "generated"),
                         default=None) for k, v in by_plan.items()}
     for key in list(order):
         if generated[key] is not None:
             continue
-        sig = by_plan[key][0][1].get("signature")
+        sig = failure_part(tuple(by_plan[key][0][1].get("signature") or ()))
         when = min(f.get("found_wall") or 0.0 for _, f in by_plan[key])
         home = min((k for k in order if generated[k] is not None and generated[k] <= when
-                    and by_plan[k][0][1].get("signature") == sig), key=lambda k: generated[k], default=None)
+                    and failure_part(tuple(by_plan[k][0][1].get("signature") or ())) == sig),
+                   key=lambda k: generated[k], default=None)
         if home is not None:
             by_plan[home].extend((s, {**f, "replayed_plan": f["scenario"].get("plan")}) for s, f in by_plan.pop(key))
             order.remove(key)

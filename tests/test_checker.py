@@ -359,6 +359,28 @@ def test_expected_rejection_wrong_problem_type():
     assert rep.verdict_class == VerdictClass.PASS and "pass without optional recovery" in rep.summary
 
 
+def test_a_far_future_upload_a_fault_corrupted_is_not_judged_by_its_refusal():
+    """A truncated or corrupted far-future report is refused for that (invalidMessage): its
+    answer says nothing about reportTooEarly, so no SHOULD is reported missing; the same
+    answer to the report as the Client sent it is."""
+    def run(corrupted: bool):
+        h = History()
+        for i in range(6):
+            fid = h.upload(i, status=400 if i == 5 else 201, problem="invalidMessage" if i == 5 else None)
+            if corrupted and i == 5:
+                h.fault(fid, "corrupt-field", field="public_share", op="flip", before="aa", after="ab")
+        rec = record(statuses={5: "error"}, collections=[CollectionRecord("main", QUERY, "complete",
+                                                                          histogram(range(5)), 5)])
+        return checker.check(rec, h.events, scenario(rejected_uploads={5: "reportTooEarly"}))
+
+    rep = run(corrupted=True)
+    v = verdict(rep, "rejected-uploads")
+    assert v.valid is True and v.optional == () and v.evidence["5"]["changed_by_faults"], v
+    assert rep.verdict_class == VerdictClass.PASS and "optional" not in rep.summary, rep.summary
+    v = verdict(run(corrupted=False), "rejected-uploads")
+    assert v.valid is True and "SHOULD be refused with reportTooEarly" in v.optional[0]
+
+
 # --- collections / clean failure ----------------------------------------------------------------------------
 
 

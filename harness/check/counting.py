@@ -219,6 +219,12 @@ def rejected_uploads(ctx: Context) -> Verdict:
         e["status"] = u.status
         if ctx.upload_mapping_ok:
             fls = [f for f in ctx.upload_flows.get(idx, []) if f.real_status is not None]
+            # an upload whose body or credentials a fault changed is refused for that (a
+            # truncated report: invalidMessage): its answer says nothing about the report's time
+            changed = [f for f in fls if ctx.changed(f) or ctx.tampered(f)]
+            if changed:
+                e["changed_by_faults"] = [f.flow_seq for f in changed]
+            fls = [f for f in fls if f not in changed]
             e["flows"] = [f.evidence() for f in fls]
             # the Leader's own answers only: a 2xx the proxy made up (respond) is not its doing
             if any(is2xx(f.real_status) for f in fls):

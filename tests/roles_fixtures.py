@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +247,22 @@ def random_measurement(vdaf: dict, rng: Any) -> Any:
     raise ValueError(kind)
 
 
-__all__ = ["Deployment", "RoleProcess", "deployment", "expected_result", "free_port",
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler for the tests' scripted proxies: no access log, one way to reply."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _reply(self, status: int, body: bytes = b"", content_type: str | None = None) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+__all__ = ["Deployment", "QuietHandler", "RoleProcess", "deployment", "expected_result", "free_port",
            "random_measurement", "b64", "os"]
 
 

@@ -18,14 +18,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import httpx
 import pytest
-from roles_fixtures import REPO, Deployment, RoleProcess, b64, build_report, fetch_config, now_rounded
+from roles_fixtures import REPO, Deployment, QuietHandler, RoleProcess, b64, build_report, fetch_config, now_rounded
 
 from dap import hpke
 from dap.constants import PrepareError, PrepareRespState, QueryType, Role
@@ -310,18 +310,7 @@ class ScriptedProxy:
         self.http = httpx.Client(timeout=30)
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, code: int, body: bytes = b"", content_type: str | None = None) -> None:
-                self.send_response(code)
-                if content_type:
-                    self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 forge = False

@@ -25,13 +25,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from roles_fixtures import Deployment, RoleProcess, b64, fetch_config, now_rounded
+from roles_fixtures import Deployment, QuietHandler, RoleProcess, b64, fetch_config, now_rounded
 
 from dap import hpke
 from dap.constants import PrepareError, PrepareRespState, QueryType, Role
@@ -423,18 +423,7 @@ class ContinueProxy:
         self.http = httpx.Client(timeout=30)
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, body: bytes = b"", content_type: str | None = None) -> None:
-                self.send_response(status)
-                if content_type:
-                    self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 action = "pass"

@@ -57,7 +57,7 @@ from harness.errors import BackendError, ControlError, ProxyStartError, UsageErr
 from harness.stack.control import ControlClient
 from harness.stack.images import ImageEntry
 from harness.stack.lifetime import OWNER_LABEL, close_at_exit, forget_at_exit, owner_alive, owner_labels
-from harness.stack.proxy import faultproxy_args
+from harness.stack.proxy import ProxyFiles, faultproxy_args
 
 __all__ = ["DEFAULT_PROXY_IMAGE", "LABEL", "ContainerFaultProxy", "DockerBackend", "connect", "engine_is_local",
            "remove_leftovers"]
@@ -499,7 +499,7 @@ class DockerBackend:
 
 
 @attrs.define(eq=False)
-class ContainerFaultProxy:
+class ContainerFaultProxy(ProxyFiles):
     """:class:`~harness.stack.proxy.FaultProxy`'s interface, with mitmdump in a container."""
 
     backend: DockerBackend
@@ -513,18 +513,6 @@ class ContainerFaultProxy:
     container: Any = attrs.field(default=None, init=False)
     control_host_port: int = attrs.field(default=0, init=False)
     _thread: threading.Thread | None = attrs.field(default=None, init=False)
-
-    @property
-    def history_path(self) -> Path:
-        return self.workdir / "history.jsonl"
-
-    @property
-    def flows_path(self) -> Path:
-        return self.workdir / "flows.mitm"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "mitmdump.log"
 
     def url(self, link: str) -> str:
         """Base URL a container uses instead of the real peer on ``link``."""

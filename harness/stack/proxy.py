@@ -43,7 +43,7 @@ from harness.stack.control import ControlClient
 from harness.stack.lifetime import forget_child, spawn
 from harness.stack.ports import free_port
 
-__all__ = ["FaultProxy", "faultproxy_args", "free_port", "mitmdump_command"]
+__all__ = ["FaultProxy", "ProxyFiles", "faultproxy_args", "free_port", "mitmdump_command"]
 
 log = logging.getLogger(__name__)
 SCRIPT = Path(proxy_addons.__file__).with_name("faultproxy.py")
@@ -85,8 +85,27 @@ def mitmdump_command() -> list[str]:
     return [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()"]
 
 
+class ProxyFiles:
+    """Where a fault proxy (a local mitmdump or its container) keeps its files: one place for
+    both kinds."""
+
+    workdir: Path
+
+    @property
+    def history_path(self) -> Path:
+        return self.workdir / "history.jsonl"
+
+    @property
+    def flows_path(self) -> Path:
+        return self.workdir / "flows.mitm"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mitmdump.log"
+
+
 @attrs.define
-class FaultProxy:
+class FaultProxy(ProxyFiles):
     """Owner of one mitmdump child serving every link. Context manager; ``close()`` kills it.
 
     ``upstreams`` maps link -> upstream base URL (http:// or https://). With an https
@@ -115,18 +134,6 @@ class FaultProxy:
     _token: str = attrs.field(default="", init=False, repr=False)
     _log: object = attrs.field(default=None, init=False, repr=False)
     _log_start: int = attrs.field(default=0, init=False, repr=False)
-
-    @property
-    def history_path(self) -> Path:
-        return self.workdir / "history.jsonl"
-
-    @property
-    def flows_path(self) -> Path:
-        return self.workdir / "flows.mitm"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "mitmdump.log"
 
     def url(self, link: str) -> str:
         """Base URL a party should use instead of the real peer on ``link``."""

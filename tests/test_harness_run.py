@@ -316,3 +316,56 @@ def test_a_collection_is_judged_not_ready_no_sooner_than_one_job_interval(tmp_pa
             stack.close()
         assert rec.status == "not_ready" and rec.not_ready_seq == 7
         assert least <= took < least + 1.0, (interval_ms, took)
+
+
+def test_a_current_batch_put_refused_for_want_of_a_batch_is_asked_again_at_the_leaders_pace(tmp_path: Path) -> None:
+    """Janus 0.7 refuses a ``current_batch`` collection-job PUT with batchInvalid until an
+    aggregation job has filled a batch: the harness asks again (more than START_ATTEMPTS times)
+    until it is accepted; a batch the history says cannot fill ends ``not_ready`` after one job
+    interval; any other refusal still ends the collection after START_ATTEMPTS."""
+    from types import SimpleNamespace
+
+    from harness.check.fill import FillBound
+    from harness.record import CollectionRecord
+    from harness.run.stack import START_ATTEMPTS
+    from harness.stack.images import Timing
+
+    class _Collector:
+        def __init__(self, refusals: int, error: str) -> None:
+            self.refusals, self.error, self.starts = refusals, error, 0
+
+        def call(self, op: str, body: dict, timeout_s: float = 0) -> dict:
+            if op == "collection_start":
+                self.starts += 1
+                if self.starts <= self.refusals:
+                    return {"status": "error", "error": self.error}
+                return {"status": "success", "handle": "h"}
+            return {"status": "complete", "result": "5", "report_count": 5, "batch_id": "b"}
+
+    def can_fill(query: dict) -> FillBound:
+        return FillBound(min_batch_size=1, storable=1, countable=1, until_seq=3, given_up=())
+
+    def cannot_fill(query: dict) -> FillBound:
+        return FillBound(min_batch_size=1, storable=1, countable=0, until_seq=7, given_up=("r",))
+
+    no_batch = "HTTP 400 Bad Request batchInvalid The batch implied by the query is invalid."
+    pt = SimpleNamespace(time_precision=3600, query_type=2, task_id="t", vdaf={"type": "Prio3Count"})
+    stack = _paced_stack(tmp_path, Timing(job_interval_ms=400, request_timeout_ms=1000, give_up_ms=8000))
+    try:
+        col = _Collector(START_ATTEMPTS + 3, no_batch)
+        rec = stack._collect(Collect(), pt, 0, time.monotonic() + 30, [], col, can_fill)
+        assert rec.status == "complete" and col.starts == START_ATTEMPTS + 4 and rec.starts == col.starts
+        t0 = time.monotonic()
+        rec = stack._collect(Collect(), pt, 0, time.monotonic() + 30, [], _Collector(100, no_batch), cannot_fill)
+        assert rec.status == "not_ready" and rec.not_ready_seq == 7 and time.monotonic() - t0 < 3
+        col = _Collector(100, "HTTP 400 Bad Request invalidMessage")
+        rec = stack._collect(Collect(), pt, 0, time.monotonic() + 30, [], col, can_fill)
+        assert rec.status == "error" and col.starts == START_ATTEMPTS
+        # a by_batch_id query refused batchInvalid is a refusal like any other
+        prev = CollectionRecord(label="main", query={}, status="complete", batch_id="b")
+        col = _Collector(100, no_batch)
+        rec = stack._collect(Collect(label="again", batch_of="main"), pt, 0, time.monotonic() + 30, [prev], col,
+                             can_fill)
+        assert rec.status == "error" and col.starts == START_ATTEMPTS
+    finally:
+        stack.close()

@@ -40,7 +40,8 @@ def _cell(c: Mapping[str, Any]) -> str:
 
 #: the Leader->Helper and Collector->Leader kinds an exchange line lists (uploads and configs
 #: are many and alike: counted, not listed)
-_LISTED = ("agg_init", "agg_continue", "agg_share", "collection_create", "collection_poll", "delete")
+_LISTED = ("agg_init", "agg_continue", "agg_share", "agg_delete", "collection_create", "collection_poll",
+           "collection_delete")
 
 
 def exchanges(run_dir: Path) -> str:

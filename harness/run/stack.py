@@ -104,6 +104,11 @@ POLL_INTERVAL_S = 0.05  # for the first POLL_FAST_S of a collection, then POLL_S
 POLL_FAST_S = 2.0
 POLL_SLOW_S = 0.25
 START_ATTEMPTS = 3
+#: A ``current_batch`` collection-job PUT refused with one of these: the Leader has no batch
+#: ready yet (Janus 0.7 refuses the PUT until an aggregation job has filled one; DAP-09 says
+#: nothing of this case). The harness asks again at the Leader's pace until the batch is
+#: known not to fill (then ``not_ready``) or the deadline, not after START_ATTEMPTS.
+NO_BATCH_YET = ("batchInvalid", "invalidBatchSize")
 MAX_POLL_ERRORS = 5
 #: A collection still in progress this long (or one Leader job interval, if longer) is
 #: checked for a batch that cannot fill (then it ends ``not_ready``): the Leader has had time
@@ -567,8 +572,10 @@ class Stack:
             query = {"type": 2, "subtype": 1}
         errors: list[str] = []
         handle = None
-        starts = 0
-        while starts < START_ATTEMPTS and time.monotonic() < deadline:
+        starts = refused = 0
+        t_first = time.monotonic()
+        fill_check_at = t_first + max(NOT_READY_GRACE_S, self.timing.job_interval_ms / 1000)
+        while refused < START_ATTEMPTS and time.monotonic() < deadline:
             starts += 1
             r = collector.call("collection_start", {"task_id": pt.task_id, "agg_param": _agg_param(pt, step),
                                                     "query": query},
@@ -576,7 +583,20 @@ class Stack:
             if r.get("status") == "success" and isinstance(r.get("handle"), str):
                 handle = r["handle"]
                 break
-            errors.append(f"collection_start: {r.get('error') or r}")
+            error = str(r.get("error") or r)
+            errors.append(f"collection_start: {error}")
+            if query.get("subtype") == 1 and any(tok in error for tok in NO_BATCH_YET):
+                # no batch ready yet: once the Leader had a job interval, is one able to fill?
+                if fill_check is not None and time.monotonic() >= fill_check_at:
+                    bound = fill_check(query)
+                    if bound is not None and not bound.can_fill:
+                        return CollectionRecord(label=step.label, query=query, status="not_ready",
+                                                error=bound.summary(), t_wall=time.time(), errors=tuple(errors),
+                                                starts=starts, not_ready_seq=bound.until_seq)
+                    fill_check_at = time.monotonic() + FILL_RECHECK_S
+                time.sleep(max(0.2, min(self.timing.job_interval_ms / 2000, deadline - time.monotonic())))
+                continue
+            refused += 1
             time.sleep(0.2)
         if handle is None:
             return CollectionRecord(label=step.label, query=query, status="error" if errors else "timeout",

@@ -33,10 +33,21 @@ def test_rules_the_failure_does_not_need_are_removed():
 
     out = minimize(_scenario("a", "needed", "b", "probe"), "fail", run=run, fails=lambda s, r: r == "fail",
                    expect_for=_keep_expect, budget_s=60)
-    assert _ids(out.scenario) == ["needed"] and out.removed == ("probe", "b", "a") and not out.cut_short
-    assert calls[0] == ["a", "needed", "b"]  # the last rule is tried first
-    assert ["a"] in calls  # without the needed rule it passed: kept
-    assert out.runs == len(calls)
+    assert _ids(out.scenario) == ["needed"] and out.removed == ("a", "b", "probe") and not out.cut_short
+    # each rule alone first, the last (often a probe) first: three runs, not one per removal
+    assert calls == [["probe"], ["b"], ["needed"]] and out.runs == 3
+
+
+def test_with_two_rules_each_is_removed_in_turn():
+    calls: list[list[str]] = []
+
+    def run(s: Scenario) -> str:
+        calls.append(_ids(s))
+        return "fail" if "needed" in _ids(s) else "pass"
+
+    out = minimize(_scenario("needed", "probe"), "fail", run=run, fails=lambda s, r: r == "fail",
+                   expect_for=_keep_expect, budget_s=60)
+    assert _ids(out.scenario) == ["needed"] and out.removed == ("probe",) and calls == [["needed"]]
 
 
 def test_two_rules_needed_together_both_stay():
@@ -45,7 +56,9 @@ def test_two_rules_needed_together_both_stay():
 
     out = minimize(_scenario("x", "z", "y"), "fail", run=run, fails=lambda s, r: r == "fail",
                    expect_for=_keep_expect, budget_s=60)
-    assert _ids(out.scenario) == ["x", "y"] and out.removed == ("z",)
+    # no rule alone fails (3 runs), then one removal at a time until a pass removes nothing
+    # (3 tries, z removed; then x and y again)
+    assert _ids(out.scenario) == ["x", "y"] and out.removed == ("z",) and out.runs == 3 + 3 + 2
 
 
 def test_an_unjudged_run_keeps_the_rule_and_the_expectation_is_rederived():

@@ -2,11 +2,13 @@
 
 Hypothesis shrinks by its own measure (fewer and smaller choices), which can keep rules a
 failure does not need -- two rules that each would do, a probe riding along. A final
-delta-debugging pass (one rule at a time, as in Zeller's ddmin with granularity one) runs
-the scenario without each remaining rule and keeps the removal when the run still fails the
-same way (the same violated invariants or unexpected clean failure: the signature's failure
-part, :func:`same_failure`). Each candidate's expectation is re-derived from its own plan
-(``expect_for``): without a lossy rule a plan may become one the protocol must recover from.
+delta-debugging pass (after Zeller's ddmin) first tries each remaining rule alone -- most
+failures need one, and a run without the needed rule usually passes quickly, while a failing
+run may last until the scenario's timeout -- and else runs the scenario without each rule in
+turn, keeping a removal when the run still fails the same way (the same violated invariants
+or unexpected clean failure: the signature's failure part, :func:`same_failure`). Each
+candidate's expectation is re-derived from its own plan (``expect_for``): without a lossy
+rule a plan may become one the protocol must recover from.
 
 Then the final scenario is replayed a few times (:func:`replay`): "reproduces 3/3" is a
 deterministic failure, "1/3" one that depends on timing -- said, never hidden.
@@ -65,6 +67,22 @@ def minimize(scenario: Scenario, result: Any, *, run: Callable[[Scenario], Any |
     removed: list[str] = []
     runs = 0
     last_s = 0.0
+
+    def with_rules(rules: tuple[Any, ...]) -> Scenario:
+        return expect_for(attrs.evolve(scenario, plan=attrs.evolve(scenario.plan, rules=rules)))
+
+    if len(scenario.plan.rules) > 2:  # with two, "each alone" is "each removed": the loop below
+        for rule in reversed(scenario.plan.rules):  # the last (often a probe) first
+            if clock() - start + last_s > budget_s:
+                return Minimized(scenario, result, tuple(removed), runs, cut_short=True)
+            candidate = with_rules((rule,))
+            t0 = clock()
+            got = run(candidate)
+            last_s = clock() - t0
+            runs += 1
+            if got is not None and fails(candidate, got):
+                gone = tuple(r.id for r in scenario.plan.rules if r.id != rule.id)
+                return Minimized(candidate, got, gone, runs)
     changed = True
     while changed and len(scenario.plan.rules) > 1:
         changed = False
@@ -73,8 +91,7 @@ def minimize(scenario: Scenario, result: Any, *, run: Callable[[Scenario], Any |
                 break
             if clock() - start + last_s > budget_s:
                 return Minimized(scenario, result, tuple(removed), runs, cut_short=True)
-            rules = tuple(r for r in scenario.plan.rules if r.id != rule.id)
-            candidate = expect_for(attrs.evolve(scenario, plan=attrs.evolve(scenario.plan, rules=rules)))
+            candidate = with_rules(tuple(r for r in scenario.plan.rules if r.id != rule.id))
             t0 = clock()
             got = run(candidate)
             last_s = clock() - t0

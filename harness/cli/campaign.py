@@ -80,7 +80,7 @@ def build_campaign_parser() -> Any:
     p.add_argument("--timeout", type=positive_float, default=None, metavar="S",
                    help="per-scenario timeout (default 30, or more for a Leader whose images.toml timing needs it)")
     p.add_argument("--shrink-budget", type=_duration, default=300.0, metavar="T",
-                   help="time allowed for shrinking (hypothesis' shrink, then one rule at a time)")
+                   help="time allowed for shrinking (2/3 hypothesis' shrink, then one rule at a time)")
     p.add_argument("--replays", type=nonneg_int, default=REPLAYS, metavar="N",
                    help=f"fresh runs of each shrunk failure, said as 'reproduces k/N' (default {REPLAYS}; 0: none)")
     p.add_argument("--no-database", action="store_true", help="do not use or write an example database")

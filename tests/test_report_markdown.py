@@ -52,13 +52,16 @@ def test_clean_failures_and_noted_passes_get_their_own_lists_clipped() -> None:
     doc = _doc()
     doc["cells"] += [
         {"combo": COMBO_J, "scenario": "corrupt-helper-share", "verdict_class": "clean_failure", "exit_code": 0,
-         "seconds": 2.0, "expected": "clean_failure", "summary": "clean_failure: batchMismatch " + "x" * 400},
+         "seconds": 2.0, "expected": "clean_failure",
+         "summary": "clean_failure: poll: POST http://127.0.0.1:16711/tasks/abc/collection_jobs/def: HTTP 400 "
+                    "batchMismatch " + "x" * 400},
         {"combo": COMBO_J, "scenario": "drop-agg-share-response", "verdict_class": "pass", "exit_code": 0,
          "seconds": 6.0, "expected": "pass", "summary": "pass: 16/16 invariants hold; note: Helper: re-sealed"},
     ]
     md = matrix_markdown("Prio3Count", doc)
     failed = md.split("Clean failures, as expected: how each ended:")[1].split("Passes with a note")[0]
-    assert "`corrupt-helper-share` on `ref/janus/janus/ref`: clean_failure: batchMismatch" in failed
+    assert "`corrupt-helper-share` on `ref/janus/janus/ref`: clean_failure: poll: POST … HTTP 400 batchMismatch" \
+        in failed
     assert max(len(line) for line in failed.splitlines()) < 320 and "…" in failed
     assert "`drop-agg-share-response` on `ref/janus/janus/ref`: pass: 16/16 invariants hold; note: Helper: re-sealed" \
         in md.split("Passes with a note or an optional behaviour not done:")[1]

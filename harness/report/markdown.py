@@ -12,6 +12,7 @@ tables are generated; the explanations are written by hand around them::
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -118,8 +119,10 @@ def matrix_markdown(title: str, doc: Mapping[str, Any], *, root: Path | None = N
 
 
 def _clip(text: str, limit: int = 240) -> str:
-    """One summary line, cut at ``limit`` characters (the run's report.json has it whole)."""
-    text = " ".join(text.split())
+    """One summary line without the run's loopback URLs (ports and IDs differ in every run and
+    push the problem type out of view), cut at ``limit`` characters (the run's report.json
+    has it whole)."""
+    text = re.sub(r"https?://(127\.0\.0\.1|\[::1\]|localhost):\d+\S*", "…", " ".join(text.split()))
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

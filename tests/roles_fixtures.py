@@ -262,7 +262,37 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-__all__ = ["Deployment", "QuietHandler", "RoleProcess", "deployment", "expected_result", "free_port",
+class FakeLeaderBase:
+    """What the tests' stand-in Leaders share: authenticated aggregation-job requests to a
+    Helper (``helper``, ``task_id`` and ``token`` set by the subclass)."""
+
+    INIT = "application/dap-aggregation-job-init-req"
+    CONTINUE = "application/dap-aggregation-job-continue-req"
+    helper: Any
+    task_id: str
+    token: str
+
+    def headers(self, media_type: str | None, token: str | None = "") -> dict[str, str]:
+        """``token``: "" the task's, None no auth header, else that value."""
+        h = {} if token is None else {"DAP-Auth-Token": token or self.token}
+        if media_type:
+            h["Content-Type"] = media_type
+        return h
+
+    def job_url(self) -> str:
+        return self.helper.url + f"tasks/{self.task_id}/aggregation_jobs/{b64(os.urandom(16))}"
+
+    def put(self, url: str, body: bytes) -> httpx.Response:
+        return httpx.put(url, content=body, headers=self.headers(self.INIT), timeout=30)
+
+    def post(self, url: str, step: int, entries: list[tuple[bytes, bytes]]) -> httpx.Response:
+        from dap.messages import AggregationJobContinueReq, PrepareContinue
+
+        body = AggregationJobContinueReq(step, tuple(PrepareContinue(r, p) for r, p in entries))
+        return httpx.post(url, content=body.encode(), headers=self.headers(self.CONTINUE), timeout=30)
+
+
+__all__ = ["Deployment", "FakeLeaderBase", "QuietHandler", "RoleProcess", "deployment", "expected_result", "free_port",
            "random_measurement", "b64", "os"]
 
 

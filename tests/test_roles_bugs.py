@@ -25,14 +25,23 @@ from unittest import mock
 
 import httpx
 import pytest
-from roles_fixtures import REPO, Deployment, QuietHandler, RoleProcess, b64, build_report, fetch_config, now_rounded
+from roles_fixtures import (
+    REPO,
+    Deployment,
+    FakeLeaderBase,
+    QuietHandler,
+    RoleProcess,
+    b64,
+    build_report,
+    fetch_config,
+    now_rounded,
+)
 
 from dap import hpke
 from dap.constants import PrepareError, PrepareRespState, QueryType, Role
 from dap.messages import (
     AggregateShare,
     AggregateShareReq,
-    AggregationJobContinueReq,
     AggregationJobInitReq,
     AggregationJobResp,
     BatchSelector,
@@ -40,7 +49,6 @@ from dap.messages import (
     Interval,
     PartialBatchSelector,
     PlaintextInputShare,
-    PrepareContinue,
     PrepareInit,
     Query,
     ReportMetadata,
@@ -156,7 +164,7 @@ def checksum(rids: list[bytes]) -> bytes:
 # --- playing the Leader against a Helper -------------------------------------------------------
 
 
-class FakeLeader:
+class FakeLeader(FakeLeaderBase):
     """Registers a time_interval task (Prio3Count or Poplar1) at a Helper and plays the
     Leader's side of aggregation over HTTP."""
 
@@ -201,22 +209,6 @@ class FakeLeader:
         body = AggregationJobInitReq(agg_param, PartialBatchSelector(QueryType.TIME_INTERVAL),
                                      tuple(inits)).encode()
         return body, states
-
-    def headers(self, media_type: str | None, token: str | None = "") -> dict[str, str]:
-        h = {} if token is None else {"DAP-Auth-Token": token or self.token}
-        if media_type:
-            h["Content-Type"] = media_type
-        return h
-
-    def job_url(self) -> str:
-        return self.helper.url + f"tasks/{self.task_id}/aggregation_jobs/{b64(os.urandom(16))}"
-
-    def put(self, url: str, body: bytes) -> httpx.Response:
-        return httpx.put(url, content=body, headers=self.headers(INIT), timeout=30)
-
-    def post(self, url: str, step: int, entries: list[tuple[bytes, bytes]]) -> httpx.Response:
-        body = AggregationJobContinueReq(step, tuple(PrepareContinue(r, p) for r, p in entries))
-        return httpx.post(url, content=body.encode(), headers=self.headers(CONTINUE), timeout=30)
 
     def selector(self) -> BatchSelector:
         return BatchSelector(QueryType.TIME_INTERVAL, batch_interval=Interval(self.t0, TP))

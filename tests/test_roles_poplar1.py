@@ -31,21 +31,19 @@ from typing import Any
 
 import httpx
 import pytest
-from roles_fixtures import Deployment, QuietHandler, RoleProcess, b64, fetch_config, now_rounded
+from roles_fixtures import Deployment, FakeLeaderBase, QuietHandler, RoleProcess, b64, fetch_config, now_rounded
 
 from dap import hpke
 from dap.constants import PrepareError, PrepareRespState, QueryType, Role
 from dap.messages import (
     AggregateShare,
     AggregateShareReq,
-    AggregationJobContinueReq,
     AggregationJobInitReq,
     AggregationJobResp,
     BatchSelector,
     Interval,
     PartialBatchSelector,
     PlaintextInputShare,
-    PrepareContinue,
     PrepareInit,
     ReportMetadata,
     ReportShare,
@@ -208,7 +206,7 @@ def helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoleProcess]:
         yield p
 
 
-class PoplarLeader:
+class PoplarLeader(FakeLeaderBase):
     """Registers a Poplar1 task at the Helper and plays the Leader's side of aggregation."""
 
     def __init__(self, helper: RoleProcess, *, bits: int = 4, max_batch_query_count: int = 2) -> None:
@@ -258,22 +256,6 @@ class PoplarLeader:
         body = AggregationJobInitReq(agg_param, PartialBatchSelector(QueryType.TIME_INTERVAL),
                                      tuple(inits)).encode()
         return body, states
-
-    def headers(self, media_type: str | None) -> dict[str, str]:
-        h = {"DAP-Auth-Token": self.token}
-        if media_type:
-            h["Content-Type"] = media_type
-        return h
-
-    def job_url(self) -> str:
-        return self.helper.url + f"tasks/{self.task_id}/aggregation_jobs/{b64(os.urandom(16))}"
-
-    def put(self, url: str, body: bytes) -> httpx.Response:
-        return httpx.put(url, content=body, headers=self.headers(INIT), timeout=30)
-
-    def post(self, url: str, step: int, entries: list[tuple[bytes, bytes]]) -> httpx.Response:
-        body = AggregationJobContinueReq(step, tuple(PrepareContinue(r, p) for r, p in entries))
-        return httpx.post(url, content=body.encode(), headers=self.headers(CONTINUE), timeout=30)
 
     def run_init(self, url: str, rids: list[bytes], agg_param: bytes) -> tuple[list, dict]:
         """PUT the init; (response entries, {report ID: (out share, finish message)})."""

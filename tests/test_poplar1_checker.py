@@ -348,6 +348,27 @@ def test_init_after_continue_must_fail() -> None:
     assert bad.valid is False and "no rewinding" in bad.detail
 
 
+def test_an_init_replayed_while_the_continue_was_in_flight_may_be_refused() -> None:
+    """The proxy re-sent the init after the continue request left but before its answer: the
+    Helper may already have continued the job (then the re-PUT MUST fail, 409) -- not a
+    repeated request answered two ways (found by a 20-minute campaign on the correct stack)."""
+    h = H().init()
+    init_req = {"message": "AggregationJobInitReq", "body_sha256": "i1", "agg_param_sha256": f"param-of-{JOB}"}
+    h._ev("f2", "agg_continue", "request", "POST", JOB, summary={"message": "AggregationJobContinueReq", "step": 1,
+                                                                 "body_sha256": "c1"})
+    h._ev("f3", "agg_init", "request", "PUT", JOB, summary=init_req, origin="replay-later", copy_of="f1")
+    h._ev("f3", "agg_init", "response", "PUT", JOB, 409, origin="replay-later", copy_of="f1")
+    h._ev("f2", "agg_continue", "response", "POST", JOB, 200,
+          {"message": "AggregationJobResp", "body_sha256": "cr1",
+           "prepare_states": {f"{i:032x}": "finished" for i in range(8)}})
+    h.n = 3
+    rep = check(record(walk_cols()[:1]), h)
+    assert verdict(rep, "idempotency").valid is True, verdict(rep, "idempotency").detail
+    # before the continue was sent, the same refusal is two answers to one request
+    bad = check(record(walk_cols()[:1]), H().init().init(status=409).cont())
+    assert verdict(bad, "idempotency").valid is False
+
+
 def test_prio3_continue_accepted_is_violation() -> None:
     from faults.scenario import TaskSpec as T
     rec = attrs.evolve(record([]), task=T(), uploads=())

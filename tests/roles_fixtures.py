@@ -263,14 +263,86 @@ class QuietHandler(BaseHTTPRequestHandler):
 
 
 class FakeLeaderBase:
-    """What the tests' stand-in Leaders share: authenticated aggregation-job requests to a
-    Helper (``helper``, ``task_id`` and ``token`` set by the subclass)."""
+    """A stand-in Leader: registers a time_interval task (``vdaf``) at a Helper, shards reports
+    with our own code and plays the Leader's side of aggregation over HTTP: authenticated
+    init PUTs, continue POSTs and aggregate-share requests."""
 
     INIT = "application/dap-aggregation-job-init-req"
     CONTINUE = "application/dap-aggregation-job-continue-req"
-    helper: Any
-    task_id: str
-    token: str
+    SHARE_REQ = "application/dap-aggregate-share-req"
+
+    def __init__(self, helper: Any, vdaf: dict, *, max_batch_query_count: int, collector_config_id: int) -> None:
+        import secrets
+
+        from dap import hpke
+        from dap.roles.vdafs import vdaf_ops
+
+        self.helper = helper
+        self.vdaf = vdaf
+        self.task_id_bytes = secrets.token_bytes(32)
+        self.task_id = b64(self.task_id_bytes)
+        self.token = "leader-" + secrets.token_hex(8)
+        self.vk = secrets.token_bytes(16)
+        self.collector = hpke.generate_keypair(collector_config_id)
+        self.ops = vdaf_ops(vdaf)
+        assert helper.call("add_task", {
+            "task_id": self.task_id, "leader": "http://127.0.0.1:1/", "helper": helper.url,
+            "vdaf": vdaf, "leader_authentication_token": self.token, "role": "helper",
+            "vdaf_verify_key": b64(self.vk), "max_batch_query_count": max_batch_query_count,
+            "query_type": 1, "min_batch_size": 1, "time_precision": TIME_PRECISION,
+            "collector_hpke_config": b64(self.collector.config.encode()),
+            "task_expiration": 32503680000,
+        })["status"] == "success"
+        self.cfg = fetch_config(helper.url, self.task_id)
+        self.t0 = now_rounded()  # one batch interval for the whole test
+        #: report ID -> (ReportShare, public share, Leader share)
+        self.reports: dict[bytes, tuple[Any, bytes, bytes]] = {}
+
+    def add_report(self, measurement: Any, t: int | None = None) -> bytes:
+        """Shard one measurement (as the VDAF's interop form) at ``t`` (default ``t0``); its ID."""
+        from dap import hpke
+        from dap.constants import Role
+        from dap.messages import PlaintextInputShare, ReportMetadata, ReportShare
+
+        rid = os.urandom(16)
+        ps, lshare, hshare = self.ops.shard(self.ops.parse_measurement(measurement), rid)
+        md = ReportMetadata(rid, self.t0 if t is None else t)
+        ct = hpke.seal_input_share(self.cfg, Role.HELPER, self.task_id_bytes, md, ps,
+                                   PlaintextInputShare((), hshare))
+        self.reports[rid] = (ReportShare(md, ps, ct), ps, lshare)
+        return rid
+
+    def init(self, rids: list[bytes], agg_param: bytes = b"") -> tuple[bytes, list[Any]]:
+        """(AggregationJobInitReq bytes, the Leader's prep states)."""
+        from dap.constants import QueryType
+        from dap.messages import AggregationJobInitReq, PartialBatchSelector, PrepareInit
+
+        inits, states = [], []
+        for rid in rids:
+            rs, ps, lshare = self.reports[rid]
+            state, outbound = self.ops.leader_init(self.vk, rid, ps, lshare, agg_param)
+            inits.append(PrepareInit(rs, outbound))
+            states.append(state)
+        body = AggregationJobInitReq(agg_param, PartialBatchSelector(QueryType.TIME_INTERVAL),
+                                     tuple(inits)).encode()
+        return body, states
+
+    def selector(self) -> Any:
+        from dap.constants import QueryType
+        from dap.messages import BatchSelector, Interval
+
+        return BatchSelector(QueryType.TIME_INTERVAL, batch_interval=Interval(self.t0, TIME_PRECISION))
+
+    def share(self, rids: list[bytes], agg_param: bytes = b"", *, count: int | None = None,
+              headers: dict[str, str] | None = None) -> httpx.Response:
+        """POST an AggregateShareReq for ``rids`` (``count`` overrides their number)."""
+        from dap.messages import AggregateShareReq
+
+        body = AggregateShareReq(self.selector(), agg_param,
+                                 len(rids) if count is None else count, checksum(rids)).encode()
+        return httpx.post(self.helper.url + f"tasks/{self.task_id}/aggregate_shares", content=body,
+                          headers=self.headers(self.SHARE_REQ) if headers is None else headers,
+                          timeout=30)
 
     def headers(self, media_type: str | None, token: str | None = "") -> dict[str, str]:
         """``token``: "" the task's, None no auth header, else that value."""
@@ -292,7 +364,58 @@ class FakeLeaderBase:
         return httpx.post(url, content=body.encode(), headers=self.headers(self.CONTINUE), timeout=30)
 
 
-__all__ = ["Deployment", "FakeLeaderBase", "QuietHandler", "RoleProcess", "deployment", "expected_result", "free_port",
+class ForwardingProxyBase:
+    """A loopback HTTP server on a thread in front of ``target`` (a role's URL): each request
+    goes to :meth:`handle`, which answers it itself or :meth:`forward`s it. Subclasses set
+    their own fields before calling ``__init__`` (the server starts at once)."""
+
+    #: request headers passed on
+    FORWARDED = ("content-type", "dap-auth-token", "authorization")
+
+    def __init__(self, target: str) -> None:
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self.target = target.rstrip("/")
+        self.http = httpx.Client(timeout=30)
+        proxy = self
+
+        class Handler(QuietHandler):
+            def _handle(self) -> None:
+                proxy.handle(self, self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+            do_PUT = do_POST = do_DELETE = do_GET = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def handle(self, req: QuietHandler, body: bytes) -> None:
+        raise NotImplementedError
+
+    def forward(self, req: QuietHandler, body: bytes) -> httpx.Response:
+        headers = {k: v for k, v in req.headers.items() if k.lower() in self.FORWARDED}
+        return self.http.request(req.command, self.target + req.path, content=body, headers=headers)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.http.close()
+
+
+def checksum(rids: list[bytes]) -> bytes:
+    """The batch checksum of ``rids``, as the Aggregators compute it (dap.roles.aggregator)."""
+    from dap.roles.aggregator import checksum_of, xor_checksum
+
+    c = bytes(32)
+    for rid in rids:
+        c = xor_checksum(c, checksum_of(rid))
+    return c
+
+
+__all__ = ["Deployment", "FakeLeaderBase", "ForwardingProxyBase", "checksum", "QuietHandler", "RoleProcess", "deployment", "expected_result", "free_port",
            "random_measurement", "b64", "os"]
 
 

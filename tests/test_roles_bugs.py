@@ -18,7 +18,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -29,10 +28,12 @@ from roles_fixtures import (
     REPO,
     Deployment,
     FakeLeaderBase,
+    ForwardingProxyBase,
     QuietHandler,
     RoleProcess,
     b64,
     build_report,
+    checksum,
     fetch_config,
     now_rounded,
 )
@@ -41,23 +42,13 @@ from dap import hpke
 from dap.constants import PrepareError, PrepareRespState, QueryType, Role
 from dap.messages import (
     AggregateShare,
-    AggregateShareReq,
-    AggregationJobInitReq,
     AggregationJobResp,
-    BatchSelector,
     CollectionReq,
     Interval,
-    PartialBatchSelector,
-    PlaintextInputShare,
-    PrepareInit,
     Query,
-    ReportMetadata,
-    ReportShare,
 )
 from dap.roles import bugs
-from dap.roles.aggregator import checksum_of, xor_checksum
 from dap.roles.task import b64d
-from dap.roles.vdafs import vdaf_ops
 from dap.vdaf.pingpong import Finished
 
 TP = 3600
@@ -154,13 +145,6 @@ def problem_type(r: httpx.Response) -> str | None:
     return json.loads(r.content)["type"].rsplit(":", 1)[-1]
 
 
-def checksum(rids: list[bytes]) -> bytes:
-    c = bytes(32)
-    for rid in rids:
-        c = xor_checksum(c, checksum_of(rid))
-    return c
-
-
 # --- playing the Leader against a Helper -------------------------------------------------------
 
 
@@ -169,57 +153,10 @@ class FakeLeader(FakeLeaderBase):
     Leader's side of aggregation over HTTP."""
 
     def __init__(self, helper: RoleProcess, vdaf: dict, *, max_batch_query_count: int = 1) -> None:
-        self.helper = helper
-        self.vdaf = vdaf
-        self.task_id_bytes = secrets.token_bytes(32)
-        self.task_id = b64(self.task_id_bytes)
-        self.token = "leader-" + secrets.token_hex(8)
-        self.vk = secrets.token_bytes(16)
-        self.collector = hpke.generate_keypair(7)
-        self.ops = vdaf_ops(vdaf)
-        assert helper.call("add_task", {
-            "task_id": self.task_id, "leader": "http://127.0.0.1:1/", "helper": helper.url,
-            "vdaf": vdaf, "leader_authentication_token": self.token, "role": "helper",
-            "vdaf_verify_key": b64(self.vk), "max_batch_query_count": max_batch_query_count,
-            "query_type": 1, "min_batch_size": 1, "time_precision": TP,
-            "collector_hpke_config": b64(self.collector.config.encode()),
-            "task_expiration": 32503680000,
-        })["status"] == "success"
-        self.cfg = fetch_config(helper.url, self.task_id)
-        self.t0 = now_rounded(TP)
-        self.reports: dict[bytes, tuple[ReportShare, bytes, bytes]] = {}
+        super().__init__(helper, vdaf, max_batch_query_count=max_batch_query_count, collector_config_id=7)
 
     def report(self, measurement: Any) -> bytes:
-        rid = os.urandom(16)
-        ps, lshare, hshare = self.ops.shard(self.ops.parse_measurement(measurement), rid)
-        md = ReportMetadata(rid, self.t0)
-        ct = hpke.seal_input_share(self.cfg, Role.HELPER, self.task_id_bytes, md, ps,
-                                   PlaintextInputShare((), hshare))
-        self.reports[rid] = (ReportShare(md, ps, ct), ps, lshare)
-        return rid
-
-    def init(self, rids: list[bytes], agg_param: bytes = b"") -> tuple[bytes, list[Any]]:
-        """(AggregationJobInitReq bytes, the Leader's prep states)."""
-        inits, states = [], []
-        for rid in rids:
-            rs, ps, lshare = self.reports[rid]
-            state, outbound = self.ops.leader_init(self.vk, rid, ps, lshare, agg_param)
-            inits.append(PrepareInit(rs, outbound))
-            states.append(state)
-        body = AggregationJobInitReq(agg_param, PartialBatchSelector(QueryType.TIME_INTERVAL),
-                                     tuple(inits)).encode()
-        return body, states
-
-    def selector(self) -> BatchSelector:
-        return BatchSelector(QueryType.TIME_INTERVAL, batch_interval=Interval(self.t0, TP))
-
-    def share(self, rids: list[bytes], agg_param: bytes = b"", *, count: int | None = None,
-              headers: dict[str, str] | None = None) -> httpx.Response:
-        body = AggregateShareReq(self.selector(), agg_param,
-                                 len(rids) if count is None else count, checksum(rids)).encode()
-        return httpx.post(self.helper.url + f"tasks/{self.task_id}/aggregate_shares", content=body,
-                          headers=self.headers(SHARE_REQ) if headers is None else headers,
-                          timeout=30)
+        return self.add_report(measurement)
 
 
 def resp_ids(r: httpx.Response) -> list[bytes]:
@@ -290,52 +227,32 @@ class FakeCollector:
 # --- a scripted proxy on the Leader->Helper link -----------------------------------------------
 
 
-class ScriptedProxy:
+class ScriptedProxy(ForwardingProxyBase):
     """Forwards the Leader's requests to the Helper; the first ``fail_puts`` aggregation-job
     PUTs are answered ``status`` without being forwarded. Records (method, path, status)."""
 
     def __init__(self, target: str, *, fail_puts: int = 0, status: int = 503) -> None:
-        self.target = target.rstrip("/")
         self.fail_puts = fail_puts
+        self.status = status
         self.log: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
-        self.http = httpx.Client(timeout=30)
-        proxy = self
+        super().__init__(target)
 
-        class Handler(QuietHandler):
-            def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                forge = False
-                with proxy._lock:
-                    if self.command == "PUT" and "/aggregation_jobs/" in self.path and proxy.fail_puts:
-                        proxy.fail_puts -= 1
-                        forge = True
-                if forge:
-                    proxy.log.append((self.command, self.path, status))
-                    self._reply(status)
-                    return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() in ("content-type", "dap-auth-token", "authorization")}
-                resp = proxy.http.request(self.command, proxy.target + self.path, content=body,
-                                          headers=headers)
-                proxy.log.append((self.command, self.path, resp.status_code))
-                self._reply(resp.status_code, resp.content, resp.headers.get("content-type"))
-
-            do_PUT = do_POST = do_DELETE = do_GET = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def handle(self, req: QuietHandler, body: bytes) -> None:
+        with self._lock:
+            forge = req.command == "PUT" and "/aggregation_jobs/" in req.path and self.fail_puts > 0
+            if forge:
+                self.fail_puts -= 1
+        if forge:
+            self.log.append((req.command, req.path, self.status))
+            req._reply(self.status)
+            return
+        resp = self.forward(req, body)
+        self.log.append((req.command, req.path, resp.status_code))
+        req._reply(resp.status_code, resp.content, resp.headers.get("content-type"))
 
     def agg_job_requests(self) -> list[tuple[str, str, int]]:
         return [e for e in list(self.log) if "/aggregation_jobs/" in e[1]]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.http.close()
 
 
 # --- 1. leader-collect-overwrite ---------------------------------------------------------------

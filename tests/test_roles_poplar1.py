@@ -20,36 +20,23 @@ import hashlib
 import json
 import os
 import random
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from roles_fixtures import Deployment, FakeLeaderBase, QuietHandler, RoleProcess, b64, fetch_config, now_rounded
+from roles_fixtures import Deployment, FakeLeaderBase, ForwardingProxyBase, QuietHandler, RoleProcess
 
 from dap import hpke
-from dap.constants import PrepareError, PrepareRespState, QueryType, Role
+from dap.constants import PrepareError, PrepareRespState, Role
 from dap.messages import (
     AggregateShare,
-    AggregateShareReq,
-    AggregationJobInitReq,
     AggregationJobResp,
-    BatchSelector,
-    Interval,
-    PartialBatchSelector,
-    PlaintextInputShare,
-    PrepareInit,
-    ReportMetadata,
-    ReportShare,
 )
-from dap.roles.aggregator import checksum_of, xor_checksum
-from dap.roles.vdafs import vdaf_ops
 from dap.vdaf.params import VdafParams
 from dap.vdaf.pingpong import Finished
 
@@ -79,13 +66,6 @@ def rows(path: Path, sql: str, *params: object) -> list[tuple]:
         return con.execute(sql, params).fetchall()
     finally:
         con.close()
-
-
-def checksum(rids: list[bytes]) -> bytes:
-    c = bytes(32)
-    for rid in rids:
-        c = xor_checksum(c, checksum_of(rid))
-    return c
 
 
 def problem(r: httpx.Response, token: str) -> None:
@@ -210,52 +190,14 @@ class PoplarLeader(FakeLeaderBase):
     """Registers a Poplar1 task at the Helper and plays the Leader's side of aggregation."""
 
     def __init__(self, helper: RoleProcess, *, bits: int = 4, max_batch_query_count: int = 2) -> None:
-        self.helper = helper
+        super().__init__(helper, poplar(bits), max_batch_query_count=max_batch_query_count, collector_config_id=9)
         self.bits = bits
-        self.task_id_bytes = secrets.token_bytes(32)
-        self.task_id = b64(self.task_id_bytes)
-        self.token = "leader-" + secrets.token_hex(8)
-        self.vk = secrets.token_bytes(16)
-        self.collector = hpke.generate_keypair(9)
-        self.ops = vdaf_ops(poplar(bits))
-        body = {
-            "task_id": self.task_id, "leader": "http://127.0.0.1:1/", "helper": helper.url,
-            "vdaf": poplar(bits), "leader_authentication_token": self.token, "role": "helper",
-            "vdaf_verify_key": b64(self.vk), "max_batch_query_count": max_batch_query_count,
-            "query_type": 1, "min_batch_size": 1, "time_precision": TP,
-            "collector_hpke_config": b64(self.collector.config.encode()),
-            "task_expiration": 32503680000,
-        }
-        assert helper.call("add_task", body)["status"] == "success"
-        self.cfg = fetch_config(helper.url, self.task_id)
-        self.t0 = now_rounded()  # one batch interval for the whole test
-        self.reports: dict[bytes, tuple[ReportShare, bytes, bytes]] = {}
 
     def param(self, level: int, prefixes: tuple[int, ...]) -> bytes:
         return self.ops.vdaf.encode_agg_param((level, prefixes))
 
     def report(self, value: int, t: int | None = None) -> bytes:
-        """Shard one measurement; keeps (ReportShare, public share, Leader share) by report ID."""
-        rid = os.urandom(16)
-        t = self.t0 if t is None else t
-        ps, lshare, hshare = self.ops.shard(self.ops.parse_measurement(bools(value, self.bits)), rid)
-        md = ReportMetadata(rid, t)
-        ct = hpke.seal_input_share(self.cfg, Role.HELPER, self.task_id_bytes, md, ps,
-                                   PlaintextInputShare((), hshare))
-        self.reports[rid] = (ReportShare(md, ps, ct), ps, lshare)
-        return rid
-
-    def init(self, rids: list[bytes], agg_param: bytes) -> tuple[bytes, list[Any]]:
-        """(AggregationJobInitReq bytes, the Leader's Continued states)."""
-        inits, states = [], []
-        for rid in rids:
-            rs, ps, lshare = self.reports[rid]
-            state, outbound = self.ops.leader_init(self.vk, rid, ps, lshare, agg_param)
-            inits.append(PrepareInit(rs, outbound))
-            states.append(state)
-        body = AggregationJobInitReq(agg_param, PartialBatchSelector(QueryType.TIME_INTERVAL),
-                                     tuple(inits)).encode()
-        return body, states
+        return self.add_report(bools(value, self.bits), t)
 
     def run_init(self, url: str, rids: list[bytes], agg_param: bytes) -> tuple[list, dict]:
         """PUT the init; (response entries, {report ID: (out share, finish message)})."""
@@ -270,15 +212,6 @@ class PoplarLeader(FakeLeaderBase):
                 assert isinstance(new_state, Finished) and outbound == b"\x02\x00\x00\x00\x00"
                 finished[bytes(pr.report_id)] = (new_state.out_share, outbound)
         return list(resps), finished
-
-    def selector(self) -> BatchSelector:
-        return BatchSelector(QueryType.TIME_INTERVAL, batch_interval=Interval(self.t0, TP))
-
-    def share(self, agg_param: bytes, rids: list[bytes], count: int | None = None) -> httpx.Response:
-        body = AggregateShareReq(self.selector(), agg_param,
-                                 len(rids) if count is None else count, checksum(rids)).encode()
-        return httpx.post(self.helper.url + f"tasks/{self.task_id}/aggregate_shares", content=body,
-                          headers=self.headers(SHARE_REQ), timeout=30)
 
     def result(self, r: httpx.Response, agg_param: bytes, leader_outs: list[Any]) -> list[int]:
         """Open the Helper's share and combine it with the Leader's output shares."""
@@ -333,10 +266,10 @@ def test_helper_continue_rules_and_per_param_aggregation(helper: RoleProcess) ->
     assert rows(db, "SELECT count(*) FROM param_prep_states WHERE task_id=?", ld.task_id_bytes) == [(0,)]
 
     # The aggregate share under level 0 counts a and c once each (the replay added nothing).
-    share0 = ld.share(level0, [a, c])
+    share0 = ld.share([a, c], level0)
     assert ld.result(share0, level0, [fin[a][0], fin[c][0]]) == [1, 1]
-    assert ld.share(level0, [a, c]).content == share0.content  # stored, not re-sealed
-    problem(ld.share(level0, [a, c], count=3), "batchMismatch")
+    assert ld.share([a, c], level0).content == share0.content  # stored, not re-sealed
+    problem(ld.share([a, c], level0, count=3), "batchMismatch")
 
     # Level 1 on the same reports is allowed (is_valid: another level); the same level with
     # other prefixes is a replay; b (omitted at level 0) and a new report are not part of
@@ -352,15 +285,15 @@ def test_helper_continue_rules_and_per_param_aggregation(helper: RoleProcess) ->
     assert states_of(resps_other) == [PrepareError.REPORT_REPLAYED]
     r = ld.post(url1, 1, [(a, fin1[a][1]), (c, fin1[c][1])])
     assert r.status_code == 200, r.text
-    assert ld.result(ld.share(level1, [a, c]), level1, [fin1[a][0], fin1[c][0]]) == [1, 1]
+    assert ld.result(ld.share([a, c], level1), level1, [fin1[a][0], fin1[c][0]]) == [1, 1]
 
     # A third distinct parameter exceeds max_batch_query_count = 2; repeats cost nothing.
     level2 = ld.param(2, (3, 6))
     url2 = ld.job_url()
     _, fin2 = ld.run_init(url2, [a, c], level2)
     assert ld.post(url2, 1, [(a, fin2[a][1]), (c, fin2[c][1])]).status_code == 200
-    problem(ld.share(level2, [a, c]), "batchQueriedTooManyTimes")
-    assert ld.share(level0, [a, c]).content == share0.content
+    problem(ld.share([a, c], level2), "batchQueriedTooManyTimes")
+    assert ld.share([a, c], level0).content == share0.content
     assert rows(db, "SELECT count(*) FROM batch_queries WHERE task_id=?", ld.task_id_bytes) == [(2,)]
 
 
@@ -385,7 +318,7 @@ def test_helper_delete_discards_prep_states(helper: RoleProcess) -> None:
 # --- the Leader killed between init and continue ----------------------------------------------
 
 
-class ContinueProxy:
+class ContinueProxy(ForwardingProxyBase):
     """Leader->Helper forwarder with a script for the aggregation-job continues (POSTs).
 
     Each continue takes the next action of ``script`` (then ``pass``): ``hold`` (held
@@ -396,60 +329,44 @@ class ContinueProxy:
     """
 
     def __init__(self, target: str, script: list[str]) -> None:
-        self.target = target.rstrip("/")
         self.script = list(script)
         self.held = threading.Event()
         self.released = threading.Event()
         self.continues: list[tuple[str, bytes]] = []
         self.forwarded = 0  # continues that reached the Helper
-        self.http = httpx.Client(timeout=30)
-        proxy = self
+        super().__init__(target)
 
-        class Handler(QuietHandler):
-            def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                action = "pass"
-                if self.command == "POST" and "/aggregation_jobs/" in self.path:
-                    proxy.continues.append((self.path, body))
-                    action = proxy.script.pop(0) if proxy.script else "pass"
-                if action == "503":
-                    self._reply(503)
-                    return
-                if action == "hold":
-                    proxy.held.set()
-                    proxy.released.wait(60)
-                    return  # the Leader that sent it is gone by now
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() in ("content-type", "dap-auth-token")}
-                resp = proxy.http.request(self.command, proxy.target + self.path, content=body,
-                                          headers=headers)
-                if action != "pass" or self.command == "POST" and "/aggregation_jobs/" in self.path:
-                    proxy.forwarded += 1
-                if action == "forward-hold":
-                    proxy.held.set()
-                    proxy.released.wait(60)
-                    return
-                if action == "lose":
-                    self._reply(500)
-                    return
-                self._reply(resp.status_code, resp.content, resp.headers.get("content-type"))
-
-            do_PUT = do_POST = do_DELETE = do_GET = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def handle(self, req: QuietHandler, body: bytes) -> None:
+        action = "pass"
+        is_continue = req.command == "POST" and "/aggregation_jobs/" in req.path
+        if is_continue:
+            self.continues.append((req.path, body))
+            action = self.script.pop(0) if self.script else "pass"
+        if action == "503":
+            req._reply(503)
+            return
+        if action == "hold":
+            self.held.set()
+            self.released.wait(60)
+            return  # the Leader that sent it is gone by now
+        resp = self.forward(req, body)
+        if action != "pass" or is_continue:
+            self.forwarded += 1
+        if action == "forward-hold":
+            self.held.set()
+            self.released.wait(60)
+            return
+        if action == "lose":
+            req._reply(500)
+            return
+        req._reply(resp.status_code, resp.content, resp.headers.get("content-type"))
 
     def release(self) -> None:
         self.released.set()
 
     def close(self) -> None:
         self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.http.close()
+        super().close()
 
 
 def check_continue_resent_and_counted_once(dep: Deployment, proxy: ContinueProxy,

@@ -203,3 +203,94 @@ def test_client_refuses_an_unusable_hpke_config_with_an_error_status() -> None:
     out = asyncio.run(main())
     assert out["status"] == "error" and "HPKE config unusable" in out["error"], out
     assert sorted(fetched) == ["helper.test", "leader.test"]
+
+
+def test_the_job_creator_visits_only_tasks_with_pending_reports(tmp_path: Path) -> None:
+    """A warm stack keeps every task it served; the Leader's creator pass (every job interval)
+    must not walk them all (issue 15: a 20-minute campaign slowed down as tasks piled up)."""
+    from dap import hpke
+    from dap.roles.aggregator import Aggregator
+
+    store = Store(tmp_path / "leader.sqlite3")
+    agg = Aggregator(store, role="leader", clock_skew=0)
+    cfg = b64e(hpke.generate_keypair(1).config.encode())
+    ids = [bytes([i]) * 32 for i in range(1, 5)]
+    for tid in ids:
+        agg.add_task(_task_body(task_id=b64e(tid), collector_hpke_config=cfg, task_expiration=2**40))
+    states = {ids[0]: ("pending", "done"), ids[1]: ("done", "failed"), ids[2]: ("in_job",), ids[3]: ("pending",)}
+    with store.tx() as c:
+        for tid, report_states in states.items():
+            for n, state in enumerate(report_states):
+                c.execute("INSERT INTO reports(task_id, report_id, time, public_share, leader_share, helper_ct,"
+                          " state) VALUES(?,?,0,x'',x'',x'',?)", (tid, bytes([n]) * 16, state))
+    assert sorted(t.task_id for t, _ in agg.tasks_with_pending_reports()) == [ids[0], ids[3]]
+    store.close()
+
+
+def test_a_collection_job_not_ready_backs_off_until_its_batch_can_change(tmp_path: Path) -> None:
+    """A pending collection job whose batch is not ready is looked at again only after a
+    backoff (a warm stack keeps every such job: polling them all each pass grew with a
+    campaign); a report stored or settled, an aggregation job ended or a batch grown wakes it."""
+    store = Store(tmp_path / "leader.sqlite3")
+    tid, other = bytes([1]) * 32, bytes([2]) * 32
+
+    def next_attempt() -> float:
+        return store.one("SELECT next_attempt FROM collection_jobs WHERE task_id=?", (tid,))[0]
+
+    def backed_off() -> None:
+        with store.tx() as c:
+            c.execute("UPDATE collection_jobs SET next_attempt=1e12, attempts=3 WHERE task_id=?", (tid,))
+
+    with store.tx() as c:
+        for t in (tid, other):
+            c.execute("INSERT INTO collection_jobs(task_id, job_id, req_hash, query, agg_param, state, created)"
+                      " VALUES(?, x'01', x'', x'', x'', 'pending', 0)", (t,))
+        c.execute("INSERT INTO agg_jobs(task_id, job_id, role, state, agg_param, created)"
+                  " VALUES(?, x'02', 'leader', 'active', x'', 0)", (tid,))
+        c.execute("INSERT INTO fs_batches(task_id, batch_id, assigned, created) VALUES(?, x'03', 0, 0)", (tid,))
+    wakes = {
+        "report stored": "INSERT INTO reports(task_id, report_id, time, public_share, leader_share, helper_ct,"
+                         " state) VALUES(?, x'04', 0, x'', x'', x'', 'pending')",
+        "report settled": "UPDATE reports SET state='done' WHERE task_id=?",
+        "job ended": "UPDATE agg_jobs SET state='finished' WHERE task_id=?",
+        "batch grew": "UPDATE fs_batches SET assigned=assigned+1 WHERE task_id=?",
+    }
+    for what, sql in wakes.items():
+        backed_off()
+        with store.tx() as c:
+            c.execute(sql, (tid,))
+        assert next_attempt() == 0, what
+        assert store.one("SELECT attempts FROM collection_jobs WHERE task_id=?", (tid,))[0] == 0, what
+    backed_off()
+    with store.tx() as c:  # nothing that can make the batch ready: the backoff stands
+        c.execute("UPDATE reports SET state='in_job' WHERE task_id=?", (tid,))
+        c.execute("INSERT INTO reports(task_id, report_id, time, public_share, leader_share, helper_ct, state)"
+                  " VALUES(?, x'05', 0, x'', x'', x'', 'pending')", (other,))
+    assert next_attempt() == 1e12
+    store.close()
+
+
+def test_the_not_ready_backoff_doubles_up_to_its_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dap import hpke
+    from dap.roles import leader as leader_mod
+    from dap.roles.aggregator import Aggregator
+
+    store = Store(tmp_path / "leader.sqlite3")
+    agg = Aggregator(store, role="leader", clock_skew=0)
+    tid = bytes([1]) * 32
+    agg.add_task(_task_body(task_id=b64e(tid), collector_hpke_config=b64e(hpke.generate_keypair(1).config.encode()),
+                            task_expiration=2**40))
+    task, ops = agg.get_task(tid)
+    drv = leader_mod.LeaderDriver(agg, job_size=10, min_job_size=1, job_interval=0.2, collect_interval=0.25,
+                                  retry_budget=5, request_timeout=5, log=lambda rec: None)
+    with store.tx() as c:
+        c.execute("INSERT INTO collection_jobs(task_id, job_id, req_hash, query, agg_param, state, created)"
+                  " VALUES(?, x'01', x'', x'', x'', 'pending', 0)", (tid,))
+    monkeypatch.setattr(drv, "_start_collection", lambda *a: False)  # its batch never gets ready
+    monkeypatch.setattr(leader_mod.time, "time", lambda: 1000.0)
+    waits = []
+    for _ in range(9):
+        assert drv._try_start_collection(task, ops, b"\x01") is False
+        waits.append(store.one("SELECT next_attempt FROM collection_jobs")[0] - 1000.0)
+    assert waits == [0.25, 0.5, 1.0, 2.0, 4.0, leader_mod.NOT_READY_MAX_S, 8.0, 8.0, 8.0]
+    store.close()

@@ -25,9 +25,13 @@ Three loops run inside the Leader process (started from the ASGI lifespan):
   (Prio3 preparation is deterministic), never the request.
 * **collector** (every ``--collect-interval`` s): a ``pending`` collection job
   waits until no report of its batch is pending or in an active job and the
-  batch has ``min_batch_size`` reports; then, in one transaction, it marks the
-  batch's buckets collected, stores the AggregateShareReq bytes and the sealed
-  Leader share and becomes ``collecting``. The stored request is sent (retried
+  batch has ``min_batch_size`` reports (until then it is looked at again after a
+  backoff of up to ``NOT_READY_MAX_S``, or at once when a report is stored or
+  settled, an aggregation job ends or a batch grows: triggers in
+  :mod:`dap.roles.storage`; a warm stack keeps every collection job that never
+  became ready, and polling them all every pass grew with a campaign); then, in
+  one transaction, it marks the batch's buckets collected, stores the
+  AggregateShareReq bytes and the sealed Leader share and becomes ``collecting``. The stored request is sent (retried
   with backoff, never abandoned) until the Helper answers: 200 -> the
   Collection is stored (``finished``); a problem document -> ``failed`` with
   that problem type, which collection polls then return.
@@ -98,6 +102,9 @@ _CREATED_FULL = "created a job of --job-size reports (more may be pending)"
 _CREATED_PARTIAL = "created a job with every pending report"
 _NOTHING = "nothing to do"
 _RETRY = "state changed under the creator: try again"
+#: the longest a pending collection job whose batch was not ready waits before it is looked at
+#: again when nothing woke it (a safety net: the wake triggers should see every change)
+NOT_READY_MAX_S = 8.0
 
 
 class LeaderDriver:
@@ -117,6 +124,8 @@ class LeaderDriver:
         self.log = log or (lambda rec: print(json.dumps(rec), file=sys.stderr, flush=True))
         self._states: dict[tuple[bytes, bytes], list[Any]] = {}
         self._inflight: set[tuple[str, bytes, bytes]] = set()
+        #: the highest report rowid the creator has seen (0: every report is new after a start)
+        self._reports_seen = 0
         self._wake = asyncio.Event()
         self._sem = asyncio.Semaphore(8)
         self._client: httpx.AsyncClient | None = None
@@ -163,9 +172,15 @@ class LeaderDriver:
 
     def _create_jobs(self) -> int:
         created = 0
-        for task, ops in self.agg.all_tasks():
+        # Reports stored since the last complete pass (rowids only grow: reports are never deleted).
+        top = self.store.one("SELECT coalesce(max(rowid), 0) FROM reports")[0]
+        arrived = {bytes(t) for (t,) in self.store.query(
+            "SELECT DISTINCT task_id FROM reports WHERE rowid > ? AND rowid <= ?", (self._reports_seen, top))}
+        for task, ops in self.agg.tasks_with_pending_reports():
             if ops.needs_agg_param:  # jobs come from collection jobs (dap/roles/param_leader.py)
-                self.param.form_batches(task)
+                # A Poplar1 report stays pending for good: only new ones can change a batch.
+                if task.task_id in arrived:
+                    self.param.form_batches(task)
                 continue
             for _ in range(50):
                 outcome = self._create_one_job(task, ops)
@@ -176,6 +191,7 @@ class LeaderDriver:
                 # at once in ever smaller jobs, each costing a request and a transaction.
                 if outcome not in (_CREATED_FULL, _RETRY):
                     break
+        self._reports_seen = top
         return created
 
     def _create_one_job(self, task: AggregatorTask, ops: VdafOps) -> str:
@@ -493,8 +509,19 @@ class LeaderDriver:
             self.spawn(("col", tid, jid), self._drive_collection, hit[0], tid, jid)
 
     def _try_start_collection(self, task: AggregatorTask, ops: VdafOps, jid: bytes) -> bool:
-        if ops.needs_agg_param:
-            return self.param.try_start_collection(task, ops, jid)
+        """Start a pending collection job if its batch is ready; else look again after a backoff
+        (collect interval, doubling, at most :data:`NOT_READY_MAX_S`) or as soon as something
+        that can make the batch ready happens (the wake triggers in dap/roles/storage.py)."""
+        started = (self.param.try_start_collection(task, ops, jid) if ops.needs_agg_param
+                   else self._start_collection(task, ops, jid))
+        if not started:
+            with self.store.tx() as c:
+                c.execute("UPDATE collection_jobs SET next_attempt=? + min(?, ? * (1 << min(attempts, 16))),"
+                          " attempts=attempts+1 WHERE task_id=? AND job_id=? AND state='pending'",
+                          (time.time(), NOT_READY_MAX_S, self.collect_interval, task.task_id, jid))
+        return started
+
+    def _start_collection(self, task: AggregatorTask, ops: VdafOps, jid: bytes) -> bool:
         tid = task.task_id
         with self.store.tx() as c:
             row = c.execute("SELECT query, agg_param, batch_selector, state FROM collection_jobs"

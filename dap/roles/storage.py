@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS reports(
     state TEXT NOT NULL, job_id BLOB, error INTEGER,
     PRIMARY KEY(task_id, report_id));
 CREATE INDEX IF NOT EXISTS reports_by_state ON reports(task_id, state, time);
+CREATE INDEX IF NOT EXISTS reports_pending ON reports(task_id) WHERE state='pending';
 CREATE TABLE IF NOT EXISTS agg_jobs(
     task_id BLOB NOT NULL, job_id BLOB NOT NULL, role TEXT NOT NULL, state TEXT NOT NULL,
     step INTEGER NOT NULL DEFAULT 0, batch_id BLOB, agg_param BLOB NOT NULL,
@@ -121,6 +122,25 @@ CREATE TABLE IF NOT EXISTS batch_queries(
 CREATE TABLE IF NOT EXISTS agg_share_resps(
     task_id BLOB NOT NULL, req_hash BLOB NOT NULL, response BLOB NOT NULL,
     PRIMARY KEY(task_id, req_hash));
+-- A pending collection job whose batch is not ready is looked at again only after a backoff
+-- (dap/roles/leader.py, NOT_READY_MAX_S): a stack that served thousands of scenarios keeps
+-- every collection job that never became ready, and polling each of them every pass grew
+-- with the campaign. Whatever can make a batch ready (a report stored, a report leaving the
+-- aggregation, an aggregation job ended, a batch topped up) wakes the task's pending jobs.
+CREATE TRIGGER IF NOT EXISTS wake_collections_report_stored AFTER INSERT ON reports BEGIN
+    UPDATE collection_jobs SET next_attempt=0, attempts=0
+    WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END;
+CREATE TRIGGER IF NOT EXISTS wake_collections_report_settled AFTER UPDATE OF state ON reports
+WHEN OLD.state IN ('pending', 'in_job') AND NEW.state NOT IN ('pending', 'in_job') BEGIN
+    UPDATE collection_jobs SET next_attempt=0, attempts=0
+    WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END;
+CREATE TRIGGER IF NOT EXISTS wake_collections_job_ended AFTER UPDATE OF state ON agg_jobs
+WHEN NEW.role='leader' AND OLD.state='active' AND NEW.state != 'active' BEGIN
+    UPDATE collection_jobs SET next_attempt=0, attempts=0
+    WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END;
+CREATE TRIGGER IF NOT EXISTS wake_collections_batch_grew AFTER UPDATE OF assigned ON fs_batches BEGIN
+    UPDATE collection_jobs SET next_attempt=0, attempts=0
+    WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END;
 CREATE TABLE IF NOT EXISTS collector_tasks(
     task_id BLOB PRIMARY KEY, config TEXT NOT NULL, keypair BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS collector_jobs(

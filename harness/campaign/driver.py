@@ -54,7 +54,7 @@ every stored failure this process has not seen is replayed before generation sta
 again between examples (every few seconds) when another shard stored one meanwhile; then
 generation goes on under a derived seed. ``<artifacts>/examples.jsonl`` lists every run
 (phase ``generate`` / ``replay`` / ``shrink``, the scenario's digest, the verdict, the time
-and the harness's own overhead of the run).
+and the harness's own overhead of the run, split by phase in ``phases_ms``).
 
 Each failure writes ``<artifacts>/failures/<name>/{scenario.json, plan.toml}`` and a
 one-line reproduction: ``faultrun --plan FILE --seed S --reports N --vdaf V --query-type Q``
@@ -79,7 +79,7 @@ from hypothesis.errors import Unsatisfiable
 
 from faults.actions import action_name
 from faults.plan import dump_plan
-from faults.scenario import Scenario, to_dict
+from faults.scenario import Collect, Scenario, to_dict
 from faults.strategies import (
     MAX_REPORTS,
     MAX_RULES,
@@ -115,6 +115,15 @@ log = logging.getLogger(__name__)
 #: The per-scenario timeout of a campaign when none is given (a slower Leader gets more:
 #: :meth:`harness.stack.images.Timing.scenario_timeout_s`).
 CAMPAIGN_TIMEOUT_S = 30.0
+
+
+def scenario_timeout_s(base_s: float, scenario: Scenario) -> float:
+    """One run's timeout in a campaign: ``base_s`` per collection of its workload. Each
+    collection may wait for the Leader to give up a failing aggregation job and a failing
+    aggregate share; a heavy-hitters walk collects once per level, and under a plan that keeps
+    the Helper failing a single budget ran out before its last level (an infra run, found
+    by a 20-minute campaign)."""
+    return base_s * max(1, sum(isinstance(step, Collect) for step in scenario.workload.steps))
 #: Consecutive infra runs that end a campaign (the stack is probably broken).
 MAX_INFRA_IN_A_ROW = 3
 #: The part of the shrink budget hypothesis' own shrink may use; the rest is kept for the
@@ -222,7 +231,7 @@ class _State:
         wall = time.time()
         try:
             # report.html is rendered for the runs kept (failures: _write_failure), not for every example
-            result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir, report_html=False)
+            result = self.stack.run_scenario(scenario, timeout_s=scenario_timeout_s(self.timeout_s, scenario), run_dir=run_dir, report_html=False)
         except HarnessError as exc:
             self.last_run_s = time.monotonic() - now
             self._log_run(digest, "shrink" if shrinking else self.phase, "infra", now, wall, None)
@@ -268,7 +277,7 @@ class _State:
         run_dir = self.runs_root / f"{self.runs:05d}"
         digest = scenario_digest(scenario)
         try:
-            result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir, report_html=False)
+            result = self.stack.run_scenario(scenario, timeout_s=scenario_timeout_s(self.timeout_s, scenario), run_dir=run_dir, report_html=False)
         except HarnessError as exc:
             self.last_run_s = time.monotonic() - now
             self._log_run(digest, phase, "infra", now, wall, None)
@@ -299,6 +308,9 @@ class _State:
         line = {"run": self.runs, "phase": phase, "digest": digest, "verdict": verdict,
                 "t": round(started - self.t0, 3), "wall": round(wall, 3), "seconds": round(seconds, 4),
                 "overhead_s": None if steps is None else round(max(seconds - steps, 0.0), 4)}
+        phases = getattr(result, "phases", None)
+        if phases:  # where the overhead goes (harness.run.stack.OVERHEAD_PHASES)
+            line["phases_ms"] = {k: round(v * 1000, 2) for k, v in phases.items()}
         try:
             with open(self.examples_log, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line) + "\n")
@@ -440,8 +452,9 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     seen, not as a new failure, so shrinking cannot slide back into a known bug. ``vdaf``
     fixes the VDAF (a ``--vdaf`` spec; otherwise only the VDAF types every implementation of
     the stack supports are drawn, ``images.toml`` ``vdafs``); ``timeout_s`` bounds one
-    scenario (None: :data:`CAMPAIGN_TIMEOUT_S`, or longer for a Leader whose ``timing``
-    needs it, :meth:`harness.run.Stack.scenario_timeout_s`). Run dirs of
+    scenario per collection of its workload (:func:`scenario_timeout_s`; None:
+    :data:`CAMPAIGN_TIMEOUT_S`, or longer for a Leader whose ``timing`` needs it,
+    :meth:`harness.run.Stack.scenario_timeout_s`). Run dirs of
     passing runs are deleted unless ``keep_runs``. ``stop()`` True ends generation early
     (used by :func:`run_campaign_workers`: another worker found a failure). ``wanted``
     (self-validation: the time to find one known bug) restricts failures to those whose

@@ -135,16 +135,11 @@ def leader_jobs(ctx: Context) -> Verdict:
                 failures.append(f"Leader: report {rid} offered in aggregation jobs {j1} and {j2} "
                                 f"(dap-09 §10.1 step 5, §12)")
             first_offer[key] = fl
-    bodies: dict[str, dict[str, Flow]] = {}
-    for fl in inits:
-        if fl.req.body_sha256:
-            bodies.setdefault(fl.path, {}).setdefault(fl.req.body_sha256, fl)
-    for path, by_body in bodies.items():
-        if len(by_body) > 1:
-            seqs = sorted(f.flow_seq for f in by_body.values())
-            ev["changed_retries"][path] = seqs
-            failures.append(f"Leader: re-sent the init of job {_job(next(iter(by_body.values())))} with another "
-                            f"body (flows {seqs}): a retry MUST be byte-identical (dap-09 §10.3)")
+    for path, by_body in _distinct_bodies(inits).items():
+        seqs = sorted(f.flow_seq for f in by_body.values())
+        ev["changed_retries"][path] = seqs
+        failures.append(f"Leader: re-sent the init of job {_job(next(iter(by_body.values())))} with another "
+                        f"body (flows {seqs}): a retry MUST be byte-identical (dap-09 §10.3)")
     n = len({r for r, _ in first_offer})
     return make_verdict("leader-jobs", _dedup(failures), ev,
                         f"Leader: {n} report(s) each offered in one aggregation job; retries identical")
@@ -444,20 +439,25 @@ def collection_jobs(ctx: Context) -> Verdict:
     """Leader: a collection job's CollectionReq is immutable (§15 step 3)."""
     failures: list[str] = []
     ev: dict[str, Any] = {"role": "leader", "overwritten": {}}
-    accepted: dict[str, dict[str, Flow]] = {}
-    for fl in ctx.of_kind("collection_create"):
-        if not fl.delivered or not is2xx(fl.real_status) or ctx.tampered(fl) or fl.applied("changes_body"):
-            continue
-        if fl.req.body_sha256:
-            accepted.setdefault(fl.path, {}).setdefault(fl.req.body_sha256, fl)
-    for path, by_body in accepted.items():
-        if len(by_body) > 1:
-            seqs = sorted(f.flow_seq for f in by_body.values())
-            ev["overwritten"][path] = seqs
-            failures.append(f"Leader: accepted {len(by_body)} different CollectionReqs for collection job "
-                            f"{path.rstrip('/').rsplit('/', 1)[-1]} (flows {seqs}): the same ID with another "
-                            f"request MUST fail with a 4xx (dap-09 §15 step 3)")
+    accepted = [fl for fl in ctx.of_kind("collection_create") if fl.delivered and is2xx(fl.real_status)
+                and not ctx.tampered(fl) and not fl.applied("changes_body")]
+    for path, by_body in _distinct_bodies(accepted).items():
+        seqs = sorted(f.flow_seq for f in by_body.values())
+        ev["overwritten"][path] = seqs
+        failures.append(f"Leader: accepted {len(by_body)} different CollectionReqs for collection job "
+                        f"{path.rstrip('/').rsplit('/', 1)[-1]} (flows {seqs}): the same ID with another "
+                        f"request MUST fail with a 4xx (dap-09 §15 step 3)")
     return make_verdict("collection-jobs", failures, ev, "Leader: no collection job accepted two requests")
+
+
+def _distinct_bodies(flows: Iterable[Flow]) -> dict[str, dict[str, Flow]]:
+    """Path -> {body SHA-256 -> its first flow} for the paths that saw more than one body: one
+    resource (an aggregation or collection job) sent or accepted with different requests."""
+    by_path: dict[str, dict[str, Flow]] = {}
+    for fl in flows:
+        if fl.req.body_sha256:
+            by_path.setdefault(fl.path, {}).setdefault(fl.req.body_sha256, fl)
+    return {path: bodies for path, bodies in by_path.items() if len(bodies) > 1}
 
 
 def _dedup(lines: list[str]) -> list[str]:

@@ -127,6 +127,24 @@ ALIVE_RECHECK_S = 0.5
 #: A local role's or the proxy's log larger than this is emptied before the next scenario
 #: (the writers append, O_APPEND; every run directory already has its slice).
 LOG_KEEP_BYTES = 1 << 20
+#: The phases of a run outside its workload steps (:attr:`RunResult.phases`): log offsets and
+#: history segment, plan load, task provisioning, plan unload with the history read, checker,
+#: run directory.
+OVERHEAD_PHASES = ("segment", "plan", "provision", "history", "check", "write")
+
+
+class _Laps:
+    """Time spent per phase of one run: ``lap(name)`` charges the time since the last lap to
+    ``name`` (a phase that runs twice adds up)."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self.spent: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self.spent[phase] = self.spent.get(phase, 0.0) + now - self._last
+        self._last = now
 
 
 @attrs.frozen
@@ -139,6 +157,8 @@ class RunResult:
     seconds: float = 0.0
     #: of ``seconds``, the workload's own steps (uploads, collections); the rest is the harness's
     steps_s: float = 0.0
+    #: the harness's part by phase (:data:`OVERHEAD_PHASES`), seconds: where a slow-down comes from
+    phases: Mapping[str, float] = attrs.field(factory=dict)
 
 
 def resolve_impl(images: Images, impl: Mapping[str, str] | None) -> dict[str, ImageEntry]:
@@ -392,6 +412,7 @@ class Stack:
         if seed is not None:
             scenario = attrs.evolve(scenario, plan=attrs.evolve(scenario.plan, seed=seed))
         t0 = time.monotonic()
+        laps = _Laps()
         deadline = t0 + timeout_s
         run_dir = run_dir or unique_dir(self.artifacts_root, scenario.name)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -414,9 +435,11 @@ class Stack:
         try:
             if self._segment(flows_name, history=True) and flows_name is not None:
                 flows_file = self.proxy.workdir / "flows" / flows_name
+            laps.lap("segment")
             since = control.load_plan(scenario.plan)
             if scenario.plan.net_rules:  # windows count from here (the scenario's start)
                 net = NetFaults.open(self.backend, self.proxy, scenario.plan)
+            laps.lap("plan")
             peer_url = getattr(self.backend, "peer_url", None)  # docker: URLs as the containers see them
             pt = provision_task(
                 task, leader=self.clients["leader"], helper=self.clients["helper"],
@@ -426,11 +449,12 @@ class Stack:
                 helper_base_for_client=peer_url("helper") if peer_url else "",
                 leader_base_for_peers=peer_url("leader") if peer_url else "")
             task_id = pt.task_id
-            t_steps = time.monotonic()
+            laps.lap("provision")
             try:
                 self._run_steps(scenario, pt, base_time, deadline, uploads, collections, fired, since=since)
             finally:
-                steps_s = time.monotonic() - t_steps
+                laps.lap("steps")
+                steps_s = laps.spent["steps"]
         except (InteropError, BackendError, ControlError) as exc:
             infra.append(self._explain(exc))
         finally:
@@ -463,7 +487,9 @@ class Stack:
             fired_events=tuple(fired), infra_errors=tuple(infra),
             recording_failures=tuple(f["error"] for f in recording),
             started_wall=started_wall, finished_wall=time.time())
+        laps.lap("history")
         report = self._check(record, history, scenario)
+        laps.lap("check")
         if flows_file is not None:
             flows, owned = (flows_file, True) if flows_file.is_file() else (None, False)
         else:  # no segments: the proxy's one flows file, linked
@@ -472,9 +498,10 @@ class Stack:
                       log_slices=offsets, flows=flows, move_flows=owned)
         if report_html:
             render_report_html(run_dir)
+        laps.lap("write")
         return RunResult(run_dir=run_dir, record=record, report=report, history=tuple(history),
                          exit_code=exit_code_for(report, scenario), seconds=time.monotonic() - t0,
-                         steps_s=steps_s)
+                         steps_s=steps_s, phases={k: v for k, v in laps.spent.items() if k != "steps"})
 
     def _explain(self, exc: Exception) -> str:
         """An infra error, plus which role died if one did (that is usually the real cause).

@@ -405,6 +405,28 @@ class ForwardingProxyBase:
         self.http.close()
 
 
+def rows(path: Path, sql: str, *params: object) -> list[tuple]:
+    """``sql`` on a role's SQLite file (a connection of its own: the role keeps running)."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def wait_for(pred: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``pred`` every 50 ms until it is truthy (its value), failing after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
+        time.sleep(0.05)
+
+
 def checksum(rids: list[bytes]) -> bytes:
     """The batch checksum of ``rids``, as the Aggregators compute it (dap.roles.aggregator)."""
     from dap.roles.aggregator import checksum_of, xor_checksum
@@ -416,7 +438,7 @@ def checksum(rids: list[bytes]) -> bytes:
 
 
 __all__ = ["Deployment", "FakeLeaderBase", "ForwardingProxyBase", "checksum", "QuietHandler", "RoleProcess", "deployment", "expected_result", "free_port",
-           "random_measurement", "b64", "os"]
+           "random_measurement", "rows", "wait_for", "b64", "os"]
 
 
 # --- building DAP messages in tests (we play the Client or the Leader) -----------------------

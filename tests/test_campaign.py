@@ -298,27 +298,12 @@ def test_the_scenario_timeout_follows_the_leaders_timing(tmp_path: Path) -> None
             self.timeouts.append(timeout_s)
             return super().run_scenario(scenario, timeout_s, run_dir, report_html)
 
-    def collections(s: Scenario) -> int:
-        return max(1, sum(isinstance(step, Collect) for step in s.workload.steps))
-
     stack = TimedStack(verdict=lambda s: VerdictClass.PASS)
     run_campaign(stack, seed=1, examples=2, artifacts=tmp_path / "a")
-    assert stack.asked == [CAMPAIGN_TIMEOUT_S] and stack.timeouts == [58.0 * collections(s) for s in stack.runs]
+    assert stack.asked == [CAMPAIGN_TIMEOUT_S] and stack.timeouts == [58.0, 58.0]
     stack = TimedStack(verdict=lambda s: VerdictClass.PASS)
     run_campaign(stack, seed=1, examples=2, artifacts=tmp_path / "b", timeout_s=12.5)
-    assert stack.asked == [] and stack.timeouts == [12.5 * collections(s) for s in stack.runs]
-
-
-def test_a_heavy_hitters_walk_gets_the_timeout_once_per_level() -> None:
-    """Each collection may wait for the Leader to give up twice: the budget is per collection."""
-    from faults.catalogue import get_scenario
-    from harness.campaign.driver import scenario_timeout_s
-
-    walk = get_scenario("poplar1-heavy-hitters")
-    levels = sum(isinstance(step, Collect) for step in walk.workload.steps)
-    assert levels > 1
-    assert scenario_timeout_s(20.0, walk) == 20.0 * levels
-    assert scenario_timeout_s(20.0, get_scenario("duplicate-report")) == 20.0
+    assert stack.asked == [] and stack.timeouts == [12.5, 12.5]
 
 
 def test_derive_seed_is_stable_and_distinct() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +35,8 @@ from roles_fixtures import (
     checksum,
     fetch_config,
     now_rounded,
+    rows,
+    wait_for,
 )
 
 from dap import hpke
@@ -119,24 +120,6 @@ def roles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Bu
     finally:
         for p in started.values():
             p.close()
-
-
-def rows(path: Path, sql: str, *params: object) -> list[tuple]:
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
-        time.sleep(0.05)
 
 
 def problem_type(r: httpx.Response) -> str | None:

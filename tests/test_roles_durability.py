@@ -9,14 +9,13 @@ init hash).
 from __future__ import annotations
 
 import base64
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from roles_fixtures import Deployment
+from roles_fixtures import Deployment, rows, wait_for
 
 COUNT = {"type": "Prio3Count"}
 
@@ -30,23 +29,8 @@ def dep(tmp_path: Path) -> Iterator[Deployment]:
         d.close()
 
 
-def rows(path: Path, sql: str, *params: object) -> list[tuple]:
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
-
-
 def tid_bytes(t: dict) -> bytes:
     return base64.urlsafe_b64decode(t["task_id"] + "=")
-
-
-def wait_for(pred, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 def leader_db(dep: Deployment) -> Path:

@@ -20,16 +20,21 @@ import hashlib
 import json
 import os
 import random
-import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from roles_fixtures import Deployment, FakeLeaderBase, ForwardingProxyBase, QuietHandler, RoleProcess
+from roles_fixtures import (
+    Deployment,
+    FakeLeaderBase,
+    ForwardingProxyBase,
+    QuietHandler,
+    RoleProcess,
+    rows,
+)
 
 from dap import hpke
 from dap.constants import PrepareError, PrepareRespState, Role
@@ -60,26 +65,10 @@ def prefix_counts(values: list[int], bits: int, level: int, prefixes: list[int])
     return [sum(1 for v in values if v >> (bits - 1 - level) == p) for p in prefixes]
 
 
-def rows(path: Path, sql: str, *params: object) -> list[tuple]:
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
-
-
 def problem(r: httpx.Response, token: str) -> None:
     assert r.status_code == 400, (r.status_code, r.text)
     assert r.headers["content-type"] == "application/problem+json"
     assert json.loads(r.content)["type"] == "urn:ietf:params:ppm:dap:error:" + token, r.text
-
-
-def wait_for(pred: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
-
 
 # --- the interop flow: a heavy-hitters walk ------------------------------------------------
 

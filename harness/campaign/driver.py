@@ -79,7 +79,7 @@ from hypothesis.errors import Unsatisfiable
 
 from faults.actions import action_name
 from faults.plan import dump_plan
-from faults.scenario import Collect, Scenario, to_dict
+from faults.scenario import Scenario, to_dict
 from faults.strategies import (
     MAX_REPORTS,
     MAX_RULES,
@@ -115,15 +115,6 @@ log = logging.getLogger(__name__)
 #: The per-scenario timeout of a campaign when none is given (a slower Leader gets more:
 #: :meth:`harness.stack.images.Timing.scenario_timeout_s`).
 CAMPAIGN_TIMEOUT_S = 30.0
-
-
-def scenario_timeout_s(base_s: float, scenario: Scenario) -> float:
-    """One run's timeout in a campaign: ``base_s`` per collection of its workload. Each
-    collection may wait for the Leader to give up a failing aggregation job and a failing
-    aggregate share; a heavy-hitters walk collects once per level, and under a plan that keeps
-    the Helper failing a single budget ran out before its last level (an infra run, found
-    by a 20-minute campaign)."""
-    return base_s * max(1, sum(isinstance(step, Collect) for step in scenario.workload.steps))
 #: Consecutive infra runs that end a campaign (the stack is probably broken).
 MAX_INFRA_IN_A_ROW = 3
 #: The part of the shrink budget hypothesis' own shrink may use; the rest is kept for the
@@ -231,7 +222,7 @@ class _State:
         wall = time.time()
         try:
             # report.html is rendered for the runs kept (failures: _write_failure), not for every example
-            result = self.stack.run_scenario(scenario, timeout_s=scenario_timeout_s(self.timeout_s, scenario), run_dir=run_dir, report_html=False)
+            result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir, report_html=False)
         except HarnessError as exc:
             self.last_run_s = time.monotonic() - now
             self._log_run(digest, "shrink" if shrinking else self.phase, "infra", now, wall, None)
@@ -277,7 +268,7 @@ class _State:
         run_dir = self.runs_root / f"{self.runs:05d}"
         digest = scenario_digest(scenario)
         try:
-            result = self.stack.run_scenario(scenario, timeout_s=scenario_timeout_s(self.timeout_s, scenario), run_dir=run_dir, report_html=False)
+            result = self.stack.run_scenario(scenario, timeout_s=self.timeout_s, run_dir=run_dir, report_html=False)
         except HarnessError as exc:
             self.last_run_s = time.monotonic() - now
             self._log_run(digest, phase, "infra", now, wall, None)
@@ -452,9 +443,8 @@ def run_campaign(stack: Any, *, seed: int, examples: int | None = None, time_bud
     seen, not as a new failure, so shrinking cannot slide back into a known bug. ``vdaf``
     fixes the VDAF (a ``--vdaf`` spec; otherwise only the VDAF types every implementation of
     the stack supports are drawn, ``images.toml`` ``vdafs``); ``timeout_s`` bounds one
-    scenario per collection of its workload (:func:`scenario_timeout_s`; None:
-    :data:`CAMPAIGN_TIMEOUT_S`, or longer for a Leader whose ``timing`` needs it,
-    :meth:`harness.run.Stack.scenario_timeout_s`). Run dirs of
+    scenario (None: :data:`CAMPAIGN_TIMEOUT_S`, or longer for a Leader whose ``timing``
+    needs it, :meth:`harness.run.Stack.scenario_timeout_s`). Run dirs of
     passing runs are deleted unless ``keep_runs``. ``stop()`` True ends generation early
     (used by :func:`run_campaign_workers`: another worker found a failure). ``wanted``
     (self-validation: the time to find one known bug) restricts failures to those whose

@@ -78,8 +78,7 @@ def build_campaign_parser() -> Any:
     p.add_argument("--regressions-dir", type=Path, default=REGRESSIONS_DIR, help=argparse.SUPPRESS)
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="output root (default ./artifacts/campaign-<ts>)")
     p.add_argument("--timeout", type=positive_float, default=None, metavar="S",
-                   help="per-scenario timeout for each collection of its workload (default 30, or more for a Leader "
-                        "whose images.toml timing needs it)")
+                   help="per-scenario timeout (default 30, or more for a Leader whose images.toml timing needs it)")
     p.add_argument("--shrink-budget", type=_duration, default=300.0, metavar="T",
                    help="time allowed for shrinking (2/3 hypothesis' shrink, then one rule at a time)")
     p.add_argument("--replays", type=nonneg_int, default=REPLAYS, metavar="N",

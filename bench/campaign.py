@@ -211,9 +211,10 @@ def long_run(root: Path, seed: int, minutes: float, timeout_s: float) -> int:
     windows = (("first minute", 0, 60), ("last minute", budget - 60, budget),
                ("first sixth", 0, sixth), ("last sixth", budget - sixth, budget),
                ("first half", 0, budget / 2), ("last half", budget / 2, budget))
-    firsts, lasts = [], []
+    firsts, lasts, every = [], [], []
     for w in sorted(root.glob("worker-*")):
         rows = [json.loads(x) for x in (w / "examples.jsonl").read_text().splitlines() if x.strip()]
+        every += rows
         parts = []
         for label, lo, hi in windows:
             n, med, mean = _window(rows, lo, hi)
@@ -225,8 +226,6 @@ def long_run(root: Path, seed: int, minutes: float, timeout_s: float) -> int:
             if label == "last sixth" and med is not None:
                 lasts.append(med)
         print(f"  {w.name}: " + "; ".join(parts), flush=True)
-    every = [json.loads(x) for w in sorted(root.glob("worker-*"))
-             for x in (w / "examples.jsonl").read_text().splitlines() if x.strip()]
     for label, first_w, last_w in (("minute", (0, 60), (budget - 60, budget)),
                                    ("sixth", (0, sixth), (budget - sixth, budget))):
         split = [f"{name} {a:.1f} -> {b:.1f}" for name, a, b in _phase_medians(every, first_w, last_w)]
@@ -236,7 +235,7 @@ def long_run(root: Path, seed: int, minutes: float, timeout_s: float) -> int:
     if firsts and lasts:
         first, last = statistics.fmean(firsts), statistics.fmean(lasts)
         ok = last <= first * 1.10
-        print(f"  per-scenario overhead, median per worker averaged: first sixth ({sixth / 60:g} min) "
+        print(f"  per-scenario overhead, median per worker averaged: first sixth ({sixth / 60:.3g} min) "
               f"{1000 * first:.1f} ms, last sixth {1000 * last:.1f} ms ({(last / first - 1) * 100:+.0f} %) "
               f"[{'ok' if ok else 'MISSED'}: last within 10 % of first]", flush=True)
         status |= 0 if ok else 1

@@ -393,7 +393,8 @@ class ForwardingProxyBase:
         self.thread.start()
 
     def handle(self, req: QuietHandler, body: bytes) -> None:
-        raise NotImplementedError
+        """Answer ``req`` (its ``_reply``), after :meth:`forward` or not: each subclass's script."""
+        raise NotImplementedError(f"{type(self).__name__} must say what it does with a request")
 
     def forward(self, req: QuietHandler, body: bytes) -> httpx.Response:
         headers = {k: v for k, v in req.headers.items() if k.lower() in self.FORWARDED}

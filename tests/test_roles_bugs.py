@@ -55,9 +55,8 @@ from dap.vdaf.pingpong import Finished
 TP = 3600
 COUNT = {"type": "Prio3Count"}
 POPLAR = {"type": "Poplar1", "bits": "4"}
-INIT = "application/dap-aggregation-job-init-req"
-CONTINUE = "application/dap-aggregation-job-continue-req"
-SHARE_REQ = "application/dap-aggregate-share-req"
+CONTINUE = FakeLeaderBase.CONTINUE
+SHARE_REQ = FakeLeaderBase.SHARE_REQ
 COLLECT_REQ = "application/dap-collect-req"
 REPORT = "application/dap-report"
 ON_OFF = pytest.mark.parametrize("on", [True, False], ids=["bug-on", "bug-off"])

@@ -45,10 +45,7 @@ from dap.messages import (
 from dap.vdaf.params import VdafParams
 from dap.vdaf.pingpong import Finished
 
-TP = 3600
-INIT = "application/dap-aggregation-job-init-req"
-CONTINUE = "application/dap-aggregation-job-continue-req"
-SHARE_REQ = "application/dap-aggregate-share-req"
+CONTINUE = FakeLeaderBase.CONTINUE
 THRESHOLD = 2  # a prefix counted at least this often is a heavy hitter
 
 

@@ -31,10 +31,10 @@ Three loops run inside the Leader process (started from the ASGI lifespan):
   :mod:`dap.roles.storage`; a warm stack keeps every collection job that never
   became ready, and polling them all every pass grew with a campaign); then, in
   one transaction, it marks the batch's buckets collected, stores the
-  AggregateShareReq bytes and the sealed Leader share and becomes ``collecting``. The stored request is sent (retried
-  with backoff, never abandoned) until the Helper answers: 200 -> the
-  Collection is stored (``finished``); a problem document -> ``failed`` with
-  that problem type, which collection polls then return.
+  AggregateShareReq bytes and the sealed Leader share and becomes ``collecting``.
+  The stored request is sent (retried with backoff, never abandoned) until the
+  Helper answers: 200 -> the Collection is stored (``finished``); a problem
+  document -> ``failed`` with that problem type, which collection polls then return.
 
 Tasks whose VDAF needs an aggregation parameter (Poplar1) are aggregated per
 collection job instead, by :mod:`dap.roles.param_leader` (hooked into the creator

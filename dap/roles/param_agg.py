@@ -40,6 +40,7 @@ from typing import Any
 from dap.constants import QueryType
 from dap.messages import BatchSelector
 from dap.roles.buckets import ZERO_CHECKSUM, checksum_of, xor_checksum
+from dap.roles.storage import wake_collections_trigger
 from dap.roles.task import AggregatorTask
 from dap.roles.vdafs import VdafOps
 
@@ -67,11 +68,9 @@ _TABLES = (
         first_attempt REAL, created REAL NOT NULL, detail TEXT,
         PRIMARY KEY(task_id, job_id))""",
     "CREATE INDEX IF NOT EXISTS param_jobs_by_state ON param_jobs(state, next_attempt)",
-    # a Poplar1 collection waits for its aggregation jobs: their end wakes it (dap/roles/storage.py)
-    """CREATE TRIGGER IF NOT EXISTS wake_collections_param_job_ended AFTER UPDATE OF state ON param_jobs
-    WHEN OLD.state='active' AND NEW.state != 'active' BEGIN
-        UPDATE collection_jobs SET next_attempt=0, attempts=0
-        WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END""",
+    # a Poplar1 collection waits for its aggregation jobs: their end wakes it
+    wake_collections_trigger("wake_collections_param_job_ended", "AFTER UPDATE OF state ON param_jobs",
+                             "OLD.state='active' AND NEW.state != 'active'"),
     """CREATE TABLE IF NOT EXISTS param_job_reports(
         task_id BLOB NOT NULL, job_id BLOB NOT NULL, ord INTEGER NOT NULL,
         report_id BLOB NOT NULL, time INTEGER NOT NULL, bucket BLOB NOT NULL,

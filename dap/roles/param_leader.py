@@ -95,11 +95,11 @@ class ParamLeader:
         if task.query_type != QueryType.FIXED_SIZE:
             return
         tid = task.task_id
-        sql = ("SELECT r.report_id FROM reports r WHERE r.task_id=? AND r.state='pending' AND NOT EXISTS"
-               " (SELECT 1 FROM param_batch_members m WHERE m.task_id=r.task_id AND m.report_id=r.report_id)"
-               " ORDER BY r.time, r.report_id LIMIT 10000")
         with self.store.tx() as c:
-            unassigned = [bytes(r[0]) for r in c.execute(sql, (tid,))]
+            unassigned = [bytes(r[0]) for r in c.execute(
+                "SELECT r.report_id FROM reports r WHERE r.task_id=? AND r.state='pending' AND"
+                " NOT EXISTS (SELECT 1 FROM param_batch_members m WHERE m.task_id=r.task_id AND"
+                " m.report_id=r.report_id) ORDER BY r.time, r.report_id LIMIT 10000", (tid,))]
             if unassigned:
                 self._assign(c, task, unassigned)
 

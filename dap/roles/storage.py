@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GroupCommit", "Store", "SCHEMA_VERSION", "SQLITE_MAX_INT"]
+__all__ = ["GroupCommit", "Store", "SCHEMA_VERSION", "SQLITE_MAX_INT", "wake_collections_trigger"]
 
 SCHEMA_VERSION = 1
 
@@ -122,31 +122,37 @@ CREATE TABLE IF NOT EXISTS batch_queries(
 CREATE TABLE IF NOT EXISTS agg_share_resps(
     task_id BLOB NOT NULL, req_hash BLOB NOT NULL, response BLOB NOT NULL,
     PRIMARY KEY(task_id, req_hash));
--- A pending collection job whose batch is not ready is looked at again only after a backoff
--- (dap/roles/leader.py, NOT_READY_MAX_S): a stack that served thousands of scenarios keeps
--- every collection job that never became ready, and polling each of them every pass grew
--- with the campaign. Whatever can make a batch ready (a report stored, a report leaving the
--- aggregation, an aggregation job ended, a batch topped up) wakes the task's pending jobs.
-CREATE TRIGGER IF NOT EXISTS wake_collections_report_stored AFTER INSERT ON reports BEGIN
-    UPDATE collection_jobs SET next_attempt=0, attempts=0
-    WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END;
-CREATE TRIGGER IF NOT EXISTS wake_collections_report_settled AFTER UPDATE OF state ON reports
-WHEN OLD.state IN ('pending', 'in_job') AND NEW.state NOT IN ('pending', 'in_job') BEGIN
-    UPDATE collection_jobs SET next_attempt=0, attempts=0
-    WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END;
-CREATE TRIGGER IF NOT EXISTS wake_collections_job_ended AFTER UPDATE OF state ON agg_jobs
-WHEN NEW.role='leader' AND OLD.state='active' AND NEW.state != 'active' BEGIN
-    UPDATE collection_jobs SET next_attempt=0, attempts=0
-    WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END;
-CREATE TRIGGER IF NOT EXISTS wake_collections_batch_grew AFTER UPDATE OF assigned ON fs_batches BEGIN
-    UPDATE collection_jobs SET next_attempt=0, attempts=0
-    WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END;
 CREATE TABLE IF NOT EXISTS collector_tasks(
     task_id BLOB PRIMARY KEY, config TEXT NOT NULL, keypair BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS collector_jobs(
     handle TEXT PRIMARY KEY, task_id BLOB NOT NULL, job_id BLOB NOT NULL,
     query BLOB NOT NULL, agg_param BLOB NOT NULL, created REAL NOT NULL);
 """
+
+
+
+def wake_collections_trigger(name: str, event: str, when: str = "") -> str:
+    """A trigger that wakes the task's pending collection jobs after ``event`` (e.g. ``AFTER
+    INSERT ON reports``), if ``when`` holds.
+
+    A pending collection job whose batch is not ready is looked at again only after a backoff
+    (dap/roles/leader.py, NOT_READY_MAX_S): a stack that served thousands of scenarios keeps
+    every collection job that never became ready, and polling each of them every pass grew
+    with the campaign. Whatever can make a batch ready wakes them instead, here in the schema
+    so that no code path can forget it."""
+    return (f"CREATE TRIGGER IF NOT EXISTS {name} {event} {f'WHEN {when} ' if when else ''}BEGIN"
+            " UPDATE collection_jobs SET next_attempt=0, attempts=0"
+            " WHERE task_id=NEW.task_id AND state='pending' AND next_attempt > 0; END")
+
+
+_WAKE_TRIGGERS = (
+    wake_collections_trigger("wake_collections_report_stored", "AFTER INSERT ON reports"),
+    wake_collections_trigger("wake_collections_report_settled", "AFTER UPDATE OF state ON reports",
+                             "OLD.state IN ('pending', 'in_job') AND NEW.state NOT IN ('pending', 'in_job')"),
+    wake_collections_trigger("wake_collections_job_ended", "AFTER UPDATE OF state ON agg_jobs",
+                             "NEW.role='leader' AND OLD.state='active' AND NEW.state != 'active'"),
+    wake_collections_trigger("wake_collections_batch_grew", "AFTER UPDATE OF assigned ON fs_batches"),
+)
 
 
 class Store:
@@ -168,7 +174,7 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(_SCHEMA)
+        self._conn.executescript(_SCHEMA + ";\n".join(_WAKE_TRIGGERS) + ";")
         with self.tx() as c:
             c.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",

@@ -300,7 +300,7 @@ class _State:
                 "t": round(started - self.t0, 3), "wall": round(wall, 3), "seconds": round(seconds, 4),
                 "overhead_s": None if steps is None else round(max(seconds - steps, 0.0), 4)}
         phases = getattr(result, "phases", None)
-        if phases:  # where the overhead goes (harness.run.stack.OVERHEAD_PHASES)
+        if phases:  # where the overhead goes (harness.run.stack.RunResult.phases)
             line["phases_ms"] = {k: round(v * 1000, 2) for k, v in phases.items()}
         try:
             with open(self.examples_log, "a", encoding="utf-8") as fh:

@@ -127,10 +127,6 @@ ALIVE_RECHECK_S = 0.5
 #: A local role's or the proxy's log larger than this is emptied before the next scenario
 #: (the writers append, O_APPEND; every run directory already has its slice).
 LOG_KEEP_BYTES = 1 << 20
-#: The phases of a run outside its workload steps (:attr:`RunResult.phases`): log offsets and
-#: history segment, plan load, task provisioning, plan unload with the history read, checker,
-#: run directory.
-OVERHEAD_PHASES = ("segment", "plan", "provision", "history", "check", "write")
 
 
 class _Laps:
@@ -157,7 +153,9 @@ class RunResult:
     seconds: float = 0.0
     #: of ``seconds``, the workload's own steps (uploads, collections); the rest is the harness's
     steps_s: float = 0.0
-    #: the harness's part by phase (:data:`OVERHEAD_PHASES`), seconds: where a slow-down comes from
+    #: the harness's part by phase, seconds (where a slow-down comes from): ``segment`` (log
+    #: offsets, history segment), ``plan`` (plan load), ``provision`` (the task), ``history``
+    #: (plan unload, history read), ``check`` (checker), ``write`` (run directory)
     phases: Mapping[str, float] = attrs.field(factory=dict)
 
 

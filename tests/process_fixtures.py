@@ -30,6 +30,22 @@ def pid_of(text: str, also: str) -> int:
     return int(line.split(":", 1)[0])
 
 
+def live(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_pids_gone(pids: list[int], timeout_s: float) -> list[int]:
+    """Wait until none of ``pids`` runs; return the ones still running at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while (left := [p for p in pids if live(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 def wait_gone(text: str, timeout_s: float) -> list[str]:
     """Wait until no process mentions ``text``; return the ones still there at the deadline."""
     deadline = time.monotonic() + timeout_s

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from process_fixtures import pid_of, procs_mentioning, reap, wait_gone
+from process_fixtures import pid_of, procs_mentioning, reap, wait_gone, wait_pids_gone
 
 from harness.stack import lifetime
 
@@ -27,8 +27,13 @@ def _start_faultrun(tmp_path: Path, *argv: str) -> tuple[subprocess.Popen, Path]
     plan = tmp_path / "slow.toml"
     plan.write_text(SLOW_PLAN)
     art = tmp_path / "art"
+    # A registry of children of its own (TMPDIR): killed, this faultrun leaves its entries
+    # behind, and another test's in-process `faultrun` must not sweep them (and say so on
+    # its stderr) while they are still dying.
+    (tmp_path / "tmp").mkdir()
     p = subprocess.Popen([str(FAULTRUN), "--plan", str(plan), *argv, "--artifacts", str(art), "--timeout", "60"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                         env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (art / "slow").exists():  # the scenario has started
         time.sleep(0.05)
@@ -45,6 +50,14 @@ def test_a_killed_or_hung_up_faultrun_leaves_nothing_running(tmp_path: Path, how
         p.communicate(timeout=60)
         left = wait_gone(str(art), 5.0)  # the kernel's SIGTERM (PR_SET_PDEATHSIG) or faultrun's own cleanup
         assert not left, left
+        registry = tmp_path / "tmp" / f"dap-faultrun-{os.getuid()}" / "children"
+        recorded = [json.loads(f.read_text())["pid"] for f in registry.glob("*.json")]
+        assert len(recorded) == (5 if how == signal.SIGKILL else 0)  # only an orderly stop forgets them
+        assert not wait_pids_gone(recorded, 5.0)  # each recorded child itself, not just its command line
+        with pytest.MonkeyPatch.context() as mp:  # and a later sweep finds nobody left to kill
+            mp.setattr(lifetime.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+            assert lifetime.sweep() == []
+        assert not any(registry.glob("*.json"))
     finally:
         if p.poll() is None:
             p.kill()
@@ -60,7 +73,13 @@ def test_the_sweep_reaps_children_whose_owner_is_gone(tmp_path: Path, monkeypatc
     owner.wait()  # an owner that is gone
     orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)
     mine = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    zombie = subprocess.Popen(["true"], start_new_session=True)
+    zombie_start = lifetime._start_time(zombie.pid)
     try:
+        wait_for_zombie = time.monotonic() + 5
+        while not (Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"):
+            assert time.monotonic() < wait_for_zombie
+            time.sleep(0.01)
         reg = tmp_path / f"dap-faultrun-{os.getuid()}" / "children"
         reg.mkdir(parents=True)
         (reg / f"{orphan.pid}.json").write_text(json.dumps({
@@ -69,13 +88,15 @@ def test_the_sweep_reaps_children_whose_owner_is_gone(tmp_path: Path, monkeypatc
         lifetime.record_child(mine.pid, "helper reference")  # owned by this live process: kept
         (reg / "99999999.json").write_text(json.dumps({"pid": 99999999, "start": 5, "owner": owner.pid,
                                                        "owner_start": 1}))  # long gone: only forgotten
+        (reg / f"{zombie.pid}.json").write_text(json.dumps({  # exited, not yet reaped: only forgotten
+            "pid": zombie.pid, "start": zombie_start, "owner": owner.pid, "owner_start": 1}))
         killed = lifetime.sweep()
         assert killed == [f"leader reference pid {orphan.pid} (owner {owner.pid} is gone)"]
         assert orphan.wait(timeout=5) == -signal.SIGKILL
         assert mine.poll() is None and (reg / f"{mine.pid}.json").exists()
         assert sorted(p.name for p in reg.iterdir()) == [f"{mine.pid}.json"]
     finally:
-        for proc in (orphan, mine):
+        for proc in (orphan, mine, zombie):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()

@@ -118,16 +118,27 @@ def last_line(path: Path, n: int = 4000) -> str:
 # --- the registry and the sweep ---------------------------------------------------------------------
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state first), or [] if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def _start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    try:
-        return int(stat.rsplit(")", 1)[1].split()[19])
+        return int(_stat(pid)[19])
     except (IndexError, ValueError):
         return None
+
+
+def _still_running(pid: int, start: int) -> bool:
+    """The same process (pid and start time) and not already dead: a zombie only waits for its
+    new parent to reap it, there is nothing left to kill."""
+    fields = _stat(pid)
+    return len(fields) > 19 and fields[19] == str(start) and fields[0] not in ("Z", "X")
 
 
 def _registry() -> Path:
@@ -185,7 +196,7 @@ def sweep() -> list[str]:
             continue
         if rec.get("owner_start") is not None and _start_time(owner) == rec["owner_start"]:
             continue  # its owner (maybe this process) still runs
-        if rec.get("start") is not None and _start_time(pid) == rec["start"]:
+        if rec.get("start") is not None and _still_running(pid, rec["start"]):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
                 killed.append(f"{rec.get('what', 'child')} pid {pid} (owner {owner} is gone)")

@@ -43,7 +43,18 @@ from faults.actions import (
 from faults.heavy_hitters import heavy_hitters_workload
 from faults.network import Blackhole, Latency, Loss, NetRule, Partition, Rate, Reorder, Reset, Window
 from faults.plan import Limits, Matcher, Plan, Rule, dumps_plan
-from faults.scenario import LEADER_RETRY, Collect, Expectation, Outcome, Pause, Scenario, TaskSpec, Upload, WorkloadSpec
+from faults.scenario import (
+    LEADER_RETRY,
+    Collect,
+    Expectation,
+    FireEvent,
+    Outcome,
+    Pause,
+    Scenario,
+    TaskSpec,
+    Upload,
+    WorkloadSpec,
+)
 from faults.vocabulary import CLIENT_LEADER, COLLECTOR_LEADER, LEADER_HELPER
 
 __all__ = ["CATALOGUE", "UnknownScenario", "get_scenario", "names"]
@@ -134,14 +145,18 @@ _ENTRIES = [
     ),
     _scenario(
         "replay-report-after-aggregation", "12. Anti-replay",
-        """The first report's upload is sent to the Leader again as soon as the Helper answered
-        the first aggregation job, before the collection. The report is stored and aggregated
-        already: the Leader MUST ignore the repeated report ID (2xx or reportRejected) and
-        never offer it in a second aggregation job (leader-jobs), so it is counted once and
-        the aggregate is exact and complete.""",
+        """The first report's upload is sent to the Leader again once the reports were
+        aggregated (a pause of a job interval and more after the uploads), before the
+        collection. The report is stored and aggregated already: the Leader MUST ignore the
+        repeated report ID (2xx or reportRejected) and never offer it in a second aggregation
+        job (leader-jobs), so it is counted once and the aggregate is exact and complete.""",
+        # Fired by the workload after a pause, not on the proxy's agg_init_done: the Helper's
+        # answer passes the proxy before the Leader has stored what it says, and a replay in
+        # that window only races the Leader's own bookkeeping.
         _plan(Rule("replay-upload", Matcher(link=C2L, kind="upload"),
-                   ReplayLater(after_event="agg_init_done"), Limits(nth=1))),
-        expect=Expectation(allowed_problem_types=("reportRejected",)),
+                   ReplayLater(after_event="manual:aggregated"), Limits(nth=1))),
+        _steps(Upload(count=8), Pause(ms=HALF_PAUSE_MS, job_intervals=1), FireEvent("aggregated"), Collect()),
+        Expectation(allowed_problem_types=("reportRejected",)),
     ),
     _scenario(
         "late-report-after-collection", "12. Anti-replay",

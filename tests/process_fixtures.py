@@ -8,6 +8,14 @@ import time
 from pathlib import Path
 
 
+def live(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def procs_mentioning(text: str) -> list[str]:
     """``pid: cmdline`` of every live (not zombie) process whose command line contains ``text``."""
     out = []
@@ -16,10 +24,9 @@ def procs_mentioning(text: str) -> list[str]:
             continue
         try:
             cmd = (pid / "cmdline").read_bytes().decode(errors="replace")
-            state = (pid / "stat").read_text().split(")")[-1].split()[0]
         except OSError:
             continue
-        if text in cmd and state != "Z":
+        if text in cmd and live(int(pid.name)):
             out.append(f"{pid.name}: {cmd}")
     return out
 
@@ -28,14 +35,6 @@ def pid_of(text: str, also: str) -> int:
     """The pid of the one live process whose command line holds both strings."""
     (line,) = [p for p in procs_mentioning(text) if also in p]
     return int(line.split(":", 1)[0])
-
-
-def live(pid: int) -> bool:
-    """Whether ``pid`` is a process that has not exited (a zombie has)."""
-    try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def wait_pids_gone(pids: list[int], timeout_s: float) -> list[int]:

@@ -76,10 +76,7 @@ def test_the_sweep_reaps_children_whose_owner_is_gone(tmp_path: Path, monkeypatc
     zombie = subprocess.Popen(["true"], start_new_session=True)
     zombie_start = lifetime._start_time(zombie.pid)
     try:
-        wait_for_zombie = time.monotonic() + 5
-        while not (Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"):
-            assert time.monotonic() < wait_for_zombie
-            time.sleep(0.01)
+        assert not wait_pids_gone([zombie.pid], 5.0)  # exited; not reaped (no wait()), so a zombie
         reg = tmp_path / f"dap-faultrun-{os.getuid()}" / "children"
         reg.mkdir(parents=True)
         (reg / f"{orphan.pid}.json").write_text(json.dumps({

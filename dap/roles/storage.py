@@ -130,7 +130,6 @@ CREATE TABLE IF NOT EXISTS collector_jobs(
 """
 
 
-
 def wake_collections_trigger(name: str, event: str, when: str = "") -> str:
     """A trigger that wakes the task's pending collection jobs after ``event`` (e.g. ``AFTER
     INSERT ON reports``), if ``when`` holds.
